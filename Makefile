@@ -1,0 +1,34 @@
+# Every target bootstraps .venv itself; `make install` is a no-op when nothing changed.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+export TANDEM_HOME ?= $(CURDIR)/.tandem
+
+.PHONY: install test demo up down bench lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[cpu,dev]"
+	# PyPI's torchvision breaks transformers beside the CPU torch (see README).
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -m "not slow and not gpu" tests
+
+demo: install
+	.venv/bin/tandem demo
+
+up: install
+	.venv/bin/tandem up
+
+down:
+	.venv/bin/tandem down
+
+bench: install
+	$(PY) -m pytest -s -m "not gpu" tests/bench
+
+lint: install
+	.venv/bin/ruff check .

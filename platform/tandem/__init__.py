@@ -1,0 +1,1 @@
+"""Tandem: train, register, serve and route LLMs in one loop."""
