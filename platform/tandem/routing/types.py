@@ -1,0 +1,51 @@
+"""Plain data a routing policy reads and returns.
+
+Frozen dataclasses rather than pydantic models: they are built per request on the
+hot path (microseconds matter) and never come from user input directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFeatures:
+    """What the router knows about a request before it runs."""
+
+    prompt_tokens: int
+    max_tokens: int
+    ttft_target_ms: float | None = None
+    tpot_target_ms: float | None = None
+    tier: str = "standard"
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolState:
+    """One pool (all replicas of one GPU type serving a model) as the caller last saw it."""
+
+    name: str
+    gpu: str
+    healthy: bool
+    replicas: int
+    in_flight: int  # requests admitted to a batch, summed over replicas
+    queued: int  # requests waiting for a batch slot
+    price_per_hour: float  # one replica
+    predicted_ttft_ms: float | None = None
+    predicted_tpot_ms: float | None = None
+
+    @property
+    def load_per_replica(self) -> float:
+        return (self.in_flight + self.queued) / max(1, self.replicas)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The chosen pool, why, and what the policy expects it to deliver."""
+
+    pool: str
+    reason: str
+    predicted_ttft_ms: float | None = None
+    predicted_tpot_ms: float | None = None
+    predicted_cost_usd: float | None = None
