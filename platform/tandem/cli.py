@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "register": ("tandem.commands.register", "Register a saved checkpoint in MLflow"),
     "models": ("tandem.commands.models", "List registered model versions and aliases"),
     "demo": ("tandem.commands.demo", "Run the whole loop on the local stack"),
+    "plan": ("tandem.planner.cli", "Plan the cheapest GPU fleet for a trace and latency SLOs"),
 }
 
 
