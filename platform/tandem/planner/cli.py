@@ -74,12 +74,15 @@ def run(args: argparse.Namespace) -> int:
     if args.ttft_slo_ms is None or args.tpot_slo_ms is None:
         raise UserError("--ttft-slo-ms and --tpot-slo-ms are required")
 
-    from tandem.catalog import load_catalog
+    from tandem.catalog import PRECISIONS, load_catalog
     from tandem.planner.plan import make_plan, plan_summary, validate_slo
     from tandem.planner.report import render_markdown, render_table
     from tandem.planner.trace import bundled_trace_path, load_trace
 
     slo = validate_slo(args.ttft_slo_ms, args.tpot_slo_ms, args.attainment)
+    if args.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {args.precision!r}; choose from "
+                        f"{', '.join(PRECISIONS)}")
     if args.rate_scale <= 0:
         raise UserError(f"--rate-scale must be positive, got {args.rate_scale}")
     catalog = load_catalog(args.catalog)
