@@ -1,0 +1,37 @@
+"""`tandem status`: each service, its URL and health, and how to reach the cluster."""
+
+from __future__ import annotations
+
+import argparse
+
+from tandem import stack
+from tandem.settings import Settings, load_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def print_status(settings: Settings) -> bool:
+    """Print the service table; True when every service is up and healthy."""
+    rows = stack.status(settings)
+    print(f"TANDEM_HOME={settings.home}")
+    print(f"{'service':<10} {'state':<9} {'pid':>7}  url")
+    for row in rows:
+        state = "healthy" if row["healthy"] else ("unhealthy" if row["pid"] else "stopped")
+        print(f"{row['service']:<10} {state:<9} {row['pid'] or '-':>7}  {row['url']}")
+    all_healthy = all(row["healthy"] for row in rows)
+    if all_healthy:
+        env = " ".join(f"{k}={v}" for k, v in stack.ray_cluster_env().items())
+        print("\nClient environment (Ray token auth is off; every port binds to loopback):")
+        print(f"  export {env} MLFLOW_TRACKING_URI={settings.mlflow_url}")
+        print("Submit a fine-tune:")
+        print(f"  ray job submit --address {settings.dashboard_url} --working-dir . -- "
+              "python jobs/finetune.py --config jobs/configs/tiny.yaml")
+    return all_healthy
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print_status(settings)
+    return 0

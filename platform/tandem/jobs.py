@@ -1,0 +1,54 @@
+"""Submit and follow Ray jobs on the stack's cluster (Jobs API over HTTP)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from tandem.errors import UserError
+from tandem.settings import Settings
+from tandem.stack import ray_cluster_env
+
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def _client(settings: Settings):
+    os.environ.update(ray_cluster_env())
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(settings.dashboard_url)
+    except Exception as error:
+        raise UserError(f"no Ray cluster at {settings.dashboard_url} ({type(error).__name__}); "
+                        "start one with `tandem up`") from None
+
+
+def submit_job(
+    settings: Settings, entrypoint: list[str], working_dir: str = ".",
+    extra_env: dict[str, str] | None = None, submission_id: str | None = None,
+) -> str:
+    """Submit `entrypoint` with the stack's settings in its environment."""
+    import shlex
+
+    from tandem.train.run import git_commit
+
+    env = {**settings.service_env(), "TANDEM_GIT_COMMIT": git_commit(), **(extra_env or {})}
+    return _client(settings).submit_job(
+        entrypoint=shlex.join(entrypoint),
+        submission_id=submission_id or f"tandem-{uuid.uuid4().hex[:8]}",
+        runtime_env={"working_dir": working_dir, "env_vars": env},
+    )
+
+
+def tail_job(settings: Settings, job_id: str) -> str:
+    """Stream the job's logs until it ends; return its final status."""
+    import asyncio
+
+    client = _client(settings)
+
+    async def stream() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+
+    asyncio.run(stream())
+    return str(client.get_job_status(job_id).value)

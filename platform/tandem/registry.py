@@ -1,0 +1,235 @@
+"""MLflow model registry: register checkpoints with lineage, move aliases,
+and resolve `models:/NAME@ALIAS` to a local directory vLLM can load.
+
+One registered model per served model; aliases `champion` (serving),
+`challenger` (candidate), `previous` (last champion). Downloads are cached by
+version under `$TANDEM_HOME/models/registry/NAME/VERSION`, so a running server
+keeps working from its cache when MLflow is down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TypeVar
+
+from tandem.errors import UserError
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+ARTIFACT_NAME = "model"
+# What the registered model needs to be reloaded by MLflow's transformers flavor;
+# passed explicitly because MLflow's requirement probe trips over torchvision.
+PIP_REQUIREMENTS = ["torch", "transformers", "safetensors", "tokenizers"]
+MODEL_URI = re.compile(r"^models:/(?P<name>[A-Za-z0-9._-]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from; stored as `tandem.*` version tags."""
+
+    run_id: str = ""
+    dataset_fingerprint: str = ""
+    base_model: str = ""
+    git_commit: str = ""
+    config_hash: str = ""
+    parent_version: str = ""
+    trigger: str = ""
+    trigger_window: str = ""
+    eval_exact_match: float | None = None
+    eval_loss: float | None = None
+
+    def to_tags(self) -> dict[str, str]:
+        """Version tags; empty fields are left out rather than stored blank."""
+        tags = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is None or value == "":
+                continue
+            tags[f"tandem.{field.name}"] = f"{value:.6g}" if isinstance(value, float) else str(value)
+        return tags
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Lineage:
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = tags.get(f"tandem.{field.name}")
+            if raw is None:
+                continue
+            values[field.name] = float(raw) if field.name.startswith("eval_") else raw
+        return cls(**values)
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, int | None]:
+    """`models:/NAME@ALIAS` or `models:/NAME/VERSION` -> (name, alias, version)."""
+    match = MODEL_URI.match(uri)
+    if match is None:
+        raise UserError(f"{uri!r} is not a registry URI (models:/NAME@ALIAS or models:/NAME/VERSION)")
+    version = match["version"]
+    return match["name"], match["alias"], int(version) if version else None
+
+
+def _client(tracking_uri: str | None):
+    # Fail fast instead of MLflow's default of minutes of silent retries; our own
+    # retry loop decides how long to keep trying and what to tell the user.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def with_retries(
+    action: Callable[[], T], what: str, attempts: int = 4, first_delay_s: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> T:
+    """Run `action`, retrying with exponential backoff; re-raise the last error."""
+    delay = first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as error:  # MLflow raises many types for "server unreachable"
+            if attempt == attempts:
+                raise
+            log(f"{what} failed ({type(error).__name__}: {str(error)[:200]}); "
+                f"retry {attempt}/{attempts - 1} in {delay:.0f} s")
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def register_checkpoint(
+    model_dir: Path,
+    model_name: str,
+    lineage: Lineage,
+    tracking_uri: str | None = None,
+    mlflow_run_id: str | None = None,
+) -> int:
+    """Log `model_dir` (a `save_pretrained` dir with tokenizer) as a new version.
+
+    The version gets alias `challenger`; the model's first version also becomes
+    `champion`. Returns the version number.
+    """
+    import mlflow
+
+    client = _client(tracking_uri)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=mlflow_run_id) if mlflow_run_id else mlflow.start_run(
+        run_name=f"register-{model_name}"
+    ) as run:
+        info = mlflow.transformers.log_model(
+            transformers_model=str(model_dir),
+            name=ARTIFACT_NAME,
+            task="text-generation",
+            registered_model_name=model_name,
+            save_pretrained=True,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+        run_id = run.info.run_id
+    version = int(info.registered_model_version)
+    tags = {"tandem.run_id": run_id, **lineage.to_tags()}
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)
+    client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+    if not _alias_version(client, model_name, CHAMPION):
+        client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    return version
+
+
+def _alias_version(client, model_name: str, alias: str) -> int | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return int(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, int]:
+    """Registry URI -> (model name, version number)."""
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_model_uri(uri)
+    if version is not None:
+        return name, version
+    try:
+        return name, int(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+    except MlflowException as error:
+        raise UserError(f"{uri}: no such model or alias ({error.message[:200]})") from None
+
+
+def download_model(
+    uri: str, cache_dir: Path, tracking_uri: str | None = None
+) -> tuple[Path, int]:
+    """Resolve `uri` and return (local model dir, version), downloading once per version."""
+    name, version = resolve_version(uri, tracking_uri)
+    target = cache_dir / name / str(version)
+    if (target / "config.json").exists():
+        return target, version
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
+        model_dir = _find_model_dir(Path(tmp))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tmp) / "staged"
+        shutil.move(str(model_dir), staged)
+        try:
+            staged.rename(target)
+        except OSError:
+            if not (target / "config.json").exists():  # lost a race to another downloader
+                raise
+    return target, version
+
+
+def _find_model_dir(root: Path) -> Path:
+    """The directory holding config.json inside MLflow's transformers artifact."""
+    for config in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
+        if (config.parent / "tokenizer_config.json").exists() or any(
+            config.parent.glob("*.safetensors")
+        ):
+            return config.parent
+    raise UserError(f"registered artifact under {root} holds no loadable model (no config.json)")
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    version: int
+    aliases: tuple[str, ...]
+    created: str
+    lineage: Lineage
+
+
+def list_versions(tracking_uri: str | None = None, name: str | None = None) -> list[VersionRow]:
+    """Every version of every registered model (or of `name`), newest first."""
+    client = _client(tracking_uri)
+    query = f"name='{name}'" if name else ""
+    aliases_of: dict[str, dict[int, list[str]]] = {}
+    rows = []
+    for mv in client.search_model_versions(query):
+        # search results carry no aliases; the registered model has them all
+        if mv.name not in aliases_of:
+            by_version: dict[int, list[str]] = {}
+            for alias, version in client.get_registered_model(mv.name).aliases.items():
+                by_version.setdefault(int(version), []).append(alias)
+            aliases_of[mv.name] = by_version
+        rows.append(VersionRow(
+            name=mv.name,
+            version=int(mv.version),
+            aliases=tuple(sorted(aliases_of[mv.name].get(int(mv.version), []))),
+            created=time.strftime("%Y-%m-%d %H:%M", time.localtime(mv.creation_timestamp / 1000)),
+            lineage=Lineage.from_tags(mv.tags or {}),
+        ))
+    return sorted(rows, key=lambda row: (row.name, -row.version))

@@ -1,0 +1,94 @@
+"""Where Tandem keeps its state and which loopback ports its services use.
+
+One place for these facts: every other module asks `load_settings()`.
+Values come from the environment (`TANDEM_*`), so a Ray job or Serve replica
+started by the local stack sees the same settings as the CLI that started it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tandem.errors import UserError
+
+ENV_PREFIX = "TANDEM_"
+
+
+class Settings(BaseModel):
+    """Local stack settings; each field can be set as `TANDEM_<FIELD>`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(Path(".tandem"), description="State dir: logs, pids, MLflow store, models.")
+    host: str = Field("127.0.0.1", description="Address every local service binds to.")
+    ray_port: int = Field(6379, description="Ray GCS port.")
+    dashboard_port: int = Field(8265, description="Ray dashboard and Jobs API port.")
+    mlflow_port: int = Field(5000, description="MLflow tracking server port.")
+    api_port: int = Field(8000, description="Ray Serve HTTP port (OpenAI-compatible API).")
+    head_num_cpus: int = Field(
+        8, description="Logical CPUs the Ray head advertises (above the physical count on "
+        "purpose: Serve, Train and Data actors reserve CPUs they mostly do not use).")
+    object_store_mb: int = Field(400, description="Ray object store per node, in MiB.")
+
+    @property
+    def ray_address(self) -> str:
+        return f"{self.host}:{self.ray_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self.dashboard_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and service logs of the local stack."""
+        return self.home / "run"
+
+    @property
+    def models_dir(self) -> Path:
+        """Base models built locally and registry downloads cached by version."""
+        return self.home / "models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """Ray Train storage: every run's checkpoints stay here after the job ends."""
+        return self.home / "checkpoints"
+
+    def service_env(self) -> dict[str, str]:
+        """Environment that carries these settings into Ray jobs and Serve replicas."""
+        return {
+            "TANDEM_HOME": str(self.home),
+            "TANDEM_HOST": self.host,
+            "TANDEM_RAY_PORT": str(self.ray_port),
+            "TANDEM_DASHBOARD_PORT": str(self.dashboard_port),
+            "TANDEM_MLFLOW_PORT": str(self.mlflow_port),
+            "TANDEM_API_PORT": str(self.api_port),
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+        }
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from `TANDEM_*` variables; `home` is made absolute."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    for name in Settings.model_fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = raw
+    try:
+        settings = Settings(**values)
+    except ValueError as error:
+        first = error.errors()[0]  # type: ignore[attr-defined]
+        key = ENV_PREFIX + str(first["loc"][0]).upper()
+        raise UserError(f"{key}: {first['msg']}") from None
+    return settings.model_copy(update={"home": settings.home.expanduser().resolve()})

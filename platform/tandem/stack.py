@@ -1,0 +1,285 @@
+"""The local stack: a Ray cluster and an MLflow tracking server on loopback.
+
+Each service runs as its own process group (`ray start --block`, `mlflow
+server`), recorded in `$TANDEM_HOME/run/<service>.json`. `down` signals exactly
+those groups and the processes they spawned, so it never touches another Ray
+cluster on the same machine (unlike `ray stop`). `up`, `down` and `status` are
+idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+
+from tandem.errors import UserError
+from tandem.settings import Settings
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Service:
+    """One long-running process of the local stack."""
+
+    name: str
+    command: list[str]
+    url: str
+    health_url: str
+    ports: dict[str, tuple[int, str]] = field(default_factory=dict)  # label -> (port, env var)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def _bin(name: str) -> str:
+    """An executable of this virtualenv (the stack must run the same Python as the CLI)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def ray_cluster_env() -> dict[str, str]:
+    """Client environment for this cluster: token auth is off, which is safe only
+    because every Ray port binds to loopback."""
+    return {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def services(settings: Settings) -> list[Service]:
+    """The processes `up` starts, in start order."""
+    mlflow_dir = settings.home / "mlflow"
+    ray_head = Service(
+        name="ray-head",
+        command=[
+            _bin("ray"), "start", "--head", "--block",
+            "--node-ip-address", settings.host,
+            "--port", str(settings.ray_port),
+            "--dashboard-host", settings.host,
+            "--dashboard-port", str(settings.dashboard_port),
+            "--num-cpus", str(settings.head_num_cpus),
+            "--object-store-memory", str(settings.object_store_mb * 1024 * 1024),
+            "--ray-client-server-port", str(free_port(settings.host)),
+            "--dashboard-agent-listen-port", str(free_port(settings.host)),
+            "--disable-usage-stats",
+        ],
+        url=settings.dashboard_url,
+        health_url=f"{settings.dashboard_url}/api/version",
+        ports={
+            "Ray GCS": (settings.ray_port, "TANDEM_RAY_PORT"),
+            "Ray dashboard": (settings.dashboard_port, "TANDEM_DASHBOARD_PORT"),
+        },
+        extra_env=ray_cluster_env(),
+    )
+    mlflow = Service(
+        name="mlflow",
+        command=[
+            _bin("mlflow"), "server",
+            "--host", settings.host,
+            "--port", str(settings.mlflow_port),
+            "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            "--artifacts-destination", str(mlflow_dir / "artifacts"),
+            "--workers", "1",
+        ],
+        url=settings.mlflow_url,
+        health_url=f"{settings.mlflow_url}/health",
+        ports={"MLflow": (settings.mlflow_port, "TANDEM_MLFLOW_PORT")},
+    )
+    return [mlflow, ray_head]
+
+
+def _record_path(settings: Settings, service: Service) -> Path:
+    return settings.run_dir / f"{service.name}.json"
+
+
+def _log_path(settings: Settings, service: Service) -> Path:
+    return settings.run_dir / f"{service.name}.log"
+
+
+def _read_record(settings: Settings, service: Service) -> dict | None:
+    path = _record_path(settings, service)
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _running_pid(settings: Settings, service: Service) -> int | None:
+    """Pid of the service's leader process if it is still the one we started."""
+    record = _read_record(settings, service)
+    if record is None:
+        return None
+    try:
+        process = psutil.Process(record["pid"])
+        if abs(process.create_time() - record["create_time"]) > 1.0:
+            return None  # the pid was reused by another process
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
+        return None
+    return record["pid"]
+
+
+def is_healthy(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        return requests.get(url, timeout=timeout_s).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait_healthy(settings: Settings, service: Service, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise UserError(
+                f"{service.name} exited with status {process.returncode} while starting; "
+                f"see {_log_path(settings, service)}"
+            )
+        if is_healthy(service.health_url):
+            return
+        time.sleep(0.5)
+    raise UserError(
+        f"{service.name} did not become healthy at {service.health_url} within "
+        f"{START_TIMEOUT_S:.0f} s; see {_log_path(settings, service)}"
+    )
+
+
+def _check_ports(settings: Settings, service: Service) -> None:
+    for label, (port, env_var) in service.ports.items():
+        if not port_is_free(settings.host, port):
+            raise UserError(
+                f"port {port} ({label}) is already in use on {settings.host}; stop what holds "
+                f"it or choose another port with {env_var}=..."
+            )
+
+
+def _launch(settings: Settings, service: Service) -> subprocess.Popen:
+    log = _log_path(settings, service).open("ab")
+    env = {**os.environ, **settings.service_env(), **service.extra_env}
+    # Ray jobs run `python ...`: make that this virtualenv's Python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    process = subprocess.Popen(
+        service.command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=settings.home,
+        start_new_session=True,  # its own process group, so `down` can signal all of it
+    )
+    record = {
+        "pid": process.pid,
+        "create_time": psutil.Process(process.pid).create_time(),
+        "command": service.command,
+        "log": str(_log_path(settings, service)),
+    }
+    _record_path(settings, service).write_text(json.dumps(record, indent=2))
+    return process
+
+
+def _stop(settings: Settings, service: Service) -> bool:
+    """Stop the service's process group and every process it spawned."""
+    pid = _running_pid(settings, service)
+    if pid is None:
+        _record_path(settings, service).unlink(missing_ok=True)
+        return False
+    try:
+        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_S)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # stragglers that left the tree but kept the group
+    except (ProcessLookupError, PermissionError):
+        pass
+    _record_path(settings, service).unlink(missing_ok=True)
+    return True
+
+
+def up(settings: Settings, log: Callable[[str], None] = print) -> None:
+    """Start every service not already running (all at once); wait until each is healthy."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    to_start = []
+    for service in services(settings):
+        if _running_pid(settings, service) is not None:
+            log(f"{service.name}: already running")
+        else:
+            _check_ports(settings, service)
+            to_start.append(service)
+    started = time.monotonic()
+    launched = []
+    try:
+        for service in to_start:
+            log(f"{service.name}: starting (log: {_log_path(settings, service)})")
+            launched.append((service, _launch(settings, service)))
+        for service, process in launched:
+            _wait_healthy(settings, service, process)
+            log(f"{service.name}: healthy after {time.monotonic() - started:.0f} s")
+    except BaseException:
+        for service, _ in launched:
+            _stop(settings, service)
+        raise
+
+
+def down(settings: Settings, log: Callable[[str], None] = print) -> None:
+    """Stop what `up` started, in reverse order."""
+    stopped_any = False
+    for service in reversed(services(settings)):
+        if _stop(settings, service):
+            log(f"{service.name}: stopped")
+            stopped_any = True
+    if not stopped_any:
+        log("nothing to stop")
+
+
+def status(settings: Settings) -> list[dict[str, object]]:
+    """One row per service: name, pid, health, URL."""
+    rows = []
+    for service in services(settings):
+        pid = _running_pid(settings, service)
+        rows.append({
+            "service": service.name,
+            "pid": pid,
+            "healthy": pid is not None and is_healthy(service.health_url),
+            "url": service.url,
+            "log": str(_log_path(settings, service)),
+        })
+    return rows
+
+
+def running_services(settings: Settings) -> list[str]:
+    return [s.name for s in services(settings) if _running_pid(settings, s) is not None]

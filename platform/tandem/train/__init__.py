@@ -1,0 +1,1 @@
+"""Distributed fine-tuning with Ray Train (full or LoRA), registered in MLflow."""
