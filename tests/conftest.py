@@ -1,0 +1,55 @@
+"""Shared fixtures: one local stack per test session, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+def stack_environment(home: Path) -> dict[str, str]:
+    """TANDEM_* variables for a stack under `home` whose ports clash with nothing."""
+    from tandem.stack import free_port
+
+    return {
+        "TANDEM_HOME": str(home),
+        "TANDEM_RAY_PORT": str(free_port()),
+        "TANDEM_DASHBOARD_PORT": str(free_port()),
+        "TANDEM_MLFLOW_PORT": str(free_port()),
+        "TANDEM_API_PORT": str(free_port()),
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A running local stack (Ray head + MLflow) shared by the integration tests.
+
+    The TANDEM_* variables are set in this process too, so library calls and
+    `tandem` subprocesses address this stack, not a developer's own.
+    """
+    from tandem import stack as local_stack
+    from tandem.settings import load_settings
+
+    environment = stack_environment(tmp_path_factory.mktemp("tandem-home"))
+    saved = {key: os.environ.get(key) for key in environment}
+    os.environ.update(environment)
+    settings = load_settings()
+    local_stack.up(settings)
+    try:
+        yield settings
+    finally:
+        local_stack.down(settings)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,61 @@
+"""`tandem up/status/down` through the real CLI: idempotent, clear errors, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tandem.settings import load_settings
+from tests.conftest import stack_environment
+
+pytestmark = pytest.mark.integration
+
+
+def tandem(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tandem.cli", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_port_taken_is_a_clear_error(tmp_path):
+    env = stack_environment(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", int(env["TANDEM_MLFLOW_PORT"])))
+        holder.listen()
+        result = tandem("up", env=env)
+    assert result.returncode == 2
+    assert f"port {env['TANDEM_MLFLOW_PORT']} (MLflow) is already in use" in result.stderr
+    assert "TANDEM_MLFLOW_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "run").glob("*.json")), "nothing was started"
+
+
+def test_up_status_down_lifecycle_leaves_no_process(tmp_path):
+    env = stack_environment(tmp_path)
+    settings = load_settings(env)
+    first = tandem("up", env=env)
+    try:
+        assert first.returncode == 0, first.stderr
+        assert "healthy" in first.stdout
+        again = tandem("up", env=env)
+        assert again.returncode == 0 and "already running" in again.stdout
+        status = tandem("status", env=env)
+        assert status.stdout.count("healthy") >= 2
+        assert f"ray job submit --address {settings.dashboard_url}" in status.stdout
+        leaders = [int(p.read_text().split('"pid": ')[1].split(",")[0])
+                   for p in (tmp_path / "run").glob("*.json")]
+        family = [psutil.Process(pid) for pid in leaders]
+        family += [child for leader in family for child in leader.children(recursive=True)]
+        assert len(family) > 4  # gcs, raylet, dashboard, mlflow workers...
+    finally:
+        down = tandem("down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "stopped" in down.stdout
+    survivors = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == []
+    assert "nothing to stop" in tandem("down", env=env).stdout
+    assert "stopped" in tandem("status", env=env).stdout

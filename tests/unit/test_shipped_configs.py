@@ -1,0 +1,38 @@
+"""Every YAML the project ships validates against its schema."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tandem.config import load_config
+from tandem.train.config import FinetuneConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "jobs" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_job_config_validates_and_says_how_to_launch(path):
+    load_config(FinetuneConfig, path)
+    assert path.read_text().startswith("#"), "shipped YAML starts with its launch command"
+    assert "jobs/finetune.py" in path.read_text().splitlines()[1]
+
+
+def test_cluster_yaml_validates_against_ray_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))
+    node_types = config["available_node_types"]
+    gpu_names = {name for node in node_types.values() for name in node.get("resources", {})
+                 if name.startswith("accelerator_type:")}
+    assert gpu_names == {f"accelerator_type:{gpu}" for gpu in ("H100", "H200", "A100-80G", "L4")}
+
+
+def test_cluster_yaml_schema_check_can_fail():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    config["available_node_types"]["gpu_l4"]["gpus_please"] = 4
+    with pytest.raises(Exception, match="gpus_please"):
+        validate_config(prepare_config(config))
