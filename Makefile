@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 
+# Unit + integration tests (real Ray, MLflow, vLLM); benchmarks stay out (make bench).
 test: install
-	$(PY) -m pytest -m "not slow and not gpu" tests
+	$(PY) -m pytest -m "not slow and not gpu" tests/unit tests/integration
 
 demo: install
 	.venv/bin/tandem demo
@@ -24,7 +25,7 @@ demo: install
 up: install
 	.venv/bin/tandem up
 
-down:
+down: install
 	.venv/bin/tandem down
 
 bench: install

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-PackedRows = dict[str, np.ndarray]  # input_ids, labels, attention_mask: int64 [n, seq_len]
+# input_ids, labels, attention_mask and (optionally) position_ids: int64 [n, seq_len]
+PackedRows = dict[str, np.ndarray]
 
 
 def concat_rows(batches: list[PackedRows]) -> PackedRows:
     """Join packed batches (e.g. from a Ray Data shard) into one table of rows."""
-    keys = ("input_ids", "labels", "attention_mask")
     if not batches:
-        return {key: np.zeros((0, 0), dtype=np.int64) for key in keys}
-    return {key: np.concatenate([batch[key] for batch in batches]) for key in keys}
+        return {key: np.zeros((0, 0), dtype=np.int64)
+                for key in ("input_ids", "labels", "attention_mask")}
+    return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}
 
 
 def iterate_batches(
@@ -53,11 +54,13 @@ class EpochStats:
 
 
 def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(
-        input_ids=batch["input_ids"],
-        attention_mask=batch["attention_mask"],
-        labels=batch["labels"],
-    ).loss
+    if "position_ids" in batch:
+        # Packed rows: per-example positions (and no attention mask) make attention
+        # block-diagonal, so examples packed together never see each other.
+        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                     labels=batch["labels"], use_cache=False).loss
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 labels=batch["labels"]).loss
 
 
 def train_epoch(
