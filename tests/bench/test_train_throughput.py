@@ -19,12 +19,12 @@ WORKERS = 2
 
 
 def single_process_tokens_per_s(stack) -> float:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import json
 
     from tandem.data.packing import tokenize_and_pack
     from tandem.train.run import resolve_base_model_dir, resolve_data_paths
     from tandem.train.steps import iterate_batches, train_epoch
-    import json
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = resolve_base_model_dir("tiny", stack)
     rows = [json.loads(line) for line in resolve_data_paths(["builtin:train"], stack)[0].open()]
@@ -46,7 +46,6 @@ def single_process_tokens_per_s(stack) -> float:
 
 def ray_train_tokens_per_s(stack) -> float:
     import mlflow
-
     from tandem.train.config import FinetuneConfig
     from tandem.train.run import run_finetune
 

@@ -67,7 +67,6 @@ def test_registered_version_has_aliases_and_lineage(stack, finetune_job):
 
 def test_registered_model_loads_in_vllm_and_answers_like_training_eval(stack, finetune_job):
     from mlflow import MlflowClient
-
     from tandem.registry import download_model
 
     model_dir, version = download_model("models:/tandem-tiny@champion", stack.models_dir / "registry",
@@ -98,7 +97,7 @@ def test_registered_model_loads_in_vllm_and_answers_like_training_eval(stack, fi
 def test_stdlib_platform_works_inside_a_ray_job(stack, job_client, repo_root):
     from tandem.jobs import submit_job
 
-    job_id = submit_job(stack, ["python", "-c", "import platform, uuid; print('system=' + platform.system())"],
-                        working_dir=str(repo_root))
+    probe = "import platform, uuid; print('system=' + platform.system())"
+    job_id = submit_job(stack, ["python", "-c", probe], working_dir=str(repo_root))
     assert wait_for_job(job_client, job_id, timeout_s=300) == "SUCCEEDED"
     assert "system=Linux" in job_client.get_job_logs(job_id)

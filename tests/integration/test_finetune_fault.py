@@ -27,7 +27,6 @@ def _alive_train_worker_pids(address: str) -> list[int]:
 
 def test_killed_worker_resumes_from_checkpoint_and_registers(stack, repo_root):
     from mlflow import MlflowClient
-
     from tandem.jobs import _client, submit_job
 
     client = _client(stack)

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from tandem.stack import free_port
+
 from tests.integration.jobs_helpers import wait_for_job
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,6 @@ pytestmark = pytest.mark.integration
 
 def test_training_survives_mlflow_outage_and_registers_later(stack, repo_root):
     from mlflow import MlflowClient
-
     from tandem.jobs import _client, submit_job
 
     client = _client(stack)

@@ -9,8 +9,8 @@ import sys
 
 import psutil
 import pytest
-
 from tandem.settings import load_settings
+
 from tests.conftest import stack_environment
 
 pytestmark = pytest.mark.integration

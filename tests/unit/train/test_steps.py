@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
 from tandem.train.steps import concat_rows, evaluate_loss, iterate_batches, steps_per_epoch, train_epoch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 
 def packed_rows(count: int, seq_len: int = 16, vocab: int = 32) -> dict[str, np.ndarray]:
