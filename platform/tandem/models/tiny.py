@@ -1,0 +1,185 @@
+"""The tiny local base model: a 2-layer Llama and a tokenizer trained on the task's own text.
+
+Nothing is downloaded. The tokenizer is byte-level BPE (so vLLM's incremental
+detokenizer restores spaces) trained until every task word is one token; the
+model is a random-init `LlamaForCausalLM` saved with `save_pretrained`, which
+is the same layout a real base model has, so training, registry and serving
+code never special-case it.
+
+Builds are idempotent and atomic: a `tandem_build.json` holding the hash of
+the build spec marks a complete build, and a build happens in a temporary
+sibling directory that is renamed into place, so concurrent callers never see
+half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tandem.data.task import CHAT_TEMPLATE, corpus_lines
+from tandem.errors import UserError
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+TOKENIZER_VOCAB_SIZE = 1024
+MODEL_CONFIG: dict[str, Any] = {
+    "hidden_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 256,
+    "max_position_embeddings": 128,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": True,
+}
+BUILD_MARKER = "tandem_build.json"
+BUILD_FORMAT = 1
+REQUIRED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    BUILD_MARKER,
+)
+TINY_SPEC = "tiny"
+_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+def build_spec(seed: int) -> dict[str, Any]:
+    """Everything that determines a tiny build; its hash decides whether to rebuild."""
+    corpus = hashlib.sha256("\n".join(corpus_lines()).encode()).hexdigest()
+    return {
+        "format": BUILD_FORMAT,
+        "seed": seed,
+        "corpus_sha256": corpus,
+        "tokenizer_vocab_size": TOKENIZER_VOCAB_SIZE,
+        "special_tokens": [EOS_TOKEN, PAD_TOKEN],
+        "chat_template": CHAT_TEMPLATE,
+        "model": MODEL_CONFIG,
+    }
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def is_complete_build(model_dir: Path, expected_hash: str) -> bool:
+    """Whether `model_dir` holds every file of a finished build of `expected_hash`."""
+    if not all((model_dir / name).is_file() for name in REQUIRED_FILES):
+        return False
+    try:
+        marker = json.loads((model_dir / BUILD_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("spec_hash") == expected_hash
+
+
+def train_tokenizer() -> Any:
+    """A byte-level BPE `PreTrainedTokenizerFast` in which every task word is one token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TOKENIZER_VOCAB_SIZE,
+        special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(corpus_lines(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=EOS_TOKEN,
+        bos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_max_length=MODEL_CONFIG["max_position_embeddings"],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _save_build(out_dir: Path, seed: int, spec: dict[str, Any]) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = train_tokenizer()
+    token_ids = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = LlamaConfig(vocab_size=len(tokenizer), dtype="float32", **MODEL_CONFIG, **token_ids)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(**token_ids)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    marker = {"spec_hash": spec_hash(spec), "spec": spec}
+    (out_dir / BUILD_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+
+
+def build_tiny_base_model(out_dir: Path, seed: int = 0) -> Path:
+    """Build (or reuse) the tiny base model and its tokenizer in `out_dir`.
+
+    Returns `out_dir` once it holds `config.json`, `model.safetensors`,
+    tokenizer files and `generation_config.json`, loadable by
+    `AutoModelForCausalLM`/`AutoTokenizer.from_pretrained` and by vLLM.
+    """
+    out_dir = Path(out_dir).absolute()
+    spec = build_spec(seed)
+    expected = spec_hash(spec)
+    if is_complete_build(out_dir, expected):
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=out_dir.parent))
+    try:
+        _save_build(staging, seed, spec)
+        if out_dir.exists() and not is_complete_build(out_dir, expected):
+            # A stale or broken build: move it aside, then swap the new one in.
+            stale = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stale-", dir=out_dir.parent))
+            os.replace(out_dir, stale / "old")
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(staging, out_dir)
+        except OSError:
+            # Another caller renamed its build in first; theirs is as good as ours.
+            if not is_complete_build(out_dir, expected):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def resolve_base_model(spec: str, cache_dir: Path) -> Path | str:
+    """Turn a base-model spec into something `from_pretrained` (and vLLM) can load.
+
+    `"tiny"` builds or reuses the tiny model under `cache_dir`; an existing
+    local directory is returned as a `Path`; any other `org/name` is a Hugging
+    Face hub id, returned unchanged as a `str` for the hub to resolve.
+
+    Raises:
+        UserError: the spec looks like a local path that does not exist, or is
+            neither a path nor a hub id.
+    """
+    if spec == TINY_SPEC:
+        return build_tiny_base_model(Path(cache_dir) / "tiny-llama")
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return local.absolute()
+    if spec.startswith(("/", ".", "~")) or local.exists() or not _HUB_ID.match(spec):
+        raise UserError(
+            f"base model {spec!r} is neither 'tiny', a local model directory, "
+            "nor a Hugging Face hub id like 'org/name'"
+        )
+    return spec

@@ -1,0 +1,133 @@
+"""The tiny base model: one token per task word, prompt == chat template, reloadable, cached."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from tandem.data.task import format_prompt, glossary
+from tandem.errors import UserError
+from tandem.models import tiny
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: Path):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_build_writes_a_complete_hf_model_dir(tiny_model_dir: Path) -> None:
+    for name in tiny.REQUIRED_FILES:
+        assert (tiny_model_dir / name).is_file(), name
+    marker = json.loads((tiny_model_dir / tiny.BUILD_MARKER).read_text())
+    assert marker["spec_hash"] == tiny.spec_hash(tiny.build_spec(seed=0))
+    generation = json.loads((tiny_model_dir / "generation_config.json").read_text())
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert generation["eos_token_id"] == config["eos_token_id"] is not None
+    assert not [p for p in tiny_model_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_every_task_word_is_one_token(tokenizer) -> None:
+    for word, target in glossary().items():
+        for text in (f" {word}", f" {target}"):
+            assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1, text
+
+
+def test_tokenizer_round_trips_prompts_with_spaces(tokenizer) -> None:
+    text = format_prompt(["red", "cat"]) + " mipu zemu"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    pieces = "".join(tokenizer.decode([i]) for i in ids)
+    assert pieces == text
+
+
+def test_special_tokens(tokenizer) -> None:
+    assert tokenizer.eos_token == tiny.EOS_TOKEN and tokenizer.pad_token == tiny.PAD_TOKEN
+    assert tokenizer.eos_token_id != tokenizer.pad_token_id
+    assert tokenizer("red", add_special_tokens=True)["input_ids"] == tokenizer(
+        "red", add_special_tokens=False
+    )["input_ids"]
+
+
+@pytest.mark.parametrize("words", [["red"], ["red", "cat", "sun"], ["star", "bread"]])
+def test_chat_template_renders_the_training_prompt(tokenizer, words: list[str]) -> None:
+    content = "translate: " + " ".join(words)
+    for messages in (
+        [{"role": "user", "content": content}],
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": content + " "}],
+    ):
+        rendered = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        assert rendered == format_prompt(words)
+
+
+def test_model_reloads_and_matches_config(tiny_model_dir: Path, tokenizer) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    config = model.config
+    assert config.num_hidden_layers == tiny.MODEL_CONFIG["num_hidden_layers"]
+    assert config.vocab_size == len(tokenizer)
+    assert config.tie_word_embeddings
+    assert model.dtype == torch.float32
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    logits = model(torch.tensor([[1, 2, 3]])).logits
+    assert logits.shape == (1, 3, len(tokenizer))
+
+
+def test_build_is_idempotent(tiny_model_dir: Path) -> None:
+    weights = tiny_model_dir / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert tiny.build_tiny_base_model(tiny_model_dir) == tiny_model_dir
+    assert weights.stat().st_mtime_ns == before
+
+
+def test_stale_build_is_replaced(tmp_path: Path, tiny_model_dir: Path) -> None:
+    target = tmp_path / "tiny"
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    (target / tiny.BUILD_MARKER).write_text(json.dumps({"spec_hash": "old"}))
+    assert tiny.build_tiny_base_model(target) == target
+    assert tiny.is_complete_build(target, tiny.spec_hash(tiny.build_spec(seed=0)))
+    assert sorted(os.listdir(tmp_path)) == ["tiny"]
+    same = (target / "model.safetensors").read_bytes()
+    assert same == (tiny_model_dir / "model.safetensors").read_bytes(), "build is seeded"
+
+
+def test_resolve_base_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    assert tiny.resolve_base_model(str(tiny_model_dir), tmp_path) == tiny_model_dir
+    assert tiny.resolve_base_model("meta-llama/Llama-3.1-8B", tmp_path) == (
+        "meta-llama/Llama-3.1-8B"
+    )
+    with pytest.raises(UserError, match="neither"):
+        tiny.resolve_base_model(str(tmp_path / "missing"), tmp_path)
+    with pytest.raises(UserError, match="neither"):
+        tiny.resolve_base_model("not a model id!", tmp_path)
+
+
+def test_packed_position_ids_keep_examples_apart(tiny_model_dir: Path, tokenizer) -> None:
+    import numpy as np
+    from tandem.data.packing import tokenize_and_pack
+    from tandem.data.task import format_completion
+
+    words = [["red", "cat"], ["bread"]]
+    batch = {
+        "prompt": np.array([format_prompt(w) for w in words]),
+        "completion": np.array([format_completion(w) for w in words]),
+    }
+    packed = tokenize_and_pack(batch, tokenizer, seq_len=32)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        row = model(
+            input_ids=torch.from_numpy(packed["input_ids"]),
+            position_ids=torch.from_numpy(packed["position_ids"]),
+            use_cache=False,
+        ).logits[0]
+        second = batch["prompt"][1] + batch["completion"][1]
+        alone_ids = tokenizer(second, add_special_tokens=False)["input_ids"]
+        alone = model(torch.tensor([alone_ids])).logits[0]
+    start = int(np.flatnonzero(packed["position_ids"][0] == 0)[1])
+    torch.testing.assert_close(row[start : start + len(alone_ids)], alone)
