@@ -31,7 +31,12 @@ class Settings(BaseModel):
     head_num_cpus: int = Field(
         8, description="Logical CPUs the Ray head advertises (above the physical count on "
         "purpose: Serve, Train and Data actors reserve CPUs they mostly do not use).")
-    object_store_mb: int = Field(400, description="Ray object store per node, in MiB.")
+    object_store_mb: int = Field(400, description="Ray object store of the head node, in MiB.")
+    local_pools: list[str] = Field(
+        ["fast", "cheap"], description="Local serving pools; each gets its own Ray worker node "
+        "advertising resource `pool:<name>` (comma-separated in the environment).")
+    pool_node_num_cpus: int = Field(4, description="Logical CPUs of each pool's Ray node.")
+    pool_object_store_mb: int = Field(200, description="Object store of each pool node, in MiB.")
 
     @property
     def ray_address(self) -> str:
@@ -84,7 +89,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     for name in Settings.model_fields:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is not None and raw != "":
-            values[name] = raw
+            values[name] = raw.split(",") if name == "local_pools" else raw
     try:
         settings = Settings(**values)
     except ValueError as error:

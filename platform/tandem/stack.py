@@ -40,6 +40,8 @@ class Service:
     health_url: str
     ports: dict[str, tuple[int, str]] = field(default_factory=dict)  # label -> (port, env var)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # A Ray worker node is healthy once the cluster lists it alive with this resource.
+    node_resource: str = ""
 
 
 def _bin(name: str) -> str:
@@ -108,7 +110,50 @@ def services(settings: Settings) -> list[Service]:
         health_url=f"{settings.mlflow_url}/health",
         ports={"MLflow": (settings.mlflow_port, "TANDEM_MLFLOW_PORT")},
     )
-    return [mlflow, ray_head]
+    pool_nodes = [
+        Service(
+            name=f"ray-pool-{pool}",
+            command=[
+                _bin("ray"), "start", "--block",
+                "--address", settings.ray_address,
+                "--node-ip-address", settings.host,
+                "--num-cpus", str(settings.pool_node_num_cpus),
+                "--resources", json.dumps({pool_resource(pool): 4}),
+                "--labels", f"tandem-pool={pool}",
+                "--object-store-memory", str(settings.pool_object_store_mb * 1024 * 1024),
+                "--dashboard-agent-listen-port", str(free_port(settings.host)),
+                "--disable-usage-stats",
+            ],
+            url=f"{settings.dashboard_url}/#/cluster",
+            health_url=f"{settings.dashboard_url}/nodes?view=summary",
+            extra_env=ray_cluster_env(),
+            node_resource=pool_resource(pool),
+        )
+        for pool in settings.local_pools
+    ]
+    return [mlflow, ray_head, *pool_nodes]
+
+
+def pool_resource(pool: str) -> str:
+    """The custom resource a local pool's Ray node advertises and its replicas request."""
+    return f"pool:{pool}"
+
+
+def _alive_node_resources(settings: Settings) -> list[dict[str, float]]:
+    try:
+        reply = requests.get(f"{settings.dashboard_url}/nodes?view=summary", timeout=2.0)
+        nodes = reply.json()["data"]["summary"]
+    except (requests.RequestException, ValueError, KeyError):
+        return []
+    return [node.get("raylet", {}).get("resourcesTotal", {}) for node in nodes
+            if node.get("raylet", {}).get("state") == "ALIVE"]
+
+
+def _service_healthy(settings: Settings, service: Service) -> bool:
+    if service.node_resource:
+        return any(service.node_resource in resources
+                   for resources in _alive_node_resources(settings))
+    return is_healthy(service.health_url)
 
 
 def _record_path(settings: Settings, service: Service) -> Path:
@@ -158,7 +203,7 @@ def _wait_healthy(settings: Settings, service: Service, process: subprocess.Pope
                 f"{service.name} exited with status {process.returncode} while starting; "
                 f"see {_log_path(settings, service)}"
             )
-        if is_healthy(service.health_url):
+        if _service_healthy(settings, service):
             return
         time.sleep(0.5)
     raise UserError(
@@ -241,14 +286,19 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> None:
             _check_ports(settings, service)
             to_start.append(service)
     started = time.monotonic()
-    launched = []
+    launched: list[tuple[Service, subprocess.Popen]] = []
     try:
-        for service in to_start:
-            log(f"{service.name}: starting (log: {_log_path(settings, service)})")
-            launched.append((service, _launch(settings, service)))
-        for service, process in launched:
-            _wait_healthy(settings, service, process)
-            log(f"{service.name}: healthy after {time.monotonic() - started:.0f} s")
+        # Worker nodes join the head, so they start once everything else is healthy.
+        for phase in ([s for s in to_start if not s.node_resource],
+                      [s for s in to_start if s.node_resource]):
+            launched_now = []
+            for service in phase:
+                log(f"{service.name}: starting (log: {_log_path(settings, service)})")
+                launched_now.append((service, _launch(settings, service)))
+            launched += launched_now
+            for service, process in launched_now:
+                _wait_healthy(settings, service, process)
+                log(f"{service.name}: healthy after {time.monotonic() - started:.0f} s")
     except BaseException:
         for service, _ in launched:
             _stop(settings, service)
@@ -274,7 +324,7 @@ def status(settings: Settings) -> list[dict[str, object]]:
         rows.append({
             "service": service.name,
             "pid": pid,
-            "healthy": pid is not None and is_healthy(service.health_url),
+            "healthy": pid is not None and _service_healthy(settings, service),
             "url": service.url,
             "log": str(_log_path(settings, service)),
         })

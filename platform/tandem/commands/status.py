@@ -16,10 +16,10 @@ def print_status(settings: Settings) -> bool:
     """Print the service table; True when every service is up and healthy."""
     rows = stack.status(settings)
     print(f"TANDEM_HOME={settings.home}")
-    print(f"{'service':<10} {'state':<9} {'pid':>7}  url")
+    print(f"{'service':<15} {'state':<9} {'pid':>7}  url")
     for row in rows:
         state = "healthy" if row["healthy"] else ("unhealthy" if row["pid"] else "stopped")
-        print(f"{row['service']:<10} {state:<9} {row['pid'] or '-':>7}  {row['url']}")
+        print(f"{row['service']:<15} {state:<9} {row['pid'] or '-':>7}  {row['url']}")
     all_healthy = all(row["healthy"] for row in rows)
     if all_healthy:
         env = " ".join(f"{k}={v}" for k, v in stack.ray_cluster_env().items())
