@@ -7,6 +7,7 @@ hot path (microseconds matter) and never come from user input directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +41,30 @@ class PoolState:
         return (self.in_flight + self.queued) / max(1, self.replicas)
 
 
+class Candidate(NamedTuple):
+    """What a policy predicted for one pool it considered (a tuple: built per pool per request)."""
+
+    pool: str
+    ttft_ms: float
+    tpot_ms: float
+    cost_usd: float
+    meets_slo: bool  # both latency targets, by prediction
+    within_cost: bool  # the request's max cost, by prediction (True when it sets none)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The chosen pool, why, and what the policy expects it to deliver."""
+    """The chosen pool, why, and what the policy expects it to deliver.
+
+    `slo_miss` is True when the policy knowingly chose a pool predicted to miss the
+    request's latency targets (none could meet them, or a budget cap spilled it);
+    `candidates` holds the prediction for every pool considered, for `tandem route explain`.
+    """
 
     pool: str
     reason: str
     predicted_ttft_ms: float | None = None
     predicted_tpot_ms: float | None = None
     predicted_cost_usd: float | None = None
+    slo_miss: bool = False
+    candidates: tuple[Candidate, ...] = ()

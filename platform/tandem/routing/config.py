@@ -1,0 +1,75 @@
+"""Per-model routing settings: what each tier means, what it may spend, how fast to learn.
+
+A request names a tier (`x-tandem-tier`) or gives explicit targets; the tier's targets
+fill whatever the request leaves out. They live in the Serve config per model, because
+"interactive" means something different for a tiny CPU model than for a 70B model on
+H100s. Two presets ship: one for GPU pools of a 7-8B model, one for the local CPU pools.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TIERS: tuple[str, ...] = ("interactive", "standard", "batch")
+Tier = Literal["interactive", "standard", "batch"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierTargets(_Strict):
+    """Default latency targets of one tier and its optional spend cap."""
+
+    ttft_ms: float = Field(gt=0, description="Time to first token target, milliseconds.")
+    tpot_ms: float = Field(gt=0, description="Time per output token target, milliseconds.")
+    budget_per_hour: float | None = Field(
+        None, gt=0, description="USD/hour this tier may spend; above it, requests spill to "
+                                "the cheapest pool regardless of latency. None: no cap.")
+
+
+class RoutingConfig(_Strict):
+    """Routing settings of one served model (the `routing:` block of its Serve config)."""
+
+    tiers: dict[Tier, TierTargets] = Field(description="Targets per tier; all three required.")
+    default_tier: Tier = Field("standard", description="Tier of a request that names none.")
+    ewma_alpha: float = Field(
+        0.2, gt=0, le=1, description="Weight of a new observation in the observed/predicted "
+                                     "latency ratios (higher adapts faster, noisier).")
+    stale_half_life_s: float | None = Field(
+        600.0, gt=0, description="A pool's learned correction decays halfway back to the "
+                                 "prior after this long without observations. None: never.")
+    max_queued_per_replica: float = Field(
+        64, gt=0, description="A pool with this many waiting requests per replica is "
+                              "saturated and skipped (unless every pool is).")
+
+    @model_validator(mode="after")
+    def _every_tier(self) -> RoutingConfig:
+        missing = [tier for tier in TIERS if tier not in self.tiers]
+        if missing:
+            raise ValueError(f"routing tiers missing: {', '.join(missing)}")
+        return self
+
+    def targets(self, tier: str) -> TierTargets:
+        """The tier's targets; an unknown tier (never from a header) gets the default's."""
+        return self.tiers.get(tier) or self.tiers[self.default_tier]
+
+    @classmethod
+    def gpu_defaults(cls) -> RoutingConfig:
+        """A 7-8B model on datacenter GPUs: interactive needs H100-class decode speed."""
+        return cls(tiers={
+            "interactive": TierTargets(ttft_ms=300, tpot_ms=25),
+            "standard": TierTargets(ttft_ms=1000, tpot_ms=60),
+            "batch": TierTargets(ttft_ms=15000, tpot_ms=250),
+        })
+
+    @classmethod
+    def local_cpu_defaults(cls) -> RoutingConfig:
+        """The tiny model on the local CPU pools (~30-120 ms to first token when idle)."""
+        return cls(tiers={
+            "interactive": TierTargets(ttft_ms=250, tpot_ms=40),
+            "standard": TierTargets(ttft_ms=1000, tpot_ms=150),
+            "batch": TierTargets(ttft_ms=20000, tpot_ms=1000),
+        })

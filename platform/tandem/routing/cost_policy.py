@@ -1,0 +1,169 @@
+"""The Tandem policy: the cheapest pool predicted to meet the request's latency targets.
+
+For every healthy, unsaturated pool the latency model predicts TTFT and TPOT given the
+pool's current load, and the request's cost is the replica time it occupies shared by
+the batch it rides in: `$/hour x (prefill + max_tokens x TPOT) / concurrent requests`.
+Among the pools meeting both targets (and `max_cost_usd`, if set) the cheapest wins;
+if none meets them, the fastest relative to the targets wins (the smallest of
+predicted/target over TTFT and TPOT), and the decision is marked an SLO miss. A tier
+whose spend rate has reached its cap spills to the cheapest pool whatever its latency.
+
+Everything the decision used is in the returned `Decision` (one `Candidate` per pool)
+so `tandem route explain` can show why. Pure: pools, spend rates and `now` come in as
+data; the latency model's corrections change only through `observe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from tandem.planner.perf import ReplicaModel
+from tandem.routing.config import RoutingConfig
+from tandem.routing.latency import LatencyModel
+from tandem.routing.policy import NoHealthyPool
+from tandem.routing.types import Candidate, Decision, PoolState, RequestFeatures
+
+
+class LatencyCostPolicy:
+    """Routes each request to the cheapest pool predicted to meet its targets.
+
+    Args:
+        latency: the per-pool latency model, or pool name -> roofline prior to build one.
+        config: tier targets, budget caps and learning rate; GPU defaults when omitted.
+    """
+
+    def __init__(self, latency: LatencyModel | Mapping[str, ReplicaModel],
+                 config: RoutingConfig | None = None) -> None:
+        self.config = config or RoutingConfig.gpu_defaults()
+        if not isinstance(latency, LatencyModel):
+            latency = LatencyModel(latency, alpha=self.config.ewma_alpha,
+                                   stale_half_life_s=self.config.stale_half_life_s)
+        self.latency = latency
+        self._spend: dict[str, float] = {}
+
+    def set_spend_rates(self, per_tier: Mapping[str, float]) -> None:
+        """The current spend rate of each tier, USD/hour (the caller measures it)."""
+        self._spend = dict(per_tier)
+
+    def observe(self, pool: PoolState, request: RequestFeatures, now: float, *,
+                ttft_ms: float | None = None, tpot_ms: float | None = None) -> None:
+        """Feed one observation to the latency model (see `LatencyModel.observe`)."""
+        self.latency.observe(pool, request, now, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+
+    def _evaluate(self, request: RequestFeatures, pools: Sequence[PoolState], now: float,
+                  ttft_target: float, tpot_target: float, queue_limit: float | None,
+                  ) -> tuple[list[Candidate], Candidate | None, list[PoolState]]:
+        """Predict every usable pool in one pass (the hot path: no per-pool method calls).
+
+        Returns the candidates, the cheapest one meeting targets and max cost (or None),
+        and the healthy pools skipped as saturated.
+        """
+        latency = self.latency
+        cache = latency._cache
+        corrections = latency.corrections
+        prompt = request.prompt_tokens
+        output = request.max_tokens
+        context = prompt + 0.5 * output
+        size = prompt + output
+        attention = prompt * prompt
+        decode_steps = output - 1 if output > 1 else 0
+        max_cost = request.max_cost_usd
+        new = tuple.__new__
+        candidates: list[Candidate] = []
+        saturated: list[PoolState] = []
+        best = None
+        for pool in pools:
+            replicas = pool.replicas
+            if not pool.healthy or replicas <= 0:
+                continue
+            queued = pool.queued
+            if queue_limit is not None and queued >= queue_limit * replicas:
+                saturated.append(pool)
+                continue
+            name = pool.name
+            # `latency._roofline`, inlined (a call per pool is a third of the budget);
+            # tests/unit/routing/test_cost_policy.py checks the two agree.
+            overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs = (
+                cache.get(name) or latency._constants(pool))
+            running = pool.in_flight / replicas
+            waiting = queued / replicas
+            batch = running + 1.0
+            memory = mem_fixed + mem_per_token * batch * context
+            compute = flop * batch
+            step = overhead + (memory if memory > compute else compute)
+            prefill_compute = flop * (prompt + running) + attn * attention
+            prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
+            service = overhead + (prefill_compute if prefill_compute > prefill_memory
+                                  else prefill_memory)
+            queue = waiting * service
+            slots = kv_capacity // size if size > 0 else max_seqs
+            if slots > max_seqs:
+                slots = max_seqs
+            excess = batch + waiting - slots
+            if excess > 0:
+                queue += excess / (slots if slots > 0 else 1) * output * step
+            if name in corrections:
+                service_ratio, queue_ratio, tpot_ratio = latency._ratios(name, now)
+                service *= service_ratio
+                queue *= queue_ratio
+                step *= tpot_ratio
+            ttft = (service + queue) * 1e3
+            tpot = step * 1e3
+            cost = pool.price_per_hour * (service + decode_steps * step) / (3600.0 * batch)
+            meets = ttft <= ttft_target and tpot <= tpot_target
+            within = max_cost is None or cost <= max_cost
+            candidate = new(Candidate, (name, ttft, tpot, cost, meets, within))
+            candidates.append(candidate)
+            if meets and within and (best is None or cost < best[3] or (
+                    cost == best[3] and (ttft, name) < (best[1], best[0]))):
+                best = candidate
+        return candidates, best, saturated
+
+    def pick_pool(self, request: RequestFeatures, pools: Sequence[PoolState],
+                  now: float) -> Decision:
+        config = self.config
+        tier = config.targets(request.tier)
+        ttft_target = request.ttft_target_ms or tier.ttft_ms
+        tpot_target = request.tpot_target_ms or tier.tpot_ms
+        candidates, best, saturated = self._evaluate(
+            request, pools, now, ttft_target, tpot_target, config.max_queued_per_replica)
+        note = ""
+        if not candidates:
+            if not saturated:
+                raise NoHealthyPool("no healthy pool with replicas")
+            candidates, best, _ = self._evaluate(request, saturated, now, ttft_target,
+                                                 tpot_target, None)
+            note = "all pools saturated; "
+        budget = tier.budget_per_hour
+        if budget is not None:
+            spend = self._spend.get(request.tier, 0.0)
+            if spend >= budget:
+                pool = _cheapest([c for c in candidates if c.within_cost] or candidates)
+                reason = (f"{note}{request.tier} tier budget reached (${spend:.2f}/h >= "
+                          f"${budget:.2f}/h): cheapest pool")
+                return _decision(pool, reason, candidates, not pool.meets_slo)
+        if best is not None:
+            return Decision(best[0], f"{note}cheapest meeting TTFT<={ttft_target:g}ms "
+                                     f"TPOT<={tpot_target:g}ms", best[1], best[2], best[3],
+                            False, tuple(candidates))
+        affordable = [c for c in candidates if c.within_cost]
+        if not affordable:
+            pool = _cheapest(candidates)
+            reason = f"{note}no pool within max cost ${request.max_cost_usd:g}: cheapest"
+            return _decision(pool, reason, candidates, not pool.meets_slo)
+        pool = min(affordable, key=lambda c: (max(c.ttft_ms / ttft_target, c.tpot_ms / tpot_target),
+                                              c.cost_usd, c.pool))
+        reason = (f"{note}no pool meets TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms: "
+                  "fastest")
+        return _decision(pool, reason, candidates, True)
+
+
+def _cheapest(candidates: list[Candidate]) -> Candidate:
+    return min(candidates, key=lambda c: (c.cost_usd, c.ttft_ms, c.pool))
+
+
+def _decision(chosen: Candidate, reason: str, candidates: list[Candidate],
+              slo_miss: bool) -> Decision:
+    return Decision(pool=chosen.pool, reason=reason, predicted_ttft_ms=chosen.ttft_ms,
+                    predicted_tpot_ms=chosen.tpot_ms, predicted_cost_usd=chosen.cost_usd,
+                    slo_miss=slo_miss, candidates=tuple(candidates))
