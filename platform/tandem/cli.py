@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "models": ("tandem.commands.models", "List registered model versions and aliases"),
     "demo": ("tandem.commands.demo", "Run the whole loop on the local stack"),
     "plan": ("tandem.planner.cli", "Plan the cheapest GPU fleet for a trace and latency SLOs"),
+    "route": ("tandem.commands.route", "Explain recent routing decisions"),
 }
 
 
