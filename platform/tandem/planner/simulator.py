@@ -10,7 +10,10 @@ each step). The simulator therefore jumps from batch change to batch change inst
 stepping token by token, which keeps a 19k-request hour under a few seconds.
 
 Routing goes through the same `RoutingPolicy` the live ingress uses; inside a pool the
-least-loaded replica takes the request, as Ray Serve's replica choice would.
+least-loaded replica takes the request, as Ray Serve's replica choice would. A policy
+that learns (one with an `observe` method, like `LatencyCostPolicy`) is told each
+request's TTFT at its first token and TPOT at its finish, in simulated-time order and
+never before they happen, just as the ingress would tell it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,7 +128,8 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
 
 def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: Slo,
              policy: RoutingPolicy | None = None,
-             progress: Callable[[float], None] | None = None) -> SimulationResult:
+             progress: Callable[[float], None] | None = None,
+             requests: Sequence[RequestFeatures] | None = None) -> SimulationResult:
     """Replay `trace` against `pools` (name -> (replica model, replica count)).
 
     Args:
@@ -134,6 +138,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         slo: targets used for attainment.
         policy: chooses a pool per request; least-loaded when omitted.
         progress: called with the fraction of arrivals processed, now and then.
+        requests: what the policy sees of each request (tier, targets); by default the
+            trace's sizes with `slo`'s targets. Attainment is still judged against `slo`.
     """
     names = [name for name, (_, count) in pools.items() if count > 0]
     if not names:
@@ -157,6 +163,9 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
     fitting = [min(m.context_length, m.kv_capacity) for m in models]
     heap: list[tuple[float, int, int, int, int, int]] = []
     tick = 0
+    observe = getattr(policy, "observe", None)
+    observations: list[tuple[float, int, int]] = []  # (when, 0 first token | 1 finish, request)
+    dispatched: dict[int, tuple[PoolState, RequestFeatures]] = {}
 
     def schedule(replica: _Replica, when: float, steps: int) -> None:
         nonlocal tick
@@ -175,6 +184,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         while running and running[0][0] <= replica.steps:
             _, request = heapq.heappop(running)
             finish[request] = replica.clock
+            if observe is not None:
+                heapq.heappush(observations, (replica.clock, 1, request))
             size = prompts[request] + outputs[request]
             replica.kv -= size
             replica.reserved -= size
@@ -219,6 +230,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
             in_flight[pool] += len(admitted)
             for request in admitted:
                 first[request] = replica.clock
+                if observe is not None:
+                    heapq.heappush(observations, (replica.clock, 0, request))
                 replica.kv += prompts[request] + 1
                 heapq.heappush(replica.running, (replica.steps + outputs[request] - 1, request))
             finish_done(replica)
@@ -251,11 +264,25 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
             if version == replica.version:
                 on_event(replica, when, steps)
 
+    def report(until: float) -> None:
+        while observations and observations[0][0] <= until:
+            when, kind, request = heapq.heappop(observations)
+            state, features = dispatched[request]
+            if kind == 0:
+                observe(state, features, when, ttft_ms=(when - arrival[request]) * 1e3)
+            else:
+                del dispatched[request]
+                if outputs[request] > 1:
+                    observe(state, features, when, tpot_ms=(when - first[request]) * 1e3
+                            / (outputs[request] - 1))
+
     rejected = 0
     report_every = max(1, count // 20)
     for request in range(count):
         now = float(arrival[request])
         drain(now)
+        if observe is not None:
+            report(now)
         if progress and request % report_every == 0:
             progress(request / count)
         size = prompts[request] + outputs[request]
@@ -266,10 +293,16 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         if not states:
             rejected += 1
             continue
-        features = RequestFeatures(prompt_tokens=prompts[request], max_tokens=outputs[request],
-                                   ttft_target_ms=slo.ttft_ms, tpot_target_ms=slo.tpot_ms)
+        if requests is None:
+            features = RequestFeatures(prompt_tokens=prompts[request],
+                                       max_tokens=outputs[request],
+                                       ttft_target_ms=slo.ttft_ms, tpot_target_ms=slo.tpot_ms)
+        else:
+            features = requests[request]
         decision = policy.pick_pool(features, states, now)
         pool = pool_index[decision.pool]
+        if observe is not None:
+            dispatched[request] = (next(s for s in states if s.name == decision.pool), features)
         pool_loads = loads[pool]
         index = min(range(len(pool_loads)), key=pool_loads.__getitem__)
         enqueue(replicas[pool][index], request, now)

@@ -8,6 +8,7 @@ object can be judged offline before it routes real traffic.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -93,3 +94,44 @@ class SizeBucketPolicy:
             credit[name] -= sum(split.values())
             return Decision(pool=name, reason=f"size bucket {bucket}")
         return self._fallback.pick_pool(request, pools, now)
+
+
+class PowerOfTwoPolicy:
+    """Least loaded of two healthy pools drawn at random (seeded, so runs repeat).
+
+    The classic load balancer: nearly as good as scanning every pool, blind to price
+    and to how fast each pool is.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self._random = random.Random(seed)
+
+    def pick_pool(self, request: RequestFeatures, pools: Sequence[PoolState],
+                  now: float) -> Decision:
+        usable = healthy_pools(pools)
+        if len(usable) == 1:
+            return Decision(pool=usable[0].name, reason="power of two: only pool")
+        first, second = self._random.sample(usable, 2)
+        best = min((first, second), key=lambda pool: (pool.load_per_replica, pool.name))
+        return Decision(pool=best.name, reason=f"power of two: {first.name} vs {second.name}")
+
+
+class CheapestFirstPolicy:
+    """The cheapest pool ($/hour per replica) with room; when all are full, the least loaded.
+
+    Room means fewer than `max_load_per_replica` requests (running + queued) per replica.
+    A baseline that fills cheap hardware first without predicting latency.
+    """
+
+    def __init__(self, max_load_per_replica: float = 16.0) -> None:
+        self.max_load_per_replica = max_load_per_replica
+
+    def pick_pool(self, request: RequestFeatures, pools: Sequence[PoolState],
+                  now: float) -> Decision:
+        usable = healthy_pools(pools)
+        roomy = [pool for pool in usable if pool.load_per_replica < self.max_load_per_replica]
+        if roomy:
+            best = min(roomy, key=lambda pool: (pool.price_per_hour, pool.name))
+            return Decision(pool=best.name, reason="cheapest with room")
+        best = min(usable, key=lambda pool: (pool.load_per_replica, pool.price_per_hour, pool.name))
+        return Decision(pool=best.name, reason="all full: least loaded")
