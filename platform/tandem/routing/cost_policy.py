@@ -96,6 +96,7 @@ class LatencyCostPolicy:
             service = overhead + (prefill_compute if prefill_compute > prefill_memory
                                   else prefill_memory)
             queue = waiting * service
+            step += running * prefill_compute / (output if output > 32 else 32)
             slots = kv_capacity // size if size > 0 else max_seqs
             if slots > max_seqs:
                 slots = max_seqs

@@ -199,7 +199,9 @@ def _roofline(constants: tuple, in_flight: int, queued: int, replicas: int, prom
               output: int) -> tuple[float, float, float, float]:
     """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
     replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
-    batch is full). Returns (prefill s, queue wait s, decode step s, batch it joins)."""
+    batch is full). The decode step also carries the prefills of the batch mates' successors:
+    each running sequence is replaced once per lifetime (~`output` steps), and that prefill
+    stalls every decode. Returns (prefill s, queue wait s, decode step s, batch it joins)."""
     overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs = constants
     if replicas < 1:
         replicas = 1
@@ -214,6 +216,7 @@ def _roofline(constants: tuple, in_flight: int, queued: int, replicas: int, prom
     prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
     service = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
     queue = waiting * service
+    step += running * prefill_compute / (output if output > 32 else 32)
     size = prompt + output
     slots = kv_capacity // size if size > 0 else max_seqs
     if slots > max_seqs:
