@@ -1,0 +1,220 @@
+import math
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from tandem.routing.config import RoutingConfig, TierTargets
+from tandem.routing.cost_policy import LatencyCostPolicy
+from tandem.routing.latency import LatencyModel, _roofline
+from tandem.routing.policy import NoHealthyPool, RoutingPolicy
+from tandem.routing.types import PoolState, RequestFeatures
+
+GPUS = ("H100", "H200", "A100-80G", "L4")
+
+
+def state(name, priors, in_flight=0, queued=0, replicas=1, healthy=True):
+    return PoolState(name=name, gpu=name, healthy=healthy, replicas=replicas,
+                     in_flight=in_flight, queued=queued,
+                     price_per_hour=priors[name].price_per_hour)
+
+
+def fleet(priors, **loads):
+    return [state(gpu, priors, in_flight=loads.get(gpu.replace("-", "_"), 0)) for gpu in GPUS]
+
+
+def test_is_a_routing_policy(priors):
+    assert isinstance(LatencyCostPolicy(priors), RoutingPolicy)
+
+
+def test_tight_targets_avoid_the_slow_cheap_gpu_and_loose_ones_take_the_cheapest(priors):
+    policy = LatencyCostPolicy(priors)
+    pools = fleet(priors)
+    interactive = policy.pick_pool(RequestFeatures(500, 200, tier="interactive"), pools, 0.0)
+    by_pool = {c.pool: c for c in interactive.candidates}
+    assert not by_pool["L4"].meets_slo  # ~70 ms per token on L4 misses a 25 ms TPOT
+    assert interactive.pool != "L4" and not interactive.slo_miss
+    assert interactive.predicted_cost_usd == min(c.cost_usd for c in interactive.candidates
+                                                 if c.meets_slo)
+    assert interactive.reason.startswith("cheapest meeting")
+    assert len(interactive.candidates) == 4
+
+
+def test_predictions_follow_the_roofline(priors):
+    decision = LatencyCostPolicy(priors).pick_pool(RequestFeatures(1000, 100), fleet(priors), 0)
+    tpot = {c.pool: c.tpot_ms for c in decision.candidates}
+    # decode is bandwidth-bound: H200 (4.8 TB/s) < H100 (3.35) < A100 (2.0) < L4 (0.3)
+    assert tpot["H200"] < tpot["H100"] < tpot["A100-80G"] < tpot["L4"]
+    assert 3 < tpot["H100"] < 10 and 50 < tpot["L4"] < 100
+
+
+def test_no_pool_meets_the_targets_picks_the_fastest_and_flags_a_miss(priors):
+    request = RequestFeatures(8000, 100, ttft_target_ms=1.0, tpot_target_ms=1.0)
+    decision = LatencyCostPolicy(priors).pick_pool(request, fleet(priors), 0.0)
+    assert decision.slo_miss and "fastest" in decision.reason
+    fastest = min(decision.candidates, key=lambda c: (max(c.ttft_ms, c.tpot_ms), c.cost_usd))
+    assert decision.pool == fastest.pool  # H100 and H200 prefill equally fast: H200 is cheaper
+    assert decision.pool == "H200"
+
+
+def test_unhealthy_empty_and_saturated_pools_are_skipped(priors):
+    config = RoutingConfig.gpu_defaults().model_copy(update={"max_queued_per_replica": 4})
+    policy = LatencyCostPolicy(priors, config)
+    request = RequestFeatures(500, 100, tier="batch")
+    pools = [state("L4", priors, healthy=False), state("H200", priors, queued=4),
+             state("H100", priors, replicas=0), state("A100-80G", priors)]
+    decision = policy.pick_pool(request, pools, 0.0)
+    assert decision.pool == "A100-80G"
+    assert [c.pool for c in decision.candidates] == ["A100-80G"]
+    only_saturated = [state("H200", priors, queued=10), state("L4", priors, healthy=False)]
+    fallback = policy.pick_pool(request, only_saturated, 0.0)
+    assert fallback.pool == "H200" and fallback.reason.startswith("all pools saturated")
+    with pytest.raises(NoHealthyPool):
+        policy.pick_pool(request, [state("L4", priors, healthy=False)], 0.0)
+
+
+def test_load_raises_predicted_latency_and_moves_traffic(priors):
+    policy = LatencyCostPolicy(priors)
+    request = RequestFeatures(500, 100, tier="interactive")
+    idle = policy.pick_pool(request, fleet(priors), 0.0)
+    loaded_pools = [state(p.name, priors, in_flight=200, queued=40) if p.name == idle.pool
+                    else p for p in fleet(priors)]
+    moved = policy.pick_pool(request, loaded_pools, 0.0)
+    assert moved.pool != idle.pool
+    before = {c.pool: c.ttft_ms for c in idle.candidates}
+    after = {c.pool: c.ttft_ms for c in moved.candidates}
+    assert after[idle.pool] > 10 * before[idle.pool]
+
+
+def test_max_cost_is_a_constraint(priors):
+    policy = LatencyCostPolicy(priors)
+    free = policy.pick_pool(RequestFeatures(500, 200, tier="batch"), fleet(priors), 0.0)
+    costs = sorted(c.cost_usd for c in free.candidates)
+    cap = (costs[0] + costs[1]) / 2  # only the cheapest pool fits under it
+    capped = policy.pick_pool(RequestFeatures(500, 200, tier="batch", max_cost_usd=cap),
+                              fleet(priors), 0.0)
+    assert capped.predicted_cost_usd <= cap
+    assert [c.within_cost for c in capped.candidates].count(True) == 1
+    impossible = policy.pick_pool(RequestFeatures(500, 200, max_cost_usd=1e-12), fleet(priors), 0)
+    assert "max cost" in impossible.reason and impossible.predicted_cost_usd == costs[0]
+
+
+def test_tier_budget_cap_spills_to_the_cheapest_pool(priors):
+    tiers = dict(RoutingConfig.gpu_defaults().tiers)
+    tiers["standard"] = TierTargets(ttft_ms=1000, tpot_ms=8, budget_per_hour=10.0)
+    policy = LatencyCostPolicy(priors, RoutingConfig(tiers=tiers))
+    request = RequestFeatures(500, 200, tier="standard")
+    pools = fleet(priors, L4=60)  # a busy L4 shares its slow steps: cheapest per request
+    under = policy.pick_pool(request, pools, 0.0)
+    cheapest = min(under.candidates, key=lambda c: c.cost_usd)
+    assert cheapest.pool == "L4" and not cheapest.meets_slo  # misses TPOT 8 ms
+    assert under.pool != "L4" and not under.slo_miss
+    policy.set_spend_rates({"standard": 10.0, "interactive": 99.0})
+    spilled = policy.pick_pool(request, pools, 0.0)
+    assert spilled.pool == cheapest.pool and spilled.slo_miss
+    assert "budget reached" in spilled.reason
+    interactive = policy.pick_pool(RequestFeatures(500, 200, tier="interactive"), pools, 0.0)
+    assert "budget" not in interactive.reason  # no cap on that tier
+
+
+def test_the_inlined_hot_path_matches_the_latency_model(priors):
+    model = LatencyModel(priors)
+    policy = LatencyCostPolicy(model)
+    request = RequestFeatures(700, 300)
+    pools = [state(g, priors, in_flight=40, queued=30, replicas=2) for g in GPUS]
+    model.observe(pools[0], request, 0.0, ttft_ms=500.0, tpot_ms=20.0)
+    decision = policy.pick_pool(request, pools, 10.0)
+    for pool, candidate in zip(pools, decision.candidates):
+        predicted = model.predict(pool, request, 10.0)
+        assert candidate.ttft_ms == pytest.approx(predicted.ttft_ms)
+        assert candidate.tpot_ms == pytest.approx(predicted.tpot_ms)
+        expected_cost = pool.price_per_hour * predicted.busy_s / 3600 / predicted.concurrency
+        assert candidate.cost_usd == pytest.approx(expected_cost)
+
+
+pool_loads = st.lists(
+    st.tuples(st.sampled_from(GPUS), st.booleans(), st.integers(0, 4), st.integers(0, 300),
+              st.integers(0, 100)),
+    min_size=1, max_size=8)
+requests = st.builds(RequestFeatures, prompt_tokens=st.integers(1, 8000),
+                     max_tokens=st.integers(1, 2000),
+                     ttft_target_ms=st.floats(1, 20000), tpot_target_ms=st.floats(1, 300),
+                     tier=st.sampled_from(["interactive", "standard", "batch"]))
+
+
+def build_pools(priors, loads):
+    return [PoolState(name=f"{gpu}-{i}", gpu=gpu, healthy=healthy, replicas=replicas,
+                      in_flight=in_flight, queued=queued,
+                      price_per_hour=priors[gpu].price_per_hour)
+            for i, (gpu, healthy, replicas, in_flight, queued) in enumerate(loads)]
+
+
+def named_priors(priors, pools):
+    return {pool.name: priors[pool.gpu] for pool in pools}
+
+
+@settings(max_examples=150, deadline=None)
+@given(loads=pool_loads, request=requests)
+def test_property_choice_is_healthy_and_cheapest_meeting_targets(priors, loads, request):
+    pools = build_pools(priors, loads)
+    policy = LatencyCostPolicy(named_priors(priors, pools))
+    usable = {p.name for p in pools if p.healthy and p.replicas > 0}
+    if not usable:
+        with pytest.raises(NoHealthyPool):
+            policy.pick_pool(request, pools, 0.0)
+        return
+    decision = policy.pick_pool(request, pools, 0.0)
+    assert decision.pool in usable
+    assert {c.pool for c in decision.candidates} <= usable
+    meeting = [c for c in decision.candidates if c.meets_slo]
+    if meeting:
+        chosen = next(c for c in decision.candidates if c.pool == decision.pool)
+        assert chosen.ttft_ms <= request.ttft_target_ms and chosen.tpot_ms <= request.tpot_target_ms
+        assert chosen.cost_usd == min(c.cost_usd for c in meeting)
+        assert not decision.slo_miss
+    else:
+        assert decision.slo_miss
+
+
+@settings(max_examples=150, deadline=None)
+@given(loads=pool_loads, request=requests, looser=st.floats(1.0, 10.0))
+def test_property_cost_falls_or_holds_when_targets_loosen(priors, loads, request, looser):
+    pools = build_pools(priors, loads)
+    assume(any(p.healthy and p.replicas > 0 for p in pools))
+    policy = LatencyCostPolicy(named_priors(priors, pools))
+    tight = policy.pick_pool(request, pools, 0.0)
+    assume(not tight.slo_miss)  # from "met" to "met more easily"; a miss may be cheaper still
+    loose_request = RequestFeatures(request.prompt_tokens, request.max_tokens,
+                                    request.ttft_target_ms * looser,
+                                    request.tpot_target_ms * looser, request.tier)
+    loose = policy.pick_pool(loose_request, pools, 0.0)
+    assert not loose.slo_miss
+    assert loose.predicted_cost_usd <= tight.predicted_cost_usd
+
+
+@settings(max_examples=100, deadline=None)
+@given(loads=pool_loads, request=requests, seed=st.randoms())
+def test_property_deterministic_and_order_independent(priors, loads, request, seed):
+    pools = build_pools(priors, loads)
+    assume(any(p.healthy and p.replicas > 0 for p in pools))
+    first = LatencyCostPolicy(named_priors(priors, pools)).pick_pool(request, pools, 5.0)
+    again = LatencyCostPolicy(named_priors(priors, pools)).pick_pool(request, pools, 5.0)
+    assert first == again
+    shuffled = list(pools)
+    seed.shuffle(shuffled)
+    other = LatencyCostPolicy(named_priors(priors, pools)).pick_pool(request, shuffled, 5.0)
+    assert other.pool == first.pool and math.isclose(other.predicted_cost_usd,
+                                                     first.predicted_cost_usd)
+
+
+@settings(max_examples=100, deadline=None)
+@given(constants=st.tuples(st.floats(0, 0.01), st.floats(1e-4, 0.1), st.floats(0, 1e-6),
+                           st.floats(0, 1e-3), st.floats(0, 1e-8), st.integers(0, 10**6),
+                           st.integers(1, 256)),
+       in_flight=st.integers(0, 500), queued=st.integers(0, 500), replicas=st.integers(1, 8),
+       prompt=st.integers(1, 10000), output=st.integers(1, 4000))
+def test_property_roofline_is_finite_and_monotone_in_load(constants, in_flight, queued, replicas,
+                                                          prompt, output):
+    service, queue, step, batch = _roofline(constants, in_flight, queued, replicas, prompt, output)
+    assert all(math.isfinite(x) and x >= 0 for x in (service, queue, step))
+    more = _roofline(constants, in_flight + replicas, queued + replicas, replicas, prompt, output)
+    assert more[0] + more[1] >= service + queue and more[2] >= step
