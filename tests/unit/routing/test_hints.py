@@ -1,0 +1,35 @@
+import pytest
+from tandem.errors import UserError
+from tandem.routing.hints import InvalidRoutingHint, RoutingHints, parse_routing_hints
+
+
+def test_valid_hints_parse_case_insensitively():
+    hints = parse_routing_hints({"X-Tandem-TTFT-ms": " 250 ", "x-tandem-tpot-ms": "1.5e1",
+                                 "X-TANDEM-TIER": "Interactive", "x-tandem-max-cost": "0.002",
+                                 "content-type": "application/json"})
+    assert hints == RoutingHints(ttft_ms=250.0, tpot_ms=15.0, tier="interactive",
+                                 max_cost_usd=0.002)
+    features = hints.features(prompt_tokens=10, max_tokens=5)
+    assert (features.tier, features.ttft_target_ms, features.max_cost_usd) == (
+        "interactive", 250.0, 0.002)
+
+
+def test_absent_hints_leave_the_choice_to_defaults():
+    hints = parse_routing_hints({"authorization": "Bearer x"})
+    assert hints == RoutingHints()
+    assert hints.features(10, 5, default_tier="batch").tier == "batch"
+
+
+@pytest.mark.parametrize("header, value", [
+    ("x-tandem-ttft-ms", "fast"), ("x-tandem-ttft-ms", ""), ("x-tandem-ttft-ms", "-5"),
+    ("x-tandem-ttft-ms", "0"), ("x-tandem-tpot-ms", "nan"), ("x-tandem-tpot-ms", "inf"),
+    ("x-tandem-tpot-ms", "1e999"), ("x-tandem-max-cost", "0x10"), ("x-tandem-max-cost", "1_000"),
+    ("x-tandem-max-cost", "-0.01"), ("x-tandem-tier", "premium"), ("x-tandem-tier", ""),
+])
+def test_malformed_hints_raise_a_user_error_naming_the_header(header, value):
+    with pytest.raises(InvalidRoutingHint) as caught:
+        parse_routing_hints({header.upper(): value})
+    assert isinstance(caught.value, UserError)
+    assert caught.value.header == header
+    assert str(caught.value).startswith(f"{header}:")
+    assert repr(value) in str(caught.value)

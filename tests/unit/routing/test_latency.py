@@ -1,0 +1,103 @@
+import pytest
+from tandem.routing.latency import LatencyModel, flat_prior
+from tandem.routing.types import PoolState, RequestFeatures
+
+REQUEST = RequestFeatures(prompt_tokens=400, max_tokens=100)
+
+
+def pool(name="H100", in_flight=0, queued=0, replicas=1, price=2.1):
+    return PoolState(name=name, gpu=name, healthy=True, replicas=replicas, in_flight=in_flight,
+                     queued=queued, price_per_hour=price)
+
+
+def test_cold_start_predicts_from_the_prior(priors):
+    model = LatencyModel(priors)
+    prediction = model.predict(pool(), REQUEST, 0.0)
+    replica = priors["H100"]
+    assert prediction.ttft_ms == pytest.approx(replica.prefill_time(400) * 1e3, rel=0.05)
+    assert prediction.tpot_ms == pytest.approx(replica.decode_step(1, 450) * 1e3, rel=0.05)
+    assert prediction.concurrency == 1.0
+
+
+def test_first_observation_counts_fully_then_ewma(priors):
+    model = LatencyModel(priors, alpha=0.2)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    model.observe(state, REQUEST, 1.0, ttft_ms=prior.ttft_ms * 3, tpot_ms=prior.tpot_ms * 2)
+    after = model.predict(state, REQUEST, 1.0)
+    assert after.ttft_ms == pytest.approx(prior.ttft_ms * 3)
+    assert after.tpot_ms == pytest.approx(prior.tpot_ms * 2)
+    assert model.predict(pool("H200", price=2.5), REQUEST, 1.0) == LatencyModel(priors).predict(
+        pool("H200", price=2.5), REQUEST, 1.0)  # corrections are per pool
+
+
+def test_adapts_within_a_few_requests_after_a_slowdown(priors):
+    model = LatencyModel(priors, alpha=0.2, stale_half_life_s=None)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    for step in range(30):  # healthy: observations match the prior (with noise)
+        noise = 1.1 if step % 2 else 0.9
+        model.observe(state, REQUEST, step, ttft_ms=prior.ttft_ms * noise,
+                      tpot_ms=prior.tpot_ms * noise)
+    assert model.predict(state, REQUEST, 30).tpot_ms == pytest.approx(prior.tpot_ms, rel=0.1)
+    for step in range(30, 45):  # the pool slows down 4x (a throttled card)
+        model.observe(state, REQUEST, step, ttft_ms=prior.ttft_ms * 4, tpot_ms=prior.tpot_ms * 4)
+    slowed = model.predict(state, REQUEST, 45)
+    assert slowed.tpot_ms == pytest.approx(4 * prior.tpot_ms, rel=0.15)
+    assert slowed.ttft_ms == pytest.approx(4 * prior.ttft_ms, rel=0.15)
+
+
+def test_queue_wait_is_learned_separately_from_service_time(priors):
+    model = LatencyModel(priors, stale_half_life_s=None)
+    idle, queued = pool(), pool(in_flight=10, queued=20)
+    model.observe(idle, REQUEST, 0.0, ttft_ms=model.predict(idle, REQUEST, 0).ttft_ms)
+    expected = model.predict(queued, REQUEST, 0.0).ttft_ms
+    for step in range(20):  # the waiting line moves 3x slower than modelled
+        model.observe(queued, REQUEST, step, ttft_ms=expected * 3)
+    assert model.corrections["H100"].queue > 2.5
+    assert model.corrections["H100"].service == pytest.approx(1.0)
+    assert model.predict(idle, REQUEST, 20).ttft_ms < expected  # idle TTFT untouched
+    assert model.predict(queued, REQUEST, 20).ttft_ms == pytest.approx(3 * expected, rel=0.1)
+
+
+def test_queue_and_batch_raise_predictions(priors):
+    model = LatencyModel(priors)
+    idle = model.predict(pool(), REQUEST, 0.0)
+    busy = model.predict(pool(in_flight=100), REQUEST, 0.0)
+    queued = model.predict(pool(in_flight=100, queued=50), REQUEST, 0.0)
+    assert idle.ttft_ms < busy.ttft_ms < queued.ttft_ms
+    assert idle.tpot_ms < busy.tpot_ms
+    spread = model.predict(pool(in_flight=100, queued=50, replicas=4), REQUEST, 0.0)
+    assert spread.ttft_ms < queued.ttft_ms
+
+
+def test_stale_corrections_decay_back_to_the_prior(priors):
+    model = LatencyModel(priors, stale_half_life_s=100.0)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    model.observe(state, REQUEST, 0.0, tpot_ms=prior.tpot_ms * 5)
+    assert model.predict(state, REQUEST, 100.0).tpot_ms == pytest.approx(prior.tpot_ms * 3)
+    assert model.predict(state, REQUEST, 10_000.0).tpot_ms == pytest.approx(prior.tpot_ms)
+
+
+def test_outliers_are_bounded_and_unknown_pools_get_a_prior(priors):
+    model = LatencyModel(priors)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    model.observe(state, REQUEST, 0.0, tpot_ms=prior.tpot_ms * 1e9)
+    assert model.predict(state, REQUEST, 0.0).tpot_ms <= prior.tpot_ms * 100.001
+    hinted = PoolState(name="cpu-a", gpu="cpu", healthy=True, replicas=1, in_flight=0,
+                       queued=0, price_per_hour=0.1, predicted_ttft_ms=80.0,
+                       predicted_tpot_ms=12.0)
+    guess = model.predict(hinted, RequestFeatures(512, 10), 0.0)
+    assert guess.ttft_ms == pytest.approx(80.0) and guess.tpot_ms == pytest.approx(12.0, rel=0.1)
+    blind = model.predict(pool("mystery"), REQUEST, 0.0)
+    assert blind.ttft_ms > 0 and blind.tpot_ms > 0
+
+
+def test_flat_prior_for_local_pools():
+    cpu = flat_prior(60.0, 15.0, 0.05, name="cpu-fast")
+    model = LatencyModel({"cpu-fast": cpu})
+    prediction = model.predict(pool("cpu-fast"), RequestFeatures(512, 20), 0.0)
+    assert prediction.ttft_ms == pytest.approx(60.0)
+    assert prediction.tpot_ms == pytest.approx(15.0, rel=0.1)
