@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,9 @@ def services(settings: Settings) -> list[Service]:
         url=settings.mlflow_url,
         health_url=f"{settings.mlflow_url}/health",
         ports={"MLflow": (settings.mlflow_port, "TANDEM_MLFLOW_PORT")},
+        # Server-side job execution spawns ~8 Python workers (2 GB, seconds of CPU each);
+        # Tandem runs its jobs on Ray, so the local server goes without it.
+        extra_env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     pool_nodes = [
         Service(
@@ -122,6 +126,10 @@ def services(settings: Settings) -> list[Service]:
                 "--labels", f"tandem-pool={pool}",
                 "--object-store-memory", str(settings.pool_object_store_mb * 1024 * 1024),
                 "--dashboard-agent-listen-port", str(free_port(settings.host)),
+                # Nodes on one machine otherwise share the head's session dir, and one
+                # node's runtime-env agent re-extracting a job's working_dir pulls it
+                # from under a driver running on another node.
+                "--temp-dir", str(_node_temp_dir(settings, pool)),
                 "--disable-usage-stats",
             ],
             url=f"{settings.dashboard_url}/#/cluster",
@@ -132,6 +140,14 @@ def services(settings: Settings) -> list[Service]:
         for pool in settings.local_pools
     ]
     return [mlflow, ray_head, *pool_nodes]
+
+
+def _node_temp_dir(settings: Settings, pool: str) -> Path:
+    """Short (Unix socket paths are limited to ~107 bytes) and unique per stack and pool."""
+    import hashlib
+
+    digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"ray-tandem-{digest}-{pool}"
 
 
 def pool_resource(pool: str) -> str:
@@ -286,21 +302,33 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> None:
             _check_ports(settings, service)
             to_start.append(service)
     started = time.monotonic()
-    launched: list[tuple[Service, subprocess.Popen]] = []
+    launched: list[Service] = []
+
+    def ready(service: Service, process: subprocess.Popen) -> None:
+        _wait_healthy(settings, service, process)
+        log(f"{service.name}: healthy after {time.monotonic() - started:.0f} s")
+
     try:
-        # Worker nodes join the head, so they start once everything else is healthy.
-        for phase in ([s for s in to_start if not s.node_resource],
-                      [s for s in to_start if s.node_resource]):
-            launched_now = []
-            for service in phase:
-                log(f"{service.name}: starting (log: {_log_path(settings, service)})")
-                launched_now.append((service, _launch(settings, service)))
-            launched += launched_now
-            for service, process in launched_now:
-                _wait_healthy(settings, service, process)
-                log(f"{service.name}: healthy after {time.monotonic() - started:.0f} s")
+        processes = []
+        for service in (s for s in to_start if not s.node_resource):
+            log(f"{service.name}: starting (log: {_log_path(settings, service)})")
+            processes.append((service, _launch(settings, service)))
+            launched.append(service)
+        for service, process in processes:
+            ready(service, process)
+        # Worker nodes join the head one at a time: Ray gives a joining raylet a fixed
+        # 30 s to register, which two nodes starting at once on 2 busy cores can miss.
+        for service in (s for s in to_start if s.node_resource):
+            log(f"{service.name}: starting (log: {_log_path(settings, service)})")
+            launched.append(service)
+            try:
+                ready(service, _launch(settings, service))
+            except UserError:
+                log(f"{service.name}: retrying once")
+                _stop(settings, service)
+                ready(service, _launch(settings, service))
     except BaseException:
-        for service, _ in launched:
+        for service in launched:
             _stop(settings, service)
         raise
 
