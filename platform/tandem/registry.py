@@ -233,3 +233,19 @@ def list_versions(tracking_uri: str | None = None, name: str | None = None) -> l
             lineage=Lineage.from_tags(mv.tags or {}),
         ))
     return sorted(rows, key=lambda row: (row.name, -row.version))
+
+
+def promote(model_name: str, version: int, tracking_uri: str | None = None) -> int | None:
+    """Make `version` the champion; the old champion gets alias `previous`. Returns the old one."""
+    client = _client(tracking_uri)
+    client.get_model_version(model_name, str(version))  # raises if it does not exist
+    old = _alias_version(client, model_name, CHAMPION)
+    if old is not None and old != version:
+        client.set_registered_model_alias(model_name, PREVIOUS, str(old))
+    client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    return old
+
+
+def alias_version(model_name: str, alias: str, tracking_uri: str | None = None) -> int | None:
+    """The version an alias points at, or None."""
+    return _alias_version(_client(tracking_uri), model_name, alias)

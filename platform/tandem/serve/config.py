@@ -1,0 +1,123 @@
+"""The serving config: which model, which pools, what each pool costs.
+
+One strict pydantic model (`ServeAppConfig`) is the `args` of the Serve apps in
+`apps/llm_app.py` and the `tandem` section of `apps/serve.*.yaml`. A pool is a
+set of replicas of one model on one hardware type with a price per hour; it
+becomes one `ray.serve.llm` LLMServer deployment per model version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from tandem.config import StrictConfig, _describe
+from tandem.errors import UserError
+
+CPU = "cpu"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+class Autoscaling(StrictConfig):
+    """Ray Serve autoscaling of one pool's replicas."""
+
+    min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
+    max_replicas: int = Field(1, ge=1, description="Upper bound on replicas.")
+    target_ongoing_requests: float = Field(16, gt=0, description="Requests per replica to aim for.")
+
+
+class EngineSettings(StrictConfig):
+    """vLLM engine arguments of a pool (passed as `engine_kwargs`)."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights and activations dtype.")
+    quantization: Literal["fp8"] | None = Field(
+        None, description="Weight quantization; fp8 only on GPUs that support it (H100, H200, L4).")
+    max_model_len: int = Field(128, gt=0, description="Context length (prompt + output tokens).")
+    max_num_seqs: int = Field(16, gt=0, description="Sequences batched per engine step.")
+    kv_cache_memory_bytes: int | None = Field(
+        None, gt=0, description="KV cache size; required on CPU (vLLM's GPU share is meaningless there).")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Share of VRAM for weights + KV cache (GPU pools).")
+    enforce_eager: bool = Field(True, description="No CUDA graphs / compile (fast start on CPU).")
+    cpu_threads: str | None = Field(
+        None, description="CPU pools: cores the engine's OpenMP threads bind to "
+        "(VLLM_CPU_OMP_THREADS_BIND, e.g. '0-1' or '1').")
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        kwargs = self.model_dump(exclude_none=True, exclude={"cpu_threads"})
+        return kwargs
+
+
+class PoolConfig(StrictConfig):
+    """One serving pool: hardware, size, engine settings and price."""
+
+    gpu: str = Field(CPU, description="Ray accelerator type (H100, H200, A100-80G, L4) or 'cpu' "
+                     "for a local pool pinned to its Ray node by resource `pool:<name>`.")
+    price_per_hour: float = Field(gt=0, description="USD per replica-hour (the router prices with it).")
+    num_replicas: int = Field(1, ge=1, description="Fixed replica count (ignored with autoscaling).")
+    autoscaling: Autoscaling | None = Field(None, description="Autoscale replicas instead.")
+    max_ongoing_requests: int = Field(64, gt=0, description="Requests one replica accepts at once.")
+    engine: EngineSettings = Field(default_factory=EngineSettings, description="vLLM settings.")
+
+    @model_validator(mode="after")
+    def _cpu_needs_kv_size(self) -> PoolConfig:
+        if self.gpu == CPU and self.engine.kv_cache_memory_bytes is None:
+            raise ValueError("a cpu pool needs engine.kv_cache_memory_bytes")
+        if self.gpu == CPU and self.engine.quantization:
+            raise ValueError("fp8 quantization needs a GPU pool")
+        if self.gpu != CPU and self.engine.cpu_threads:
+            raise ValueError("engine.cpu_threads applies to cpu pools only")
+        return self
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.gpu == CPU
+
+
+class ServeAppConfig(StrictConfig):
+    """Args of `apps/llm_app.py:build_app` (the Tandem ingress + its pools)."""
+
+    model: str = Field("models:/tandem-tiny@champion", description="Registry URI served by every pool.")
+    pools: dict[str, PoolConfig] = Field(min_length=1, description="Pool name -> pool.")
+    routing_policy: Literal["least-loaded", "round-robin"] = Field(
+        "least-loaded", description="How the ingress picks a pool per request.")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get 413.")
+    ingress_replicas: int = Field(1, ge=1, description="Replicas of the ingress deployment.")
+    swap_timeout_s: float = Field(600, gt=0, description="promote/rollback give up after this long.")
+
+    @model_validator(mode="after")
+    def _pool_names(self) -> ServeAppConfig:
+        for name in self.pools:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"pool name {name!r}: letters, digits, - and _ only")
+        return self
+
+
+def tandem_args(serve_config: dict[str, Any]) -> dict[str, Any]:
+    """The `args` of the Tandem ingress application inside a Serve config file."""
+    for app in serve_config.get("applications") or []:
+        if str(app.get("import_path", "")).endswith(":build_app"):
+            return app.get("args") or {}
+    raise UserError("no application with import_path ...:build_app in the Serve config")
+
+
+def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ServeAppConfig:
+    """Read a Serve YAML (`apps/serve.*.yaml`) and validate its Tandem app args strictly."""
+    from pydantic import ValidationError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such Serve config") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: invalid YAML ({error})") from None
+    args = dict(tandem_args(data))
+    args.update(overrides or {})
+    try:
+        return ServeAppConfig.model_validate(args)
+    except ValidationError as error:
+        raise UserError(_describe(error, str(path))) from None

@@ -1,0 +1,216 @@
+"""Deploy the serving stack, swap model versions blue/green, shut it down.
+
+Layout on Ray Serve: application `tandem` (route `/`) is the ingress alone; each
+(pool, model version) is its own application `<model>-<pool>-v<version>` holding
+one LLMServer deployment. A swap goes pool by pool: start the new version's
+application beside the old, wait until it is RUNNING, point the route table at it,
+wait until every ingress replica has applied the new table, then delete the old
+application (Serve drains its in-flight requests first). At most one extra engine
+per model is alive at any time, and no request sees a missing pool.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tandem.errors import UserError
+from tandem.serve.config import ServeAppConfig
+from tandem.serve.pools import Route, build_pool_application, route_for
+from tandem.settings import Settings
+
+INGRESS_APP = "tandem"
+INGRESS_DEPLOYMENT = "TandemIngress"
+Log = Callable[[str], None]
+
+
+def connect(settings: Settings) -> None:
+    """Attach this process to the stack's Ray cluster and make sure Serve listens on the API port."""
+    from tandem.stack import ray_cluster_env
+
+    for key, value in ray_cluster_env().items():
+        os.environ.setdefault(key, value)
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        try:
+            ray.init(address=settings.ray_address, namespace="tandem", log_to_driver=False,
+                     logging_level="WARNING")
+        except (ConnectionError, RuntimeError) as error:
+            raise UserError(f"cannot reach Ray at {settings.ray_address} ({error}); "
+                            "is the stack up? `tandem up`") from None
+    serve.start(http_options={"host": settings.host, "port": settings.api_port},
+                proxy_location="HeadOnly")
+
+
+def resolve_model(config: ServeAppConfig, settings: Settings, uri: str | None = None):
+    """(registered name, local dir, version) of the model a config serves."""
+    from tandem.registry import download_model, parse_model_uri
+
+    uri = uri or config.model
+    name = parse_model_uri(uri)[0]
+    model_dir, version = download_model(uri, settings.models_dir / "registry", settings.mlflow_url)
+    return name, model_dir, version
+
+
+def build_ingress_application(config: ServeAppConfig, table: dict[str, Any]):
+    """The ingress deployment (no pools): HTTP on `/`, routes from `table`."""
+    from ray import serve
+
+    from tandem.serve.ingress import TandemIngressDeployment
+
+    deployment = serve.deployment(
+        TandemIngressDeployment, name=INGRESS_DEPLOYMENT, num_replicas=config.ingress_replicas,
+        max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0})
+    return deployment.bind(config=config.model_dump(mode="json"), table=table)
+
+
+def initial_table(config: ServeAppConfig, name: str, version: int) -> dict[str, Any]:
+    routes = {pool: route_for(name, version, pool, spec).to_dict()
+              for pool, spec in config.pools.items()}
+    return {"models": {name: {"version": version, "pools": routes}},
+            "config": config.model_dump(mode="json")}
+
+
+def _wait_running(apps: list[str], timeout_s: float, log: Log) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = serve.status().applications
+        pending = []
+        for app in apps:
+            status = statuses.get(app)
+            state = str(status.status) if status else "MISSING"
+            if "DEPLOY_FAILED" in state or "UNHEALTHY" in state:
+                raise UserError(f"Serve application {app} failed: "
+                                f"{(status.message or '')[:500]} (see the Ray dashboard)")
+            if "RUNNING" not in state:
+                pending.append(app)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise UserError(f"timed out after {timeout_s:.0f} s waiting for {', '.join(pending)} "
+                            "to become healthy; the old version keeps serving")
+        time.sleep(1.0)
+
+
+def _deploy_pools(routes: list[Route], config: ServeAppConfig, model_dir, timeout_s: float,
+                  log: Log) -> None:
+    from ray import serve
+
+    for route in routes:
+        log(f"starting pool {route.pool} (v{route.version}) as Serve app {route.app}")
+        application = build_pool_application(route.deployment.split(":", 1)[1], model_dir,
+                                             route.version, route.pool, config.pools[route.pool])
+        serve.run_many([serve.RunTarget(application, name=route.app, route_prefix=None)],
+                       wait_for_applications_running=False)
+    _wait_running([route.app for route in routes], timeout_s, log)
+
+
+def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
+           timeout_s: float = 600.0) -> dict[str, Any]:
+    """Deploy every pool of `config` at the model's current alias, then the ingress."""
+    from ray import serve
+
+    from tandem.serve import routes as route_table
+
+    connect(settings)
+    name, model_dir, version = resolve_model(config, settings)
+    log(f"serving {name} v{version} from {model_dir}")
+    table = initial_table(config, name, version)
+    old = route_table.lookup()
+    stale = set()
+    if old is not None:
+        import ray
+
+        snapshot = ray.get(old.snapshot.remote(0))
+        stale = {route["app"] for entry in snapshot[1]["models"].values()
+                 for route in entry["pools"].values()}
+    wanted = [route_for(name, version, pool, spec) for pool, spec in config.pools.items()]
+    _deploy_pools(wanted, config, model_dir, timeout_s, log)
+    actor = route_table.get_or_create(table)
+    import ray
+
+    ray.get(actor.replace.remote(table))
+    serve.run_many([serve.RunTarget(build_ingress_application(config, table), name=INGRESS_APP,
+                                    route_prefix="/")], wait_for_applications_running=False)
+    _wait_running([INGRESS_APP], timeout_s, log)
+    for app in stale - {route.app for route in wanted}:
+        serve.delete(app)
+    log(f"serving on {settings.api_url}/v1 (model {name}, version {version})")
+    return table
+
+
+def current_table(settings: Settings) -> dict[str, Any]:
+    import ray
+
+    from tandem.serve import routes as route_table
+
+    connect(settings)
+    actor = route_table.lookup()
+    if actor is None:
+        raise UserError("nothing is deployed; run `tandem deploy` first")
+    return ray.get(actor.snapshot.remote(0))[1]
+
+
+def swap(name: str, version: int, settings: Settings, log: Log = print,
+         timeout_s: float | None = None) -> None:
+    """Move every pool of model `name` to `version` blue/green; returns once traffic switched."""
+    import ray
+    from ray import serve
+
+    from tandem.registry import download_model
+    from tandem.serve import routes as route_table
+
+    table = current_table(settings)
+    config = ServeAppConfig.model_validate(table["config"])
+    timeout_s = timeout_s or config.swap_timeout_s
+    entry = table["models"].get(name)
+    if entry is None:
+        raise UserError(f"model {name!r} is not deployed (served: {', '.join(table['models'])})")
+    model_dir, _ = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
+                                  settings.mlflow_url)
+    actor = route_table.lookup()
+    deadline = time.monotonic() + timeout_s
+    for pool, spec in config.pools.items():
+        old = entry["pools"].get(pool)
+        if old is not None and old["version"] == version:
+            continue
+        new = route_for(name, version, pool, spec)
+        _deploy_pools([new], config, model_dir, max(1.0, deadline - time.monotonic()), log)
+        epoch = ray.get(actor.set_pool.remote(name, pool, new.to_dict()))
+        while not ray.get(actor.acked.remote(epoch)):
+            if time.monotonic() > deadline:
+                raise UserError(f"timed out waiting for the ingress to switch pool {pool}")
+            time.sleep(0.2)
+        log(f"pool {pool}: traffic on v{version}")
+        if old is not None:
+            time.sleep(1.0)  # requests routed just before the switch reach the old replica
+            serve.delete(old["app"], _blocking=True)
+            log(f"pool {pool}: v{old['version']} drained and removed")
+    ray.get(actor.set_version.remote(name, version))
+
+
+def shutdown(settings: Settings, log: Log = print) -> None:
+    """Delete the ingress and every pool application, and the route table."""
+    import ray
+    from ray import serve
+
+    from tandem.serve import routes as route_table
+
+    connect(settings)
+    actor = route_table.lookup()
+    apps = [INGRESS_APP]
+    if actor is not None:
+        table = ray.get(actor.snapshot.remote(0))[1]
+        apps += [route["app"] for entry in table["models"].values()
+                 for route in entry["pools"].values()]
+    for app in apps:
+        serve.delete(app, _blocking=True)
+        log(f"deleted Serve app {app}")
+    if actor is not None:
+        ray.kill(actor)

@@ -1,0 +1,54 @@
+"""Tandem's own Prometheus metrics, exported through Ray's metrics endpoint.
+
+Per pool and model version: requests by status, TTFT, time per output token,
+end-to-end latency, tokens in and out, and estimated cost. vLLM's engine metrics
+come from the LLMServer deployments themselves (`log_engine_metrics`). Ray prefixes
+every name with `ray_`, e.g. `ray_tandem_requests_total`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TAGS = ("pool", "model", "model_version")
+LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+TPOT_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5]
+
+
+class ServeMetrics:
+    """Counters and histograms the ingress updates once per finished request."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Counter, Histogram
+
+        self.requests = Counter("tandem_requests_total", "Requests answered, by status.",
+                                tag_keys=(*TAGS, "status"))
+        self.ttft = Histogram("tandem_ttft_seconds", "Time to first token.",
+                              boundaries=LATENCY_BUCKETS_S, tag_keys=TAGS)
+        self.tpot = Histogram("tandem_tpot_seconds", "Time per output token after the first.",
+                              boundaries=TPOT_BUCKETS_S, tag_keys=TAGS)
+        self.e2e = Histogram("tandem_e2e_seconds", "End-to-end request latency.",
+                             boundaries=LATENCY_BUCKETS_S, tag_keys=TAGS)
+        self.tokens = Counter("tandem_tokens_total", "Prompt (in) and completion (out) tokens.",
+                              tag_keys=(*TAGS, "direction"))
+        self.cost = Counter("tandem_cost_usd_total", "Estimated cost of answered requests, USD.",
+                            tag_keys=TAGS)
+
+    def request_done(self, labels: dict[str, str], status: str, e2e_s: float,
+                     ttft_s: float | None = None, usage: dict[str, Any] | None = None,
+                     cost_usd: float = 0.0) -> None:
+        self.requests.inc(1, {**labels, "status": status})
+        self.e2e.observe(e2e_s, labels)
+        if ttft_s is None:
+            return
+        self.ttft.observe(ttft_s, labels)
+        usage = usage or {}
+        out = int(usage.get("completion_tokens") or 0)
+        if out > 1:
+            self.tpot.observe((e2e_s - ttft_s) / (out - 1), labels)
+        if usage.get("prompt_tokens"):
+            self.tokens.inc(int(usage["prompt_tokens"]), {**labels, "direction": "in"})
+        if out:
+            self.tokens.inc(out, {**labels, "direction": "out"})
+        if cost_usd > 0:
+            self.cost.inc(cost_usd, labels)

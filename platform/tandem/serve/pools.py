@@ -1,0 +1,86 @@
+"""Pools as Ray Serve LLM deployments: one LLMServer deployment per (pool, model version).
+
+Each (pool, version) pair is its own Serve application (`<model>-<pool>-v<version>`),
+so a new version can start beside the old one and the old one can be deleted alone:
+that is what makes the blue/green swap in `tandem.serve.deploy` possible without
+redeploying the ingress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tandem.serve.config import PoolConfig
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the ingress sends one pool's traffic for one model."""
+
+    pool: str
+    version: int
+    app: str
+    deployment: str
+    gpu: str
+    price_per_hour: float
+    replicas: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pool_app_name(model_name: str, pool: str, version: int) -> str:
+    return f"{model_name}-{pool}-v{version}"
+
+
+def deployment_name(model_name: str, pool: str, version: int) -> str:
+    return f"{pool}-v{version}:{model_name}"
+
+
+def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: PoolConfig):
+    """The `ray.serve.llm.LLMConfig` of one pool serving `model_dir` as `model_name`."""
+    from ray.serve.llm import LLMConfig
+
+    from tandem.stack import pool_resource
+
+    deployment: dict[str, Any] = {"max_ongoing_requests": pool.max_ongoing_requests}
+    if pool.autoscaling is not None:
+        deployment["autoscaling_config"] = pool.autoscaling.model_dump()
+    else:
+        deployment["num_replicas"] = pool.num_replicas
+        deployment["autoscaling_config"] = None
+    env = {"TANDEM_POOL": pool_name}
+    kwargs: dict[str, Any] = {
+        "model_loading_config": {"model_id": model_name, "model_source": str(model_dir)},
+        "engine_kwargs": pool.engine.engine_kwargs(),
+        "deployment_config": deployment,
+        "log_engine_metrics": True,
+    }
+    if pool.is_cpu:
+        kwargs["accelerator_config"] = {"kind": "cpu"}
+        kwargs["placement_group_config"] = {"bundles": [{"CPU": 1, pool_resource(pool_name): 1}]}
+        if pool.engine.cpu_threads:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = pool.engine.cpu_threads
+    else:
+        kwargs["accelerator_type"] = pool.gpu
+    kwargs["runtime_env"] = {"env_vars": env}
+    return LLMConfig(**kwargs)
+
+
+def build_pool_application(model_name: str, model_dir: Path | str, version: int,
+                           pool_name: str, pool: PoolConfig):
+    """One pool's LLMServer deployment for one model version, as a Serve application."""
+    from ray.serve.llm import build_llm_deployment
+
+    config = llm_config(model_name, model_dir, pool_name, pool)
+    return build_llm_deployment(config, name_prefix=f"{pool_name}-v{version}:")
+
+
+def route_for(model_name: str, version: int, pool_name: str, pool: PoolConfig) -> Route:
+    replicas = pool.autoscaling.min_replicas if pool.autoscaling else pool.num_replicas
+    return Route(pool=pool_name, version=version,
+                 app=pool_app_name(model_name, pool_name, version),
+                 deployment=deployment_name(model_name, pool_name, version),
+                 gpu=pool.gpu, price_per_hour=pool.price_per_hour, replicas=max(1, replicas))

@@ -1,0 +1,81 @@
+"""The live routing table: model -> pool -> (version, Serve app, deployment).
+
+It lives in one named Ray actor so every ingress replica (and a restarted one)
+sees the same table, and `tandem promote` can switch traffic without
+redeploying the ingress. Ingress replicas poll it and acknowledge each epoch;
+a swap waits for the acknowledgement before it drains the old deployment.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+ACTOR_NAME = "tandem-route-table"
+NAMESPACE = "tandem"
+
+
+class RouteTable:
+    """Actor body: `{"models": {model: {"version": int, "pools": {pool: Route dict}}}}`."""
+
+    def __init__(self, table: dict[str, Any] | None = None) -> None:
+        self._table: dict[str, Any] = table or {"models": {}}
+        self._epoch = 1
+        self._acks: dict[str, tuple[int, float]] = {}
+
+    def epoch(self) -> int:
+        return self._epoch
+
+    def snapshot(self, known_epoch: int = 0) -> tuple[int, dict[str, Any]] | None:
+        """The table if it changed since `known_epoch`, else None."""
+        if known_epoch == self._epoch:
+            return None
+        return self._epoch, self._table
+
+    def replace(self, table: dict[str, Any]) -> int:
+        self._table = table
+        self._epoch += 1
+        return self._epoch
+
+    def set_pool(self, model: str, pool: str, route: dict[str, Any] | None) -> int:
+        """Point one pool of `model` at `route` (None removes the pool)."""
+        pools = self._table["models"].setdefault(model, {"version": route and route["version"],
+                                                         "pools": {}})["pools"]
+        if route is None:
+            pools.pop(pool, None)
+        else:
+            pools[pool] = route
+        self._epoch += 1
+        return self._epoch
+
+    def set_version(self, model: str, version: int) -> int:
+        self._table["models"][model]["version"] = version
+        self._epoch += 1
+        return self._epoch
+
+    def ack(self, replica: str, epoch: int) -> None:
+        self._acks[replica] = (epoch, time.time())
+
+    def acked(self, epoch: int, within_s: float = 30.0) -> bool:
+        """True once every ingress replica heard from lately has applied `epoch`."""
+        now = time.time()
+        live = [acked for acked, seen in self._acks.values() if now - seen < within_s]
+        return bool(live) and all(acked >= epoch for acked in live)
+
+
+def get_or_create(table: dict[str, Any] | None = None):
+    """Handle of the table actor, created detached (with `table`) if missing."""
+    import ray
+
+    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(RouteTable)
+    return actor_cls.options(name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached",
+                             get_if_exists=True).remote(table)
+
+
+def lookup():
+    import ray
+
+    try:
+        return ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None

@@ -1,0 +1,131 @@
+"""Request checks the ingress does before any engine sees a request.
+
+Pure functions of the parsed body and headers, so bad input is answered with the
+status and OpenAI error body of DESIGN.md's contract, never a 5xx, and unit tests
+need no server. Accepted fields are OpenAI's plus vLLM's sampling extensions:
+exactly the fields of vLLM's own request models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from tandem.routing import RequestFeatures
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+TIERS = ("interactive", "standard", "batch")
+HINT_HEADERS = ("x-tandem-ttft-ms", "x-tandem-tpot-ms", "x-tandem-max-cost", "x-tandem-tier")
+CHARS_PER_TOKEN = 4  # prompt length estimate for routing; the engine counts exactly
+
+
+class RequestError(Exception):
+    """A client error: HTTP status, message and the offending parameter."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, self.param, self.code)
+
+
+def error_body(status: int, message: str, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code or kind}}
+
+
+def accepted_fields(model_cls) -> frozenset[str]:
+    names = set()
+    for name, field in model_cls.model_fields.items():
+        names.add(name)
+        if field.alias:
+            names.add(field.alias)
+    return frozenset(names)
+
+
+def check_body(body: Any, accepted: frozenset[str], required: str, max_model_len: int) -> None:
+    """Shape checks FastAPI would answer with 422 or vLLM with a 500."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "request body must be a JSON object")
+    unknown = sorted(set(body) - accepted)
+    if unknown:
+        raise RequestError(400, f"unknown field {unknown[0]!r}", unknown[0], "unknown_field")
+    if body.get(required) is None:
+        raise RequestError(400, f"missing required field {required!r}", required, "missing_field")
+    if required == "messages" and (not isinstance(body["messages"], list) or not body["messages"]):
+        raise RequestError(400, "'messages' must be a non-empty list", "messages")
+    if required == "prompt" and not isinstance(body["prompt"], str | list):
+        raise RequestError(400, "'prompt' must be a string or a list", "prompt")
+    if "model" in body and not isinstance(body["model"], str):
+        raise RequestError(400, "'model' must be a string", "model")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RequestError(400, f"'{name}' must be an integer", name)
+        if value <= 0:
+            raise RequestError(400, f"'{name}' must be at least 1, got {value}", name)
+        if value > max_model_len:
+            raise RequestError(400, f"'{name}' is {value}, beyond the model's context of "
+                               f"{max_model_len} tokens", name, "context_length_exceeded")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise RequestError(400, "'stream' must be a boolean", "stream")
+
+
+def _positive(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise RequestError(400, f"header {name} must be a positive number, got {raw!r}", name,
+                           "invalid_hint")
+    return value
+
+
+def request_features(body: dict[str, Any], headers: Mapping[str, str]) -> RequestFeatures:
+    """Routing features from the body and the `x-tandem-*` hint headers (400 if malformed)."""
+    tier = headers.get("x-tandem-tier", "standard")
+    if tier not in TIERS:
+        raise RequestError(400, f"header x-tandem-tier must be one of {', '.join(TIERS)}, "
+                           f"got {tier!r}", "x-tandem-tier", "invalid_hint")
+    if "messages" in body:
+        chars = sum(len(str(message.get("content", ""))) if isinstance(message, dict) else 0
+                    for message in body["messages"])
+    else:
+        prompt = body.get("prompt", "")
+        chars = len(prompt) if isinstance(prompt, str) else 4 * len(prompt)
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 16
+    return RequestFeatures(
+        prompt_tokens=max(1, chars // CHARS_PER_TOKEN),
+        max_tokens=int(max_tokens),
+        ttft_target_ms=_positive(headers, "x-tandem-ttft-ms"),
+        tpot_target_ms=_positive(headers, "x-tandem-tpot-ms"),
+        tier=tier,
+        max_cost_usd=_positive(headers, "x-tandem-max-cost"),
+    )
+
+
+def estimate_cost_usd(price_per_hour: float, busy_s: float, concurrency: int) -> float:
+    """A replica-hour's price spread over the requests sharing the replica while this one ran."""
+    return price_per_hour / 3600.0 * busy_s / max(1, concurrency)
