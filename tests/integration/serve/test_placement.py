@@ -1,0 +1,28 @@
+"""Each pool's replicas run on that pool's own Ray node; Prometheus metrics are exported."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_pool_replicas_run_on_their_own_node(served):
+    import ray
+    from ray.util.state import list_actors
+
+    from tandem.stack import pool_resource
+
+    node_pool = {}
+    for node in ray.nodes():
+        for pool in served.local_pools:
+            if node["Alive"] and pool_resource(pool) in node["Resources"]:
+                node_pool[node["NodeID"]] = pool
+    assert sorted(node_pool.values()) == sorted(served.local_pools)
+    seen = {}
+    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
+        name = actor.name or ""
+        if name.startswith("SERVE_REPLICA::tandem-tiny-"):
+            pool = name.split("::", 1)[1].split("#")[0].split("-")[-2]
+            seen[pool] = node_pool.get(actor.node_id)
+    assert seen == {pool: pool for pool in served.local_pools}
