@@ -1,0 +1,73 @@
+"""Request checks of the ingress: status codes, error bodies, routing hints."""
+
+import pytest
+
+from tandem.serve.validation import (
+    RequestError,
+    check_body,
+    error_body,
+    estimate_cost_usd,
+    request_features,
+)
+
+FIELDS = frozenset({"model", "prompt", "messages", "max_tokens", "max_completion_tokens",
+                    "stream", "temperature", "ignore_eos"})
+
+
+def _status(body, required="prompt"):
+    with pytest.raises(RequestError) as caught:
+        check_body(body, FIELDS, required, max_model_len=128)
+    return caught.value
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"prompt": "x", "frob": 1}, "frob"),
+    ({}, "prompt"),
+    ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+    ({"prompt": "x", "max_tokens": True}, "max_tokens"),
+    ({"prompt": "x", "max_tokens": "4"}, "max_tokens"),
+    ({"prompt": "x", "max_tokens": 129}, "max_tokens"),
+    ({"prompt": "x", "stream": "yes"}, "stream"),
+    ({"prompt": 3}, "prompt"),
+    ({"prompt": "x", "model": 7}, "model"),
+])
+def test_bad_bodies_are_400_naming_the_field(body, param):
+    error = _status(body)
+    assert error.status == 400 and error.param == param
+    assert error.body()["error"]["type"] == "invalid_request_error"
+
+
+def test_chat_needs_non_empty_messages():
+    assert _status({"messages": []}, "messages").param == "messages"
+    check_body({"messages": [{"role": "user", "content": "hi"}]}, FIELDS, "messages", 128)
+
+
+def test_non_object_body():
+    assert _status([1, 2]).status == 400
+
+
+def test_good_body_and_extensions_pass():
+    check_body({"prompt": "x", "max_tokens": 128, "ignore_eos": True}, FIELDS, "prompt", 128)
+
+
+def test_error_body_shape():
+    assert error_body(413, "big") == {"error": {"message": "big", "type": "request_too_large",
+                                                "param": None, "code": "request_too_large"}}
+    assert error_body(404, "m", "model")["error"]["type"] == "not_found_error"
+
+
+def test_hints_parse_and_reject_malformed():
+    features = request_features({"prompt": "a" * 40, "max_tokens": 9},
+                                {"x-tandem-ttft-ms": "200", "x-tandem-tier": "batch"})
+    assert features.prompt_tokens == 10 and features.max_tokens == 9
+    assert features.ttft_target_ms == 200 and features.tier == "batch"
+    for headers in ({"x-tandem-ttft-ms": "-1"}, {"x-tandem-tpot-ms": "nan"},
+                    {"x-tandem-max-cost": "cheap"}, {"x-tandem-tier": "gold"}):
+        with pytest.raises(RequestError) as caught:
+            request_features({"prompt": "x"}, headers)
+        assert caught.value.status == 400 and caught.value.param == next(iter(headers))
+
+
+def test_cost_spreads_price_over_concurrent_requests():
+    assert estimate_cost_usd(3.6, 1.0, 1) == pytest.approx(0.001)
+    assert estimate_cost_usd(3.6, 1.0, 4) == pytest.approx(0.00025)
