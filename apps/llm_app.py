@@ -14,9 +14,9 @@ from typing import Any
 
 def build_app(args: dict[str, Any]):
     """The ingress, routing between every pool of `args` at the model's current alias."""
+    from tandem.registry import parse_model_uri, resolve_version
     from tandem.serve.config import ServeAppConfig
     from tandem.serve.deploy import build_ingress_application, initial_table
-    from tandem.registry import parse_model_uri, resolve_version
     from tandem.settings import load_settings
 
     config = ServeAppConfig.model_validate(args)

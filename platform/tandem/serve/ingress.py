@@ -23,9 +23,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response, StreamingResponse
-
 from ray import serve
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionRequest,
@@ -39,6 +36,9 @@ from ray.llm._internal.serve.core.ingress.utils import (
 )
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 from ray.serve.llm.ingress import OpenAiIngress
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
 from tandem.routing import PoolState
 from tandem.routing.policy import LeastLoadedPolicy, NoHealthyPool, RoundRobinPolicy
 from tandem.serve import routes as route_table

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tandem.errors import UserError
 from tandem.serve.config import ServeAppConfig, load_serve_config
 

@@ -1,7 +1,6 @@
 """Request checks of the ingress: status codes, error bodies, routing hints."""
 
 import pytest
-
 from tandem.serve.validation import (
     RequestError,
     check_body,
