@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tandem.config import merge_dicts
 from tandem.errors import UserError
 
 Precision = Literal["fp8", "fp16", "bf16"]
@@ -196,16 +197,6 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _build(data: dict[str, Any], origin: str) -> Catalog:
     data = dict(data)
     for section in ("gpus", "models"):
@@ -232,7 +223,7 @@ def load_catalog(override: Path | str | None = None) -> Catalog:
     data = default_catalog_data()
     origin = "assets/catalog.yaml"
     if override is not None:
-        data = _merge(data, _read_mapping(Path(override)))
+        data = merge_dicts(data, _read_mapping(Path(override)))
         origin = str(override)
     return _build(data, origin)
 

@@ -54,11 +54,12 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return result
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `update` laid over it; nested mappings merge key by key."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_dicts(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -96,7 +97,7 @@ def load_config(
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: expected a mapping of keys at the top level")
         data = loaded
-    data = _merge(data, parse_overrides(overrides or []))
+    data = merge_dicts(data, parse_overrides(overrides or []))
     try:
         return model.model_validate(data)
     except ValidationError as error:
