@@ -102,7 +102,11 @@ def _deploy_pools(routes: list[Route], config: ServeAppConfig, model_dir, timeou
                   log: Log) -> None:
     from ray import serve
 
+    existing = serve.status().applications
     for route in routes:
+        if route.app in existing and "FAILED" not in str(existing[route.app].status):
+            log(f"pool {route.pool} (v{route.version}) already deployed as {route.app}")
+            continue
         log(f"starting pool {route.pool} (v{route.version}) as Serve app {route.app}")
         application = build_pool_application(route.deployment.split(":", 1)[1], model_dir,
                                              route.version, route.pool, config.pools[route.pool])
