@@ -35,7 +35,7 @@ class Settings(BaseModel):
     local_pools: list[str] = Field(
         ["fast", "cheap"], description="Local serving pools; each gets its own Ray worker node "
         "advertising resource `pool:<name>` (comma-separated in the environment).")
-    pool_node_num_cpus: int = Field(4, description="Logical CPUs of each pool's Ray node.")
+    pool_node_num_cpus: int = Field(8, description="Logical CPUs of each pool's Ray node.")
     pool_object_store_mb: int = Field(200, description="Object store of each pool node, in MiB.")
 
     @property
