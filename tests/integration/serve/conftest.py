@@ -1,4 +1,5 @@
-"""One served model per test session: the tiny base model registered as `tandem-tiny`
+"""One served model per test session: the tiny base model registered as `tandem-serve`
+(its own name, so the fine-tuning tests' `tandem-tiny` versions stay theirs)
 and deployed on the local stack's two CPU pools (two vLLM engines, three during a swap)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[3]
-MODEL = "tandem-tiny"
+MODEL = "tandem-serve"
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,8 @@ def served(stack, registered) -> Iterator:
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy, shutdown
 
-    deploy(load_serve_config(REPO / "apps" / "serve.local.yaml"), stack)
+    deploy(load_serve_config(REPO / "apps" / "serve.local.yaml",
+                             {"model": f"models:/{MODEL}@champion"}), stack)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

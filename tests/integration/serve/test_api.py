@@ -7,7 +7,7 @@ import requests
 
 pytestmark = pytest.mark.integration
 
-MODEL = "tandem-tiny"
+MODEL = "tandem-serve"
 PROMPT = "translate: red cat =>"
 
 

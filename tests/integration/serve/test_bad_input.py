@@ -7,15 +7,15 @@ import requests
 
 pytestmark = pytest.mark.integration
 
-GOOD = {"model": "tandem-tiny", "prompt": "translate: red cat =>", "max_tokens": 4}
+GOOD = {"model": "tandem-serve", "prompt": "translate: red cat =>", "max_tokens": 4}
 LONG_PROMPT = " ".join(["red cat blue dog"] * 100)
 
 CASES = [
     # (id, path, raw body or json, headers, status, param)
     ("malformed-json", "completions", b"{bad", {}, 400, None),
     ("not-an-object", "completions", [1, 2], {}, 400, None),
-    ("missing-prompt", "completions", {"model": "tandem-tiny"}, {}, 400, "prompt"),
-    ("missing-messages", "chat/completions", {"model": "tandem-tiny"}, {}, 400, "messages"),
+    ("missing-prompt", "completions", {"model": "tandem-serve"}, {}, 400, "prompt"),
+    ("missing-messages", "chat/completions", {"model": "tandem-serve"}, {}, 400, "messages"),
     ("unknown-model", "completions", {**GOOD, "model": "nope"}, {}, 404, "model"),
     ("max-tokens-zero", "completions", {**GOOD, "max_tokens": 0}, {}, 400, "max_tokens"),
     ("max-tokens-negative", "chat/completions",

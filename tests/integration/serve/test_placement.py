@@ -21,7 +21,7 @@ def test_pool_replicas_run_on_their_own_node(served):
     seen = {}
     for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
         name = actor.name or ""
-        if name.startswith("SERVE_REPLICA::tandem-tiny-"):
+        if name.startswith("SERVE_REPLICA::tandem-serve-"):
             pool = name.split("::", 1)[1].split("#")[0].split("-")[-2]
             seen[pool] = node_pool.get(actor.node_id)
     assert seen == {pool: pool for pool in served.local_pools}

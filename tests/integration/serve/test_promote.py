@@ -13,7 +13,7 @@ import requests
 
 pytestmark = pytest.mark.integration
 
-MODEL = "tandem-tiny"
+MODEL = "tandem-serve"
 
 
 def test_promote_under_load_switches_version_without_failures(served, registered):
