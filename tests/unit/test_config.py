@@ -1,5 +1,4 @@
 import pytest
-
 from tandem.config import load_config, parse_overrides
 from tandem.errors import UserError
 from tandem.train.config import FinetuneConfig

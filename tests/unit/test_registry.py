@@ -1,5 +1,4 @@
 import pytest
-
 from tandem.errors import UserError
 from tandem.registry import Lineage, parse_model_uri, with_retries
 

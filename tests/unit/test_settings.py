@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from tandem.errors import UserError
 from tandem.settings import load_settings
 

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tandem.config import load_config
 from tandem.train.config import FinetuneConfig
 

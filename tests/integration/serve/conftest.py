@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 MODEL = "tandem-serve"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def registered(stack):
     """The tiny base model registered once; returns its version."""
     from tandem.models.tiny import build_tiny_base_model
@@ -29,7 +29,7 @@ def registered(stack):
     return register_checkpoint(model_dir, MODEL, Lineage(base_model="tiny"), stack.mlflow_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(stack, registered) -> Iterator:
     """The Serve stack from apps/serve.local.yaml, answering on stack.api_url."""
     from tandem.serve.config import load_serve_config
