@@ -358,6 +358,3 @@ def status(settings: Settings) -> list[dict[str, object]]:
         })
     return rows
 
-
-def running_services(settings: Settings) -> list[str]:
-    return [s.name for s in services(settings) if _running_pid(settings, s) is not None]

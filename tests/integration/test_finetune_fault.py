@@ -8,8 +8,9 @@ import signal
 import time
 
 import pytest
+from tandem.jobs import TERMINAL
 
-from tests.integration.jobs_helpers import TERMINAL, wait_for_job
+from tests.integration.jobs_helpers import wait_for_job
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tandem.errors import UserError
@@ -175,7 +175,7 @@ def run_finetune(
             "base_model_dir": str(base_dir),
             "tracking_uri": tracking_uri,
             "mlflow_run_id": run_id,
-            "lineage": {k: v for k, v in lineage.__dict__.items() if v not in ("", None)},
+            "lineage": {k: v for k, v in asdict(lineage).items() if v not in ("", None)},
             **_eval_inputs(eval_paths, base_dir, config),
         },
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
