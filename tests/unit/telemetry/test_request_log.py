@@ -1,0 +1,213 @@
+import re
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from tandem.telemetry.request_log import RequestLog, read_requests
+from tandem.telemetry.schema import REQUEST_SCHEMA
+
+from .helpers import T0, request, wait_until
+
+FILE = re.compile(r"requests/date=\d{4}-\d{2}-\d{2}/hour=\d{2}/part-\d{8}T\d{12}Z-[0-9a-f]{32}\.parquet$")
+
+
+def ids(table) -> list[str]:
+    return table.column("request_id").to_pylist()
+
+
+def test_flush_writes_one_new_file_per_hour_partition(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0)
+    logs.append(log)
+    for index in range(6):
+        log.append(request(f"r{index}", T0 + 1800 * index))
+    assert log.flush() == 6 and log.buffered == 0
+    log.append(request("late", T0 + 1))
+    assert log.flush() == 1
+    files = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*.parquet"))
+    assert all(FILE.search(path) for path in files)
+    assert [path.split("/")[1:3] for path in files].count(["date=2025-03-01", "hour=10"]) == 2
+    assert {tuple(path.split("/")[1:3]) for path in files} == {
+        ("date=2025-03-01", f"hour={hour}") for hour in ("10", "11", "12", "13")}
+    assert not list(tmp_path.rglob(".*"))
+    table = read_requests(tmp_path)
+    assert table.schema == REQUEST_SCHEMA
+    assert ids(table) == ["r0", "late", "r1", "r2", "r3", "r4", "r5"]
+    assert table.to_pylist()[0]["time"] == datetime.fromtimestamp(T0, UTC)
+    assert pq.read_schema(tmp_path.joinpath(files[0])) == REQUEST_SCHEMA
+
+
+def test_bad_records_are_dropped_and_counted_not_raised(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600)
+    logs.append(log)
+    log.append(request("ok"))
+    log.append(request("no-status", status=None))
+    log.append(request("typo", colour="red"))
+    log.append(None)
+    log.append(request("surrogate", prompt="\ud800"))
+    assert log.dropped == 3
+    assert log.flush() == 1
+    assert log.dropped == 4 and ids(read_requests(tmp_path)) == ["ok"]
+
+
+def test_background_flush_every_interval_without_close(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_rows=10_000, flush_interval_s=0.1)
+    logs.append(log)
+    for index in range(20):
+        log.append(request(f"r{index}"))
+    assert wait_until(lambda: read_requests(tmp_path).num_rows == 20)
+    assert log.buffered == 0 and log.written == 20
+
+
+def test_background_flush_when_flush_rows_are_buffered(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_rows=5, flush_interval_s=3600)
+    logs.append(log)
+    for index in range(4):
+        log.append(request(f"r{index}"))
+    assert not wait_until(lambda: log.written > 0, timeout=0.3)
+    log.append(request("r4"))
+    assert wait_until(lambda: log.written == 5)
+
+
+CRASH = """
+import os, sys, time
+sys.path.insert(0, {helpers!r})
+from helpers import request
+from tandem.telemetry.request_log import RequestLog
+log = RequestLog({root!r}, flush_rows={flush_rows}, flush_interval_s={interval})
+for index in range({count}):
+    log.append(request(f"r{{index}}"))
+last = time.monotonic()
+deadline = last + 30
+while {settled} and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(log.buffered, time.monotonic() - last, flush=True)
+os._exit(0)
+"""
+
+
+def crash(tmp_path, settled: str, **params) -> tuple[int, float]:
+    """Run a process that appends, waits until `settled` (never flushing itself) and dies
+    without closing; returns how many records it still buffered and how long it waited."""
+    script = CRASH.format(root=str(tmp_path), helpers=str(Path(__file__).parent),
+                          settled=f"not ({settled})", **params)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    buffered, waited = done.stdout.split()
+    return int(buffered), float(waited)
+
+
+def test_crash_loses_at_most_flush_rows_records(tmp_path):
+    buffered, _ = crash(tmp_path, "log.buffered < 10 and log.written + log.buffered == 25",
+                        flush_rows=10, interval=3600, count=25)
+    on_disk = ids(read_requests(tmp_path))
+    assert len(on_disk) == len(set(on_disk)) == 25 - buffered
+    assert buffered < 10
+
+
+def test_crash_loses_at_most_one_flush_interval(tmp_path):
+    buffered, waited = crash(tmp_path, "log.written == 7", flush_rows=10_000, interval=0.2, count=7)
+    assert buffered == 0 and waited < 10
+    assert sorted(ids(read_requests(tmp_path))) == [f"r{index}" for index in range(7)]
+
+
+def test_concurrent_appends_land_exactly_once(tmp_path):
+    log = RequestLog(tmp_path, flush_rows=37, flush_interval_s=0.005)
+    stop = threading.Event()
+
+    def appender(worker: int) -> None:
+        for index in range(400):
+            log.append(request(f"w{worker}-{index}", T0 + index * 20.0))
+
+    def flusher() -> None:
+        while not stop.is_set():
+            log.flush()
+
+    workers = [threading.Thread(target=appender, args=(worker,)) for worker in range(8)]
+    extra = threading.Thread(target=flusher)
+    extra.start()
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    stop.set()
+    extra.join()
+    log.close()
+    written = ids(read_requests(tmp_path))
+    assert len(written) == 3200 == len(set(written)) == log.written
+    assert log.dropped == 0
+
+
+def test_failed_flush_keeps_records_for_the_next_try(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600)
+    logs.append(log)
+    blocker = tmp_path / "requests"
+    blocker.write_text("not a directory")
+    log.append(request("a"))
+    log.append(request("b"))
+    with pytest.raises(OSError):
+        log.flush()
+    assert log.buffered == 2 and log.written == 0
+    blocker.unlink()
+    log.append(request("c"))
+    assert log.flush() == 3
+    assert ids(read_requests(tmp_path)) == ["a", "b", "c"]
+
+
+def test_close_flushes_and_later_appends_are_dropped(tmp_path):
+    log = RequestLog(tmp_path, flush_interval_s=3600)
+    log.append(request("a"))
+    log.close()
+    log.append(request("b"))
+    assert log.dropped == 1 and ids(read_requests(tmp_path)) == ["a"]
+
+
+def test_knows_buffered_flushed_and_files_of_other_processes(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0, recent_ids=2)
+    logs.append(log)
+    for index in range(4):
+        log.append(request(f"r{index}"))
+    assert log.knows("r3") and not log.knows("r0")
+    log.flush()
+    assert all(log.knows(f"r{index}") for index in range(4))
+    assert log.find("r1")["prompt"] == "translate: red cat =>"
+    restarted = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0 + 3600)
+    logs.append(restarted)
+    assert restarted.knows("r0") and not restarted.knows("never")
+    assert restarted.find("r2")["request_id"] == "r2" and restarted.find("never") is None
+    log.append(request("r9"))
+    log.flush()
+    assert restarted.knows("r9")
+    week_later = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0 + 8 * 86400)
+    logs.append(week_later)
+    assert not week_later.knows("r0")
+
+
+def test_find_returns_a_buffered_record(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600)
+    logs.append(log)
+    log.append(request("a", response="hello"))
+    assert log.find("a")["response"] == "hello"
+
+
+def test_read_requests_since_and_missing_directory(tmp_path, logs):
+    assert read_requests(tmp_path / "absent").num_rows == 0
+    assert read_requests(tmp_path / "absent").schema == REQUEST_SCHEMA
+    log = RequestLog(f"file://{tmp_path}", flush_interval_s=3600)
+    logs.append(log)
+    for index in range(5):
+        log.append(request(f"r{index}", T0 + 3600 * index))
+    log.flush()
+    since = datetime.fromtimestamp(T0, UTC) + timedelta(hours=2)
+    assert ids(read_requests(tmp_path, since=since)) == ["r2", "r3", "r4"]
+    assert ids(read_requests(f"file://{tmp_path}", since=since + timedelta(minutes=1))) == ["r3", "r4"]
+    with pytest.raises(ValueError, match="naive"):
+        read_requests(tmp_path, since=datetime(2025, 3, 1))
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="flush_rows"):
+        RequestLog(tmp_path, flush_rows=0)
