@@ -1,0 +1,119 @@
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tandem.telemetry.feedback import (
+    MAX_CORRECTION_BYTES,
+    Feedback,
+    FeedbackError,
+    FeedbackStore,
+    normalized_score,
+    parse_feedback,
+    read_feedback,
+)
+from tandem.telemetry.schema import FEEDBACK_SCHEMA, coerce_row
+from tandem.telemetry.storage import resolve, write_file
+
+from .helpers import T0, request
+
+
+def test_parse_a_full_post():
+    body = {"request_id": "chatcmpl-1", "score": 4, "correction": "fipo zemu", "feedback_id": "f1"}
+    assert parse_feedback(body, "1..5") == Feedback("chatcmpl-1", 4.0, "fipo zemu", "f1")
+    assert parse_feedback({"request_id": "r", "score": -0.5}, "-1..1") == Feedback("r", -0.5)
+
+
+@pytest.mark.parametrize(("body", "param", "message"), [
+    ([1, 2], None, "must be a JSON object, got list"),
+    ({"score": 1}, "request_id", "request_id is required"),
+    ({"request_id": "  ", "score": 1}, "request_id", "request_id is required"),
+    ({"request_id": 7, "score": 1}, "request_id", "request_id is required"),
+    ({"request_id": "r"}, "score", r"score is required: a number in \[-1, 1\]"),
+    ({"request_id": "r", "score": "1"}, "score", "score must be a number .* got str"),
+    ({"request_id": "r", "score": True}, "score", "got bool"),
+    ({"request_id": "r", "score": None}, "score", "got NoneType"),
+    ({"request_id": "r", "score": 1.5}, "score", r"score must be in \[-1, 1\], got 1.5"),
+    ({"request_id": "r", "score": float("nan")}, "score", "got nan"),
+    ({"request_id": "r", "score": 1, "correction": 3}, "correction", "non-empty string"),
+    ({"request_id": "r", "score": 1, "correction": ""}, "correction", "non-empty string"),
+    ({"request_id": "r", "score": 1, "correction": "é" * 4097}, "correction", "8194 bytes, over"),
+    ({"request_id": "r", "score": 1, "feedback_id": ""}, "feedback_id", "1 to 128"),
+    ({"request_id": "r", "score": 1, "feedback_id": "x" * 129}, "feedback_id", "1 to 128"),
+    ({"request_id": "r", "score": 1, "feedback_id": 5}, "feedback_id", "1 to 128"),
+    ({"request_id": "r", "score": 1, "rating": 1}, "rating", "unknown field 'rating'"),
+])
+def test_bad_posts_name_the_field(body, param, message):
+    with pytest.raises(FeedbackError, match=message) as caught:
+        parse_feedback(body, "-1..1")
+    assert caught.value.status == 400 and caught.value.param == param
+
+
+def test_scale_bounds_are_inclusive():
+    assert parse_feedback({"request_id": "r", "score": 5}, "1..5").score == 5.0
+    assert parse_feedback({"request_id": "r", "score": 1}, "1..5").score == 1.0
+    assert parse_feedback({"request_id": "r", "score": 1, "correction": "a" * MAX_CORRECTION_BYTES},
+                          "1..5").correction
+    with pytest.raises(FeedbackError, match=r"\[1, 5\], got 0"):
+        parse_feedback({"request_id": "r", "score": 0}, "1..5")
+
+
+def test_unknown_scale_is_a_programming_error():
+    with pytest.raises(ValueError, match="unknown feedback scale"):
+        normalized_score(1.0, "0..10")
+
+
+@pytest.mark.parametrize(("score", "scale", "expected"), [
+    (1, "1..5", -1.0), (3, "1..5", 0.0), (5, "1..5", 1.0), (2, "1..5", -0.5),
+    (-1, "-1..1", -1.0), (0.25, "-1..1", 0.25),
+])
+def test_normalized_score(score, scale, expected):
+    assert normalized_score(score, scale) == pytest.approx(expected)
+
+
+@given(st.floats(1, 5))
+def test_normalized_score_stays_in_range_and_keeps_order(score):
+    value = normalized_score(score, "1..5")
+    assert -1.0 <= value <= 1.0
+    assert (value < 0) == (score < 3)
+
+
+def test_store_copies_the_request_and_stores_a_feedback_id_once(tmp_path):
+    store = FeedbackStore(tmp_path, clock=lambda: T0)
+    record = request("r1", model_version=7)
+    assert store.add(Feedback("r1", -1.0, "fipo zemu", "f1"), record)
+    assert not store.add(Feedback("r1", 1.0, None, "f1"), record)
+    assert store.add(Feedback("r1", 0.5), None)
+    assert store.add(Feedback("r1", 0.5), None)
+    table = read_feedback(tmp_path)
+    assert table.schema == FEEDBACK_SCHEMA and table.num_rows == 3
+    rows = {row["feedback_id"]: row for row in table.to_pylist()}
+    first = rows["f1"]
+    assert (first["score"], first["correction"], first["model"], first["model_version"], first["prompt"]) == (
+        -1.0, "fipo zemu", "tandem-tiny", 7, "translate: red cat =>")
+    other = next(row for key, row in rows.items() if key != "f1")
+    assert other["model"] is None and other["prompt"] is None and len(other["feedback_id"]) == 32
+    assert all(path.parent.name == "date=2025-03-01" for path in tmp_path.rglob("*.parquet"))
+
+
+def test_a_restarted_store_and_a_second_process_do_not_store_twice(tmp_path):
+    FeedbackStore(tmp_path).add(Feedback("r1", 1.0, None, "f1"))
+    assert not FeedbackStore(tmp_path).add(Feedback("r1", 1.0, None, "f1"))
+    one, two = FeedbackStore(tmp_path), FeedbackStore(tmp_path)
+    assert one.add(Feedback("r2", 1.0, None, "f2"))
+    assert not two.add(Feedback("r2", 1.0, None, "f2"))
+    assert sorted(read_feedback(tmp_path).column("feedback_id").to_pylist()) == ["f1", "f2"]
+
+
+def test_read_feedback_keeps_the_first_post_of_a_raced_id(tmp_path):
+    fs, base = resolve(tmp_path)
+    for offset, score in ((5, 1.0), (0, -1.0)):
+        row = {"feedback_id": "f1", "request_id": "r1", "time": T0 + offset, "score": score}
+        table = pa.Table.from_pylist([coerce_row(row, FEEDBACK_SCHEMA)], schema=FEEDBACK_SCHEMA)
+        write_file(fs, f"{base}/feedback/date=2025-03-01", table, T0 + offset)
+    table = read_feedback(tmp_path)
+    assert table.num_rows == 1 and table.column("score").to_pylist() == [-1.0]
+
+
+def test_read_feedback_of_an_empty_store(tmp_path):
+    assert read_feedback(tmp_path).num_rows == 0
+    assert read_feedback(tmp_path).schema == FEEDBACK_SCHEMA
