@@ -1,0 +1,1 @@
+"""Retrain triggers: pure policies over windows of telemetry, and the state that stops double fires."""
