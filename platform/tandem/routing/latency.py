@@ -156,17 +156,29 @@ class LatencyModel:
         return out
 
     def observe(self, pool: PoolState, request: RequestFeatures, now: float, *,
-                ttft_ms: float | None = None, tpot_ms: float | None = None) -> None:
+                ttft_ms: float | None = None, tpot_ms: float | None = None,
+                e2e_ms: float | None = None) -> None:
         """Learn from one finished (or first-token) observation.
 
         Args:
             pool: the pool's state when the request was dispatched to it.
-            request: the request as it was routed.
+            request: the request as it was routed (`max_tokens`: the tokens it produced).
             now: when the observation was made (decay of stale corrections starts here).
             ttft_ms: observed time to first token, if known.
             tpot_ms: observed mean time per output token, if known.
+            e2e_ms: observed end-to-end time, for a request whose first token was not seen
+                (a non-streamed response): it scales TTFT and TPOT by the same ratio.
         """
         service, queue, step, _ = self._priors(pool, request)
+        if ttft_ms is None and tpot_ms is None and e2e_ms is not None and e2e_ms > 0:
+            service_ratio, queue_ratio, tpot_ratio = self._ratios(pool.name, now)
+            first = service * service_ratio + queue * queue_ratio
+            decode = max(0, request.max_tokens - 1) * step * tpot_ratio
+            if first + decode <= 0:
+                return
+            scale = e2e_ms / 1e3 / (first + decode)
+            ttft_ms = first * scale * 1e3
+            tpot_ms = step * tpot_ratio * scale * 1e3 if decode > 0 else None
         correction = self.corrections.get(pool.name)
         if correction is None:
             correction = self.corrections[pool.name] = PoolCorrection()

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from tandem.config import StrictConfig, _describe
 from tandem.errors import UserError
+from tandem.routing.config import RoutingConfig
 
 CPU = "cpu"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -52,6 +53,26 @@ class EngineSettings(StrictConfig):
         return kwargs
 
 
+class LatencyPrior(StrictConfig):
+    """Idle latency the router assumes for a pool before it has observed any request."""
+
+    ttft_ms: float = Field(gt=0, description="Time to first token of a short prompt, idle.")
+    tpot_ms: float = Field(gt=0, description="Time per output token, idle.")
+
+
+class TelemetryConfig(StrictConfig):
+    """Where the ingress records requests and feedback, and what it keeps."""
+
+    root: str | None = Field(None, description="Directory or pyarrow filesystem URI; default "
+                             "$TANDEM_HOME/telemetry.")
+    log_text: bool = Field(True, description="Keep prompt and response text in the request log.")
+    flush_rows: int = Field(256, gt=0, description="Write the buffer once this many records wait.")
+    flush_interval_s: float = Field(2.0, gt=0, description="...or after this long: the most "
+                                    "traffic a crash can lose.")
+    feedback_scale: Literal["-1..1", "1..5"] = Field("-1..1", description="Score scale of "
+                                                     "POST /v1/feedback.")
+
+
 class PoolConfig(StrictConfig):
     """One serving pool: hardware, size, engine settings and price."""
 
@@ -62,6 +83,9 @@ class PoolConfig(StrictConfig):
     autoscaling: Autoscaling | None = Field(None, description="Autoscale replicas instead.")
     max_ongoing_requests: int = Field(64, gt=0, description="Requests one replica accepts at once.")
     engine: EngineSettings = Field(default_factory=EngineSettings, description="vLLM settings.")
+    prior: LatencyPrior | None = Field(
+        None, description="The router's starting latency estimate; required for cpu pools "
+        "(GPU pools derive theirs from the catalog and `model_profile`).")
 
     @model_validator(mode="after")
     def _cpu_needs_kv_size(self) -> PoolConfig:
@@ -83,18 +107,38 @@ class ServeAppConfig(StrictConfig):
 
     model: str = Field("models:/tandem-tiny@champion", description="Registry URI served by every pool.")
     pools: dict[str, PoolConfig] = Field(min_length=1, description="Pool name -> pool.")
-    routing_policy: Literal["least-loaded", "round-robin"] = Field(
-        "least-loaded", description="How the ingress picks a pool per request.")
+    routing_policy: Literal["tandem", "least-loaded", "round-robin"] = Field(
+        "tandem", description="How the ingress picks a pool per request: `tandem` is the "
+        "cheapest pool predicted to meet the request's latency targets.")
+    routing: RoutingConfig | None = Field(
+        None, description="Tier targets and budgets; default: local CPU presets when every "
+        "pool is cpu, else GPU presets.")
+    model_profile: str | None = Field(
+        None, description="Catalog model profile (e.g. llama-3.1-8b) the GPU pools' latency "
+        "priors are computed for.")
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
+                                       description="Request log and feedback.")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get 413.")
     ingress_replicas: int = Field(1, ge=1, description="Replicas of the ingress deployment.")
     swap_timeout_s: float = Field(600, gt=0, description="promote/rollback give up after this long.")
 
     @model_validator(mode="after")
     def _pool_names(self) -> ServeAppConfig:
-        for name in self.pools:
+        for name, pool in self.pools.items():
             if not name.replace("-", "").replace("_", "").isalnum():
                 raise ValueError(f"pool name {name!r}: letters, digits, - and _ only")
+            if self.routing_policy == "tandem" and pool.prior is None and (
+                    pool.is_cpu or self.model_profile is None):
+                raise ValueError(f"pool {name!r} needs a latency `prior` (or, on a GPU, "
+                                 "`model_profile`) for the tandem routing policy")
         return self
+
+    def routing_config(self) -> RoutingConfig:
+        if self.routing is not None:
+            return self.routing
+        if all(pool.is_cpu for pool in self.pools.values()):
+            return RoutingConfig.local_cpu_defaults()
+        return RoutingConfig.gpu_defaults()
 
 
 def tandem_args(serve_config: dict[str, Any]) -> dict[str, Any]:

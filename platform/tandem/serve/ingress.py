@@ -18,12 +18,14 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -35,25 +37,35 @@ from ray.llm._internal.serve.core.ingress.utils import (
     _sanitize_chat_completion_request,
 )
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
+from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.llm.ingress import OpenAiIngress
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from tandem.routing import PoolState
-from tandem.routing.policy import LeastLoadedPolicy, NoHealthyPool, RoundRobinPolicy
+from tandem.routing import PoolState, RequestFeatures
+from tandem.routing.hints import InvalidRoutingHint, parse_routing_hints
+from tandem.routing.policy import NoHealthyPool
 from tandem.serve import routes as route_table
 from tandem.serve.metrics import ServeMetrics
+from tandem.serve.router import PoolRouter
 from tandem.serve.validation import (
     RequestError,
     accepted_fields,
     check_body,
     error_body,
     estimate_cost_usd,
-    request_features,
+    estimate_prompt_tokens,
+    prompt_text,
+    requested_max_tokens,
+    response_text,
 )
+from tandem.telemetry.feedback import FeedbackError, FeedbackStore, parse_feedback
+from tandem.telemetry.request_log import RequestLog
 
 POLL_S = 0.5
-POLICIES = {"least-loaded": LeastLoadedPolicy, "round-robin": RoundRobinPolicy}
+PROBE_TIMEOUT_S = 2.0
+POOL_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError,
+                 ReplicaUnavailableError)
 ENDPOINTS = {
     "chat": (ChatCompletionRequest, "messages", accepted_fields(ChatCompletionRequest)),
     "completions": (CompletionRequest, "prompt", accepted_fields(CompletionRequest)),
@@ -92,18 +104,23 @@ class TandemIngress(OpenAiIngress):
     def __init__(self, config: dict[str, Any], table: dict[str, Any]) -> None:
         super().__init__(llm_deployments={}, model_cards={})
         from tandem.serve.config import ServeAppConfig
+        from tandem.settings import load_settings
 
         self._config = ServeAppConfig.model_validate(config)
         self._max_model_len = min(p.engine.max_model_len for p in self._config.pools.values())
-        self._policy = POLICIES[self._config.routing_policy]()
+        home = load_settings().home
+        self._router = PoolRouter(self._config, home / "routing" / "decisions.jsonl")
+        telemetry = self._config.telemetry
+        telemetry_root = telemetry.root or str(home / "telemetry")
+        self._requests = RequestLog(telemetry_root, flush_rows=telemetry.flush_rows,
+                                    flush_interval_s=telemetry.flush_interval_s)
+        self._feedback = FeedbackStore(telemetry_root)
         self._replica = f"{os.getpid()}-{id(self)}"
         self._table_actor = route_table.get_or_create(table)
         import ray
 
         self._epoch, self._table = ray.get(self._table_actor.snapshot.remote(0))
         self._handles: dict[tuple[str, str], Any] = {}
-        self._in_flight: dict[tuple[str, str], int] = {}
-        self._busy_s: dict[str, float] = {}
         self._metrics = ServeMetrics()
         self._poller: asyncio.Task | None = None
 
@@ -121,7 +138,29 @@ class TandemIngress(OpenAiIngress):
                 await self._table_actor.ack.remote(self._replica, self._epoch)
             except Exception:  # the actor restarts or the cluster hiccups: keep the last table
                 pass
+            try:
+                await asyncio.to_thread(self._router.write_decisions)
+            except OSError:
+                pass  # a full disk must not stop routing; the in-memory log still explains
+            await self._probe_down_pools()
             await asyncio.sleep(POLL_S)
+
+    async def _probe_down_pools(self) -> None:
+        """Give a failed pool its traffic back once its replica answers a health check
+        (Serve restarts dead replicas; until then a call would wait for one)."""
+        for model in self._table["models"].values():
+            for pool, route in model["pools"].items():
+                if pool not in self._router.down:
+                    continue
+                handle = serve.get_deployment_handle(route["deployment"], app_name=route["app"])
+                try:
+                    await asyncio.wait_for(handle.check_health.remote(), PROBE_TIMEOUT_S)
+                except Exception:
+                    continue
+                self._router.recovered(pool)
+
+    def __del__(self) -> None:
+        self._requests.close()
 
     async def check_health(self) -> None:
         self._ensure_poller()
@@ -203,15 +242,39 @@ class TandemIngress(OpenAiIngress):
                                code="invalid_json") from None
 
     async def _serve(self, request: Request, kind: str) -> Response:
+        """Answer one completion request; whatever happens, it is recorded exactly once."""
         self._ensure_poller()
-        started = time.perf_counter()
+        exchange = Exchange(request.headers.get("x-request-id") or uuid.uuid4().hex,
+                            time.time(), time.perf_counter())
+        try:
+            return await self._answer(request, kind, exchange)
+        except RequestError as error:
+            self._finish(exchange, error.status)
+            raise
+        except BaseException:
+            self._finish(exchange, 500)
+            raise
+
+    async def _answer(self, request: Request, kind: str, exchange: Exchange) -> Response:
         model_cls, required, accepted = ENDPOINTS[kind]
         body = await self._read_json(request)
+        if isinstance(body, dict) and isinstance(body.get("model"), str):
+            exchange.model = body["model"]
         check_body(body, accepted, required, self._max_model_len)
+        try:
+            hints = parse_routing_hints(request.headers)
+        except InvalidRoutingHint as error:
+            raise RequestError(400, str(error), error.header, "invalid_hint") from None
         model, entry = self._model_entry(body.get("model"))
-        features = request_features(body, request.headers)
+        exchange.model = model
+        exchange.stream = bool(body.get("stream"))
+        if self._config.telemetry.log_text:
+            exchange.prompt = prompt_text(body)
+        features = hints.features(estimate_prompt_tokens(body), requested_max_tokens(body),
+                                  self._router.default_tier())
+        exchange.features = features
         body["model"] = model
-        if body.get("stream") and body.get("stream_options") is None:
+        if exchange.stream and body.get("stream_options") is None:
             body["stream_options"] = {"include_usage": True}
         try:
             parsed = model_cls.model_validate(body)
@@ -222,83 +285,221 @@ class TandemIngress(OpenAiIngress):
         if kind == "chat":
             parsed = _sanitize_chat_completion_request(parsed)
 
+        failed_pool = None
+        for attempt in (1, 2):
+            first_item, stream = await self._dispatch(request, kind, parsed, entry, exchange,
+                                                      failed_pool)
+            if stream is not None or attempt == 2:
+                break
+            failed_pool = exchange.pool  # the pool failed before streaming anything: once more
+        if isinstance(first_item, ErrorResponse):
+            status = int(first_item.error.code or 500)
+            if status >= 500 and "context" in first_item.error.message.lower():
+                status = 400
+            raise RequestError(status, first_item.error.message, None)
+        exchange.ttft_s = time.perf_counter() - exchange.started
+        headers = {"x-tandem-pool": exchange.pool, "x-tandem-model-version": str(exchange.version)}
+        if not isinstance(first_item, str | list) and hasattr(first_item, "model_dump"):
+            content = first_item.model_dump()
+            content["id"] = exchange.request_id
+            exchange.usage = content.get("usage") or {}
+            exchange.response = response_text(content) if self._config.telemetry.log_text else None
+            cost = self._finish(exchange, 200)
+            headers["x-tandem-cost-usd"] = f"{cost:.10f}"
+            return JSONResponse(content, headers=headers)
+        headers["x-tandem-cost-usd"] = f"{exchange.predicted_cost():.10f}"
+        return StreamingResponse(self._relay(stream, exchange), media_type="text/event-stream",
+                                 headers=headers)
+
+    async def _dispatch(self, request: Request, kind: str, parsed, entry: dict[str, Any],
+                        exchange: Exchange, failed_pool: str | None):
+        """Route and send once. Returns (first item, stream), or (exception, None) when the
+        chosen pool failed before answering anything (the caller may retry elsewhere)."""
         pools = entry["pools"]
-        states = [PoolState(name=name, gpu=route["gpu"], healthy=True, replicas=route["replicas"],
-                            in_flight=self._in_flight.get((name, route["app"]), 0), queued=0,
-                            price_per_hour=route["price_per_hour"])
-                  for name, route in pools.items()]
+        now = time.time()
+        if failed_pool is not None:
+            self._router.failed(failed_pool)
+        states = self._router.states(pools, exclude=failed_pool)
         try:
-            decision = self._policy.pick_pool(features, states, time.time())
+            decision = self._router.choose(exchange.features, states, now, exchange.request_id)
         except NoHealthyPool:
             raise RequestError(503, "no healthy pool can take this request") from None
-        pool = decision.pool
-        route = pools[pool]
-        key = (pool, route["app"])
-        concurrency = self._in_flight.get(key, 0) + 1
-        self._in_flight[key] = concurrency
-        labels = {"pool": pool, "model": model, "model_version": str(route["version"])}
-        request_id = request.headers.get("x-request-id") or ""
+        self._metrics.decision(decision.pool, exchange.model, exchange.features.tier,
+                               decision.slo_miss)
+        route = pools[decision.pool]
+        exchange.routed(decision, route, next(s for s in states if s.name == decision.pool))
+        self._router.in_flight[decision.pool] += 1
         try:
             stream = getattr(self._handle(route), kind).remote(
                 parsed, RawRequestInfo.from_starlette_request(request))
             first, stream = await _peek_at_generator(stream)
+        except POOL_FAILURES as error:
+            self._router.in_flight[decision.pool] -= 1
+            exchange.released = True
+            if failed_pool is not None:
+                raise
+            return error, None
         except BaseException:
-            self._in_flight[key] -= 1
-            self._metrics.request_done(labels, "500", time.perf_counter() - started)
+            self._router.in_flight[decision.pool] -= 1
+            exchange.released = True
             raise
         first_item = first[0] if isinstance(first, list) else first
-        if isinstance(first_item, ErrorResponse):
-            self._in_flight[key] -= 1
-            status = int(first_item.error.code or 500)
-            self._metrics.request_done(labels, str(status), time.perf_counter() - started)
-            if status >= 500 and "context" in first_item.error.message.lower():
-                status = 400
-            raise RequestError(status, first_item.error.message, None)
-        ttft_s = time.perf_counter() - started
-        headers = {"x-tandem-pool": pool, "x-tandem-model-version": str(route["version"])}
+        if isinstance(first_item, ErrorResponse) or hasattr(first_item, "model_dump"):
+            self._router.in_flight[decision.pool] -= 1
+            exchange.released = True
+        return first_item, stream
 
-        if not isinstance(first_item, str | list) and hasattr(first_item, "model_dump"):
-            self._in_flight[key] -= 1
-            content = first_item.model_dump()
-            if request_id:
-                content["id"] = request_id
-            elapsed = time.perf_counter() - started
-            self._busy_s[pool] = 0.8 * self._busy_s.get(pool, elapsed) + 0.2 * elapsed
-            cost = estimate_cost_usd(route["price_per_hour"], elapsed, concurrency)
-            headers["x-tandem-cost-usd"] = f"{cost:.10f}"
-            usage = content.get("usage") or {}
-            self._metrics.request_done(labels, "200", elapsed, ttft_s, usage, cost)
-            return JSONResponse(content, headers=headers)
-
-        predicted = self._busy_s.get(pool, ttft_s * 10)
-        cost = estimate_cost_usd(route["price_per_hour"], predicted, concurrency)
-        headers["x-tandem-cost-usd"] = f"{cost:.10f}"
-        return StreamingResponse(
-            self._relay(stream, key, labels, started, ttft_s, cost, request_id),
-            media_type="text/event-stream", headers=headers)
-
-    async def _relay(self, stream, key, labels, started, ttft_s, cost, request_id):
+    async def _relay(self, stream, exchange: Exchange):
         engine_id = None
-        usage: dict[str, Any] = {}
-        status = "200"
+        status = 200
+        pieces: list[str] | None = [] if self._config.telemetry.log_text else None
         try:
             async for packet in _openai_json_wrapper(stream):
-                if engine_id is None and request_id and packet.startswith("data: {"):
+                if engine_id is None and packet.startswith("data: {"):
                     engine_id = _chunk_id(packet)
                 if engine_id:
-                    packet = packet.replace(engine_id, request_id)
+                    packet = packet.replace(engine_id, exchange.request_id)
                 if '"usage":{"' in packet or '"usage": {"' in packet:
-                    usage = _last_usage(packet) or usage
+                    exchange.usage = _last_usage(packet) or exchange.usage
+                if pieces is not None:
+                    pieces.extend(_deltas(packet))
                 yield packet
         except BaseException:
-            status = "499"
+            status = 499
             raise
         finally:
-            self._in_flight[key] -= 1
-            elapsed = time.perf_counter() - started
-            pool = labels["pool"]
-            self._busy_s[pool] = 0.8 * self._busy_s.get(pool, elapsed) + 0.2 * elapsed
-            self._metrics.request_done(labels, status, elapsed, ttft_s, usage, cost)
+            if pieces is not None:
+                exchange.response = "".join(pieces)
+            self._finish(exchange, status)
+
+    def _finish(self, exchange: Exchange, status: int) -> float:
+        """Book one answered request: metrics, the router's observation, the request log.
+        Returns its estimated cost (USD)."""
+        if exchange.finished:
+            return exchange.cost_usd
+        exchange.finished = True
+        elapsed = time.perf_counter() - exchange.started
+        exchange.status = status
+        if exchange.pool is not None and not exchange.released:
+            self._router.in_flight[exchange.pool] -= 1
+        if exchange.pool is not None and status == 200:
+            exchange.cost_usd = estimate_cost_usd(exchange.price_per_hour, elapsed,
+                                                  exchange.concurrency)
+            self._router.finished(exchange.state, exchange.features, time.time(),
+                                  exchange.cost_usd, exchange.output_tokens(), elapsed * 1e3,
+                                  exchange.ttft_ms() if exchange.stream else None,
+                                  exchange.tpot_ms(elapsed) if exchange.stream else None)
+        labels = {"pool": exchange.pool or "none", "model": exchange.model or "unknown",
+                  "model_version": str(exchange.version or "none")}
+        ttft_s = exchange.ttft_s if status == 200 and exchange.stream else None
+        self._metrics.request_done(labels, str(status), elapsed, ttft_s, exchange.usage,
+                                   exchange.cost_usd)
+        self._requests.append(exchange.record(elapsed))
+        return exchange.cost_usd
+
+    # -- feedback ------------------------------------------------------------------
+    @app.post("/v1/feedback")
+    async def feedback(self, request: Request) -> Response:
+        body = await self._read_json(request)
+        try:
+            feedback = parse_feedback(body, self._config.telemetry.feedback_scale)
+        except FeedbackError as error:
+            raise RequestError(error.status, str(error), error.param) from None
+        record = await asyncio.to_thread(self._requests.find, feedback.request_id)
+        if record is None:
+            raise RequestError(404, f"request {feedback.request_id!r} was not answered here",
+                               "request_id", "request_not_found")
+        created = await asyncio.to_thread(self._feedback.add, feedback, record)
+        content = {"object": "feedback", "request_id": feedback.request_id,
+                   "feedback_id": feedback.feedback_id, "stored": created}
+        return JSONResponse(content, status_code=201 if created else 200)
+
+
+class Exchange:
+    """One completion request as it moves through the ingress, and its request-log record."""
+
+    def __init__(self, request_id: str, wall_time: float, started: float) -> None:
+        self.request_id = request_id
+        self.wall_time = wall_time
+        self.started = started
+        self.model: str | None = None
+        self.stream = False
+        self.features = RequestFeatures(prompt_tokens=0, max_tokens=0)
+        self.prompt: str | None = None
+        self.response: str | None = None
+        self.pool: str | None = None
+        self.version: int | None = None
+        self.reason = ""
+        self.state: PoolState | None = None
+        self.price_per_hour = 0.0
+        self.concurrency = 1
+        self.predicted_cost_usd: float | None = None
+        self.ttft_s: float | None = None
+        self.usage: dict[str, Any] = {}
+        self.cost_usd = 0.0
+        self.status = 0
+        self.released = False
+        self.finished = False
+
+    def routed(self, decision, route: dict[str, Any], state: PoolState) -> None:
+        self.pool = decision.pool
+        self.version = int(route["version"])
+        self.reason = decision.reason
+        self.state = state
+        self.price_per_hour = route["price_per_hour"]
+        self.concurrency = state.in_flight + state.queued + 1
+        self.predicted_cost_usd = decision.predicted_cost_usd
+        self.released = False
+
+    def predicted_cost(self) -> float:
+        if self.predicted_cost_usd is not None:
+            return self.predicted_cost_usd
+        return estimate_cost_usd(self.price_per_hour, (self.ttft_s or 0.0) * 10, self.concurrency)
+
+    def ttft_ms(self) -> float | None:
+        return None if self.ttft_s is None else self.ttft_s * 1e3
+
+    def output_tokens(self) -> int:
+        return int(self.usage.get("completion_tokens") or 0)
+
+    def tpot_ms(self, elapsed_s: float) -> float | None:
+        out = self.output_tokens()
+        if self.ttft_s is None or out < 2:
+            return None
+        return (elapsed_s - self.ttft_s) / (out - 1) * 1e3
+
+    def record(self, elapsed_s: float) -> dict[str, Any]:
+        """The request-log row (`tandem.telemetry.schema.REQUEST_SCHEMA`)."""
+        return {
+            "request_id": self.request_id, "time": self.wall_time, "model": self.model or "",
+            "model_version": self.version, "pool": self.pool, "tier": self.features.tier,
+            "stream": self.stream,
+            "prompt_tokens": int(self.usage.get("prompt_tokens") or self.features.prompt_tokens),
+            "completion_tokens": self.output_tokens(),
+            "ttft_ms": self.ttft_ms() if self.status == 200 and self.stream else None,
+            "tpot_ms": self.tpot_ms(elapsed_s) if self.status == 200 and self.stream else None,
+            "e2e_ms": elapsed_s * 1e3, "status": self.status, "cost_usd": self.cost_usd,
+            "routing_reason": self.reason, "prompt": self.prompt, "response": self.response,
+        }
+
+
+def _deltas(packet: str) -> list[str]:
+    """Generated text in one SSE packet (completion `text` or chat `delta.content`)."""
+    out = []
+    for line in packet.split("\n"):
+        if not line.startswith("data: {"):
+            continue
+        try:
+            chunk = json.loads(line[len("data: "):])
+        except ValueError:
+            continue
+        for choice in chunk.get("choices") or ():
+            text = choice.get("text")
+            if text is None:
+                text = (choice.get("delta") or {}).get("content")
+            if text:
+                out.append(text)
+    return out
 
 
 def _chunk_id(packet: str) -> str | None:

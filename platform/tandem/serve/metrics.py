@@ -33,19 +33,29 @@ class ServeMetrics:
                               tag_keys=(*TAGS, "direction"))
         self.cost = Counter("tandem_cost_usd_total", "Estimated cost of answered requests, USD.",
                             tag_keys=TAGS)
+        self.decisions = Counter("tandem_routing_decisions_total", "Routing decisions per pool.",
+                                 tag_keys=("pool", "model", "tier"))
+        self.slo_misses = Counter("tandem_slo_misses_total", "Requests routed to a pool predicted "
+                                  "to miss their latency targets.", tag_keys=("model", "tier"))
+
+    def decision(self, pool: str, model: str, tier: str, slo_miss: bool) -> None:
+        self.decisions.inc(1, {"pool": pool, "model": model, "tier": tier})
+        if slo_miss:
+            self.slo_misses.inc(1, {"model": model, "tier": tier})
 
     def request_done(self, labels: dict[str, str], status: str, e2e_s: float,
                      ttft_s: float | None = None, usage: dict[str, Any] | None = None,
                      cost_usd: float = 0.0) -> None:
+        """Count one answered request; `ttft_s` only for streamed ones (a whole response
+        arriving at once has no observable first token)."""
         self.requests.inc(1, {**labels, "status": status})
         self.e2e.observe(e2e_s, labels)
-        if ttft_s is None:
-            return
-        self.ttft.observe(ttft_s, labels)
         usage = usage or {}
         out = int(usage.get("completion_tokens") or 0)
-        if out > 1:
-            self.tpot.observe((e2e_s - ttft_s) / (out - 1), labels)
+        if ttft_s is not None:
+            self.ttft.observe(ttft_s, labels)
+            if out > 1:
+                self.tpot.observe((e2e_s - ttft_s) / (out - 1), labels)
         if usage.get("prompt_tokens"):
             self.tokens.inc(int(usage["prompt_tokens"]), {**labels, "direction": "in"})
         if out:

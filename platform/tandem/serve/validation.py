@@ -8,11 +8,8 @@ exactly the fields of vLLM's own request models.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+import json
 from typing import Any
-
-from tandem.routing import RequestFeatures
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -24,9 +21,8 @@ ERROR_TYPES = {
     429: "rate_limit_error",
     503: "overloaded_error",
 }
-TIERS = ("interactive", "standard", "batch")
-HINT_HEADERS = ("x-tandem-ttft-ms", "x-tandem-tpot-ms", "x-tandem-max-cost", "x-tandem-tier")
 CHARS_PER_TOKEN = 4  # prompt length estimate for routing; the engine counts exactly
+DEFAULT_MAX_TOKENS = 16  # vLLM's default for completions
 
 
 class RequestError(Exception):
@@ -89,41 +85,36 @@ def check_body(body: Any, accepted: frozenset[str], required: str, max_model_len
         raise RequestError(400, "'stream' must be a boolean", "stream")
 
 
-def _positive(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise RequestError(400, f"header {name} must be a positive number, got {raw!r}", name,
-                           "invalid_hint")
-    return value
-
-
-def request_features(body: dict[str, Any], headers: Mapping[str, str]) -> RequestFeatures:
-    """Routing features from the body and the `x-tandem-*` hint headers (400 if malformed)."""
-    tier = headers.get("x-tandem-tier", "standard")
-    if tier not in TIERS:
-        raise RequestError(400, f"header x-tandem-tier must be one of {', '.join(TIERS)}, "
-                           f"got {tier!r}", "x-tandem-tier", "invalid_hint")
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """Prompt length for routing, from characters (the engine counts exactly later)."""
     if "messages" in body:
         chars = sum(len(str(message.get("content", ""))) if isinstance(message, dict) else 0
                     for message in body["messages"])
     else:
         prompt = body.get("prompt", "")
-        chars = len(prompt) if isinstance(prompt, str) else 4 * len(prompt)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 16
-    return RequestFeatures(
-        prompt_tokens=max(1, chars // CHARS_PER_TOKEN),
-        max_tokens=int(max_tokens),
-        ttft_target_ms=_positive(headers, "x-tandem-ttft-ms"),
-        tpot_target_ms=_positive(headers, "x-tandem-tpot-ms"),
-        tier=tier,
-        max_cost_usd=_positive(headers, "x-tandem-max-cost"),
-    )
+        chars = len(prompt) if isinstance(prompt, str) else CHARS_PER_TOKEN * len(prompt)
+    return max(1, chars // CHARS_PER_TOKEN)
+
+
+def requested_max_tokens(body: dict[str, Any]) -> int:
+    return int(body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS)
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """The prompt as the request log keeps it: the text, or the chat messages as JSON."""
+    if "messages" in body:
+        return json.dumps(body["messages"], ensure_ascii=False)
+    prompt = body.get("prompt")
+    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+def response_text(content: dict[str, Any]) -> str:
+    """The first choice's generated text of a non-streamed completion or chat response."""
+    choices = content.get("choices") or [{}]
+    choice = choices[0] or {}
+    if choice.get("text") is not None:
+        return str(choice["text"])
+    return str((choice.get("message") or {}).get("content") or "")
 
 
 def estimate_cost_usd(price_per_hour: float, busy_s: float, concurrency: int) -> float:

@@ -1,12 +1,17 @@
 """Request checks of the ingress: status codes, error bodies, routing hints."""
 
+import json
+
 import pytest
 from tandem.serve.validation import (
     RequestError,
     check_body,
     error_body,
     estimate_cost_usd,
-    request_features,
+    estimate_prompt_tokens,
+    prompt_text,
+    requested_max_tokens,
+    response_text,
 )
 
 FIELDS = frozenset({"model", "prompt", "messages", "max_tokens", "max_completion_tokens",
@@ -55,16 +60,20 @@ def test_error_body_shape():
     assert error_body(404, "m", "model")["error"]["type"] == "not_found_error"
 
 
-def test_hints_parse_and_reject_malformed():
-    features = request_features({"prompt": "a" * 40, "max_tokens": 9},
-                                {"x-tandem-ttft-ms": "200", "x-tandem-tier": "batch"})
-    assert features.prompt_tokens == 10 and features.max_tokens == 9
-    assert features.ttft_target_ms == 200 and features.tier == "batch"
-    for headers in ({"x-tandem-ttft-ms": "-1"}, {"x-tandem-tpot-ms": "nan"},
-                    {"x-tandem-max-cost": "cheap"}, {"x-tandem-tier": "gold"}):
-        with pytest.raises(RequestError) as caught:
-            request_features({"prompt": "x"}, headers)
-        assert caught.value.status == 400 and caught.value.param == next(iter(headers))
+def test_routing_features_from_the_body():
+    assert estimate_prompt_tokens({"prompt": "a" * 40}) == 10
+    assert estimate_prompt_tokens({"messages": [{"role": "user", "content": "a" * 8}]}) == 2
+    assert requested_max_tokens({"max_tokens": 9}) == 9
+    assert requested_max_tokens({"max_completion_tokens": 5, "max_tokens": 9}) == 5
+    assert requested_max_tokens({}) == 16
+
+
+def test_logged_text_of_prompts_and_responses():
+    assert prompt_text({"prompt": "hi"}) == "hi"
+    assert json.loads(prompt_text({"messages": [{"role": "user", "content": "hi"}]})) == [
+        {"role": "user", "content": "hi"}]
+    assert response_text({"choices": [{"text": "ok"}]}) == "ok"
+    assert response_text({"choices": [{"message": {"content": "yo"}}]}) == "yo"
 
 
 def test_cost_spreads_price_over_concurrent_requests():

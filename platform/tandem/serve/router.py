@@ -1,0 +1,144 @@
+"""The ingress's side of routing: live pool states in, a decision out, observations back.
+
+`tandem.routing` holds the pure policies; this module feeds them what one ingress
+replica knows: requests in flight per pool (those beyond the engines' batch limit count
+as queued), pools that failed a request (skipped until a health probe answers), what each tier
+spends per hour, and after each request the TTFT and TPOT it measured, so the latency
+model corrects its prior. Every decision goes to a `DecisionLog` and, in batches, to
+`$TANDEM_HOME/routing/decisions.jsonl` for `tandem route explain`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tandem.planner.perf import ReplicaModel
+from tandem.routing import PoolState, RequestFeatures
+from tandem.routing.cost_policy import LatencyCostPolicy
+from tandem.routing.latency import flat_prior
+from tandem.routing.log import DecisionLog, decision_record
+from tandem.routing.policy import LeastLoadedPolicy, RoundRobinPolicy
+from tandem.routing.types import Decision
+from tandem.serve.config import PoolConfig, ServeAppConfig
+
+SPEND_WINDOW_S = 60.0
+MAX_DECISIONS_FILE_BYTES = 20 * 1024 * 1024
+
+
+def pool_prior(pool: PoolConfig, model_profile: str | None) -> ReplicaModel:
+    """The latency model a pool starts from: its configured prior, or the catalog roofline."""
+    if pool.prior is not None:
+        return flat_prior(pool.prior.ttft_ms, pool.prior.tpot_ms, pool.price_per_hour,
+                          name=pool.gpu, reference_prompt_tokens=32,
+                          max_num_seqs=pool.engine.max_num_seqs,
+                          context_length=pool.engine.max_model_len)
+    from tandem.catalog import load_catalog
+    from tandem.planner.perf import build_replica_model
+
+    catalog = load_catalog()
+    precision = pool.engine.quantization or "bf16"
+    return build_replica_model(catalog, pool.gpu, catalog.model(model_profile), precision)
+
+
+def build_policy(config: ServeAppConfig):
+    if config.routing_policy == "round-robin":
+        return RoundRobinPolicy()
+    if config.routing_policy == "least-loaded":
+        return LeastLoadedPolicy()
+    priors = {name: pool_prior(pool, config.model_profile) for name, pool in config.pools.items()}
+    return LatencyCostPolicy(priors, config.routing_config())
+
+
+class PoolRouter:
+    """Per-ingress-replica routing state around one policy."""
+
+    def __init__(self, config: ServeAppConfig, decisions_path: Path | None) -> None:
+        self.config = config
+        self.routing = config.routing_config()
+        self.policy = build_policy(config)
+        self.log = DecisionLog()
+        self.in_flight: Counter[str] = Counter()
+        self.down: set[str] = set()
+        self._spent: dict[str, deque[tuple[float, float]]] = {}
+        self._decisions_path = decisions_path
+        self._unwritten: list[dict[str, Any]] = []
+
+    def default_tier(self) -> str:
+        return self.routing.default_tier
+
+    def states(self, routes: Mapping[str, Mapping[str, Any]],
+               exclude: str | None = None) -> list[PoolState]:
+        """What the policy sees of each pool now; `exclude` is a pool that just failed."""
+        down = set(self.down)
+        if exclude:
+            down.add(exclude)
+        if down >= set(routes):  # nothing known healthy: try them all rather than refuse
+            down = {exclude} if exclude and len(routes) > 1 else set()
+        states = []
+        for name, route in routes.items():
+            pool = self.config.pools.get(name)
+            slots = (pool.engine.max_num_seqs if pool else 1 << 30) * route["replicas"]
+            in_flight = self.in_flight[name]
+            states.append(PoolState(
+                name=name, gpu=route["gpu"], healthy=name not in down, replicas=route["replicas"],
+                in_flight=min(in_flight, slots), queued=max(0, in_flight - slots),
+                price_per_hour=route["price_per_hour"]))
+        return states
+
+    def choose(self, features: RequestFeatures, states: list[PoolState], now: float,
+               request_id: str) -> Decision:
+        if isinstance(self.policy, LatencyCostPolicy):
+            self.policy.set_spend_rates(self._spend_rates(now))
+        decision = self.policy.pick_pool(features, states, now)
+        self.log.record(now, features, decision, request_id)
+        self._unwritten.append(decision_record(now, features, decision, request_id))
+        return decision
+
+    def failed(self, pool: str) -> None:
+        """A call to `pool` failed: skip it until `recovered` (the ingress probes it)."""
+        self.down.add(pool)
+
+    def recovered(self, pool: str) -> None:
+        self.down.discard(pool)
+
+    def finished(self, state: PoolState, features: RequestFeatures, now: float, cost_usd: float,
+                 output_tokens: int, e2e_ms: float, ttft_ms: float | None,
+                 tpot_ms: float | None) -> None:
+        """A request answered by `state.name`: learn its latency, count its spend. Without a
+        TTFT (a non-streamed response arrives whole) the end-to-end time is what is learned."""
+        self.down.discard(state.name)
+        self._spent.setdefault(features.tier, deque()).append((now, cost_usd))
+        if isinstance(self.policy, LatencyCostPolicy) and output_tokens > 0:
+            produced = replace(features, max_tokens=output_tokens)
+            if ttft_ms is None:
+                self.policy.latency.observe(state, produced, now, e2e_ms=e2e_ms)
+            else:
+                self.policy.observe(state, produced, now, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+
+    def _spend_rates(self, now: float) -> dict[str, float]:
+        rates = {}
+        for tier, spent in self._spent.items():
+            while spent and spent[0][0] < now - SPEND_WINDOW_S:
+                spent.popleft()
+            rates[tier] = sum(cost for _, cost in spent) * 3600.0 / SPEND_WINDOW_S
+        return rates
+
+    def write_decisions(self) -> None:
+        """Append the decisions made since the last call to the JSON-lines file (off the
+        request path: the ingress calls this from its background poller)."""
+        if not self._unwritten or self._decisions_path is None:
+            self._unwritten.clear()
+            return
+        import json
+
+        batch, self._unwritten = self._unwritten, []
+        path = self._decisions_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > MAX_DECISIONS_FILE_BYTES:
+            path.replace(path.with_suffix(".jsonl.1"))
+        with path.open("a", encoding="utf-8") as out:
+            out.writelines(json.dumps(record, separators=(",", ":")) + "\n" for record in batch)
