@@ -101,3 +101,64 @@ def test_flat_prior_for_local_pools():
     prediction = model.predict(pool("cpu-fast"), RequestFeatures(512, 20), 0.0)
     assert prediction.ttft_ms == pytest.approx(60.0)
     assert prediction.tpot_ms == pytest.approx(15.0, rel=0.1)
+
+
+def predicted_e2e_ms(prediction, request):
+    return prediction.ttft_ms + (request.max_tokens - 1) * prediction.tpot_ms
+
+
+def test_end_to_end_observation_scales_ttft_and_tpot_alike(priors):
+    model = LatencyModel(priors, alpha=0.2, stale_half_life_s=None)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    slow = 3 * predicted_e2e_ms(prior, REQUEST)
+    for step in range(10):  # a non-streamed pool that takes 3x as long as predicted
+        model.observe(state, REQUEST, step, e2e_ms=slow)
+    learned = model.predict(state, REQUEST, 10)
+    assert learned.ttft_ms == pytest.approx(3 * prior.ttft_ms, rel=0.05)
+    assert learned.tpot_ms == pytest.approx(3 * prior.tpot_ms, rel=0.05)
+    assert predicted_e2e_ms(learned, REQUEST) == pytest.approx(slow, rel=0.05)
+
+
+def test_end_to_end_observation_matching_the_prediction_changes_nothing(priors):
+    model = LatencyModel(priors, stale_half_life_s=None)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    for step in range(5):
+        model.observe(state, REQUEST, step, e2e_ms=predicted_e2e_ms(prior, REQUEST))
+    after = model.predict(state, REQUEST, 5)
+    assert after.ttft_ms == pytest.approx(prior.ttft_ms)
+    assert after.tpot_ms == pytest.approx(prior.tpot_ms)
+
+
+def test_end_to_end_observation_builds_on_learned_corrections(priors):
+    model = LatencyModel(priors, stale_half_life_s=None)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    model.observe(state, REQUEST, 0.0, ttft_ms=prior.ttft_ms * 2, tpot_ms=prior.tpot_ms * 2)
+    model.observe(state, REQUEST, 1.0, e2e_ms=2 * predicted_e2e_ms(prior, REQUEST))
+    after = model.predict(state, REQUEST, 1.0)  # already predicted 2x: nothing new learned
+    assert after.ttft_ms == pytest.approx(2 * prior.ttft_ms)
+    assert after.tpot_ms == pytest.approx(2 * prior.tpot_ms)
+
+
+def test_end_to_end_without_decode_steps_updates_only_ttft(priors):
+    model = LatencyModel(priors, stale_half_life_s=None)
+    state = pool()
+    single = RequestFeatures(prompt_tokens=400, max_tokens=1)
+    prior_single = model.predict(state, single, 0.0)
+    prior = model.predict(state, REQUEST, 0.0)
+    model.observe(state, single, 0.0, e2e_ms=prior_single.ttft_ms * 4)
+    after = model.predict(state, REQUEST, 0.0)
+    assert after.ttft_ms == pytest.approx(4 * prior.ttft_ms)
+    assert after.tpot_ms == pytest.approx(prior.tpot_ms)
+    assert model.corrections["H100"].tpot_count == 0
+
+
+def test_unusable_end_to_end_observations_are_ignored(priors):
+    model = LatencyModel(priors)
+    state = pool()
+    prior = model.predict(state, REQUEST, 0.0)
+    model.observe(state, REQUEST, 0.0, e2e_ms=0.0)
+    model.observe(state, REQUEST, 0.0, e2e_ms=-5.0)
+    assert model.predict(state, REQUEST, 0.0) == prior

@@ -1,0 +1,310 @@
+"""The ingress's routing state: pool states from live counts, decisions logged, spend and
+latency fed back into the policy. Plain objects: no Serve, no engines."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from tandem.errors import UserError
+from tandem.planner.perf import ReplicaModel
+from tandem.routing import LatencyCostPolicy, RequestFeatures, RoutingConfig, TierTargets
+from tandem.routing.log import parse_jsonl
+from tandem.routing.policy import LeastLoadedPolicy, RoundRobinPolicy
+from tandem.serve import router as router_module
+from tandem.serve.config import PoolConfig, ServeAppConfig, load_serve_config
+from tandem.serve.router import PoolRouter, build_policy, pool_prior
+
+REPO = Path(__file__).resolve().parents[3]
+LOCAL = REPO / "apps" / "serve.local.yaml"
+SHORT = RequestFeatures(prompt_tokens=32, max_tokens=16, tier="interactive")
+
+
+def route(pool, price, replicas=1):
+    return {"pool": pool, "version": 1, "app": f"tandem-{pool}", "deployment": f"llm-{pool}",
+            "gpu": "cpu", "price_per_hour": price, "replicas": replicas}
+
+
+ROUTES = {"fast": route("fast", 0.40), "cheap": route("cheap", 0.10)}
+
+
+@pytest.fixture
+def config():
+    return load_serve_config(LOCAL)
+
+
+@pytest.fixture
+def router(config, tmp_path):
+    return PoolRouter(config, tmp_path / "routing" / "decisions.jsonl")
+
+
+def by_name(states):
+    return {state.name: state for state in states}
+
+
+def candidate(decision, pool):
+    return next(c for c in decision.candidates if c.pool == pool)
+
+
+def test_requests_beyond_the_batch_limit_count_as_queued(router):
+    router.in_flight["cheap"] = 6  # cheap batches 4 sequences per replica
+    router.in_flight["fast"] = 20
+    states = by_name(router.states(ROUTES))
+    assert (states["cheap"].in_flight, states["cheap"].queued) == (4, 2)
+    assert (states["fast"].in_flight, states["fast"].queued) == (20, 0)
+    two_replicas = by_name(router.states({"cheap": route("cheap", 0.10, replicas=2)}))
+    assert (two_replicas["cheap"].in_flight, two_replicas["cheap"].queued) == (6, 0)
+    assert states["cheap"].price_per_hour == 0.10 and states["cheap"].gpu == "cpu"
+
+
+def test_a_route_without_a_configured_pool_never_queues(router):
+    router.in_flight["extra"] = 500
+    state = by_name(router.states({**ROUTES, "extra": route("extra", 0.2)}))["extra"]
+    assert (state.in_flight, state.queued, state.healthy) == (500, 0, True)
+
+
+def test_a_failed_pool_is_skipped_until_recovered(router):
+    assert all(state.healthy for state in router.states(ROUTES))
+    router.failed("cheap")
+    assert {s.name: s.healthy for s in router.states(ROUTES)} == {"fast": True, "cheap": False}
+    decision = router.choose(SHORT, router.states(ROUTES), 0.0, "r1")
+    assert decision.pool == "fast"
+    router.recovered("cheap")
+    assert all(state.healthy for state in router.states(ROUTES))
+
+
+def test_an_answer_from_a_failed_pool_marks_it_healthy(router):
+    router.failed("cheap")
+    state = by_name(router.states(ROUTES))["fast"]
+    router.finished(state, SHORT, 0.0, 0.0, 0, e2e_ms=100.0, ttft_ms=None, tpot_ms=None)
+    assert not by_name(router.states(ROUTES))["cheap"].healthy  # another pool's answer
+    cheap = by_name(router.states({"cheap": ROUTES["cheap"]}))["cheap"]
+    router.finished(cheap, SHORT, 1.0, 0.0, 0, e2e_ms=100.0, ttft_ms=None, tpot_ms=None)
+    assert by_name(router.states(ROUTES))["cheap"].healthy
+
+
+def test_exclude_marks_the_pool_that_just_failed(router):
+    states = by_name(router.states(ROUTES, exclude="fast"))
+    assert not states["fast"].healthy and states["cheap"].healthy
+    assert "fast" not in router.down  # a one-off, not a lasting mark
+
+
+def test_when_every_pool_is_down_all_are_offered(router):
+    router.failed("fast")
+    router.failed("cheap")
+    assert all(state.healthy for state in router.states(ROUTES))
+    assert router.choose(SHORT, router.states(ROUTES), 0.0, "r1").pool in ROUTES
+    retry = by_name(router.states(ROUTES, exclude="cheap"))  # still not the one that failed
+    assert retry["fast"].healthy and not retry["cheap"].healthy
+    single = router.states({"cheap": ROUTES["cheap"]}, exclude="cheap")
+    assert single[0].healthy  # the only pool: try it again rather than refuse
+
+
+def test_choose_records_the_decision(router):
+    decision = router.choose(SHORT, router.states(ROUTES), 5.0, "req-1")
+    assert router.log.decisions_by_pool[decision.pool] == 1
+    [record] = router.log.records()
+    assert record["request_id"] == "req-1" and record["pool"] == decision.pool
+    assert record["time"] == 5.0 and record["request"]["tier"] == "interactive"
+    assert {c["pool"] for c in record["candidates"]} == {"fast", "cheap"}
+
+
+def test_write_decisions_appends_only_new_lines(router, tmp_path):
+    path = tmp_path / "routing" / "decisions.jsonl"
+    router.choose(SHORT, router.states(ROUTES), 1.0, "a")
+    router.choose(SHORT, router.states(ROUTES), 2.0, "b")
+    router.write_decisions()
+    first = parse_jsonl(path.read_text())
+    assert [r["request_id"] for r in first] == ["a", "b"]
+    assert first[0]["reason"] and first[0]["predicted"]["ttft_ms"] > 0
+    router.write_decisions()  # nothing new
+    router.choose(SHORT, router.states(ROUTES), 3.0, "c")
+    router.write_decisions()
+    records = parse_jsonl(path.read_text())
+    assert [r["request_id"] for r in records] == ["a", "b", "c"]
+    assert records[:2] == first
+
+
+def test_write_decisions_rotates_a_large_file(router, tmp_path, monkeypatch):
+    path = tmp_path / "routing" / "decisions.jsonl"
+    monkeypatch.setattr(router_module, "MAX_DECISIONS_FILE_BYTES", 10)
+    router.choose(SHORT, router.states(ROUTES), 1.0, "old")
+    router.write_decisions()
+    router.choose(SHORT, router.states(ROUTES), 2.0, "new")
+    router.write_decisions()
+    assert [r["request_id"] for r in parse_jsonl(path.read_text())] == ["new"]
+    rotated = path.with_name("decisions.jsonl.1")
+    assert [r["request_id"] for r in parse_jsonl(rotated.read_text())] == ["old"]
+
+
+def test_without_a_decisions_file_nothing_piles_up(config):
+    router = PoolRouter(config, None)
+    router.choose(SHORT, router.states(ROUTES), 1.0, "a")
+    router.write_decisions()
+    assert router._unwritten == []
+    assert len(router.log) == 1
+
+
+def budget_router(tmp_path, budget=1.0):
+    # batch targets only `fast` meets, so the cap is what sends batch to `cheap`
+    routing = RoutingConfig(tiers={
+        "interactive": TierTargets(ttft_ms=250, tpot_ms=40),
+        "standard": TierTargets(ttft_ms=1000, tpot_ms=150),
+        "batch": TierTargets(ttft_ms=35, tpot_ms=8, budget_per_hour=budget),
+    })
+    config = load_serve_config(LOCAL, {"routing": routing.model_dump()})
+    return PoolRouter(config, tmp_path / "decisions.jsonl")
+
+
+def test_batch_tier_spills_to_the_cheapest_pool_over_its_budget(tmp_path):
+    router = budget_router(tmp_path, budget=1.0)
+    batch = RequestFeatures(prompt_tokens=32, max_tokens=16, tier="batch")
+    assert router.choose(batch, router.states(ROUTES), 0.0, "b0").pool == "fast"
+    fast = by_name(router.states(ROUTES))["fast"]
+    for second in (1.0, 2.0):  # $0.02 within 60 s: $1.20/h
+        router.finished(fast, batch, second, 0.01, 16, e2e_ms=120.0, ttft_ms=30.0, tpot_ms=6.0)
+    spilled = router.choose(batch, router.states(ROUTES), 3.0, "b1")
+    assert spilled.pool == "cheap" and spilled.slo_miss
+    assert "budget" in spilled.reason
+    interactive = router.choose(SHORT, router.states(ROUTES), 3.0, "i1")
+    assert "budget" not in interactive.reason  # another tier's cap
+    later = router.choose(batch, router.states(ROUTES), 62.5, "b2")  # spend left the window
+    assert later.pool == "fast" and "budget" not in later.reason
+
+
+def test_spend_under_the_budget_does_not_spill(tmp_path):
+    router = budget_router(tmp_path, budget=1.0)
+    batch = RequestFeatures(prompt_tokens=32, max_tokens=16, tier="batch")
+    fast = by_name(router.states(ROUTES))["fast"]
+    router.finished(fast, batch, 1.0, 0.01, 16, e2e_ms=120.0, ttft_ms=30.0, tpot_ms=6.0)
+    assert router.choose(batch, router.states(ROUTES), 2.0, "b").pool == "fast"  # $0.60/h
+
+
+def test_idle_interactive_request_goes_to_the_cheapest_pool_meeting_targets(router):
+    decision = router.choose(SHORT, router.states(ROUTES), 0.0, "r")
+    assert decision.pool == "cheap" and not decision.slo_miss
+    assert candidate(decision, "cheap").meets_slo and candidate(decision, "fast").meets_slo
+    assert candidate(decision, "cheap").cost_usd < candidate(decision, "fast").cost_usd
+    assert decision.predicted_ttft_ms == pytest.approx(40.0)
+
+
+def test_a_busy_cheap_pool_sends_interactive_requests_to_fast(router):
+    router.in_flight["cheap"] = 40
+    decision = router.choose(SHORT, router.states(ROUTES), 0.0, "r")
+    assert decision.pool == "fast" and not decision.slo_miss
+    assert not candidate(decision, "cheap").meets_slo
+
+
+def test_streamed_observations_slow_a_pools_predictions(router):
+    before = router.choose(SHORT, router.states(ROUTES), 0.0, "r0")
+    cheap = by_name(router.states(ROUTES))["cheap"]
+    for second in range(1, 6):  # cheap delivers 10x its prior
+        router.finished(cheap, SHORT, float(second), 0.0, 16, e2e_ms=2000.0,
+                        ttft_ms=400.0, tpot_ms=100.0)
+    after = router.choose(SHORT, router.states(ROUTES), 6.0, "r1")
+    assert candidate(after, "cheap").ttft_ms == pytest.approx(400.0, rel=0.05)
+    assert candidate(after, "cheap").tpot_ms == pytest.approx(100.0, rel=0.05)
+    assert candidate(after, "fast") == candidate(before, "fast")
+    assert after.pool == "fast"  # cheap is now predicted to miss the interactive targets
+
+
+def test_non_streamed_observations_learn_from_end_to_end_time(router):
+    before = candidate(router.choose(SHORT, router.states(ROUTES), 0.0, "r0"), "cheap")
+    predicted_e2e = before.ttft_ms + (SHORT.max_tokens - 1) * before.tpot_ms
+    cheap = by_name(router.states(ROUTES))["cheap"]
+    for second in range(1, 4):
+        router.finished(cheap, SHORT, float(second), 0.0, 16, e2e_ms=10 * predicted_e2e,
+                        ttft_ms=None, tpot_ms=None)
+    after = router.choose(SHORT, router.states(ROUTES), 4.0, "r1")
+    assert candidate(after, "cheap").ttft_ms == pytest.approx(10 * before.ttft_ms, rel=0.05)
+    assert candidate(after, "cheap").tpot_ms == pytest.approx(10 * before.tpot_ms, rel=0.05)
+    assert after.pool == "fast"
+
+
+def test_learning_uses_the_tokens_actually_produced(router):
+    before = candidate(router.choose(SHORT, router.states(ROUTES), 0.0, "r0"), "cheap")
+    cheap = by_name(router.states(ROUTES))["cheap"]
+    asked_for_more = RequestFeatures(prompt_tokens=32, max_tokens=500, tier="interactive")
+    produced = 16  # the same e2e over 16 tokens, not 500: matches the prior exactly
+    router.finished(cheap, asked_for_more, 1.0, 0.0, produced,
+                    e2e_ms=before.ttft_ms + (produced - 1) * before.tpot_ms,
+                    ttft_ms=None, tpot_ms=None)
+    after = candidate(router.choose(SHORT, router.states(ROUTES), 1.0, "r1"), "cheap")
+    assert after.ttft_ms == pytest.approx(before.ttft_ms)
+    assert after.tpot_ms == pytest.approx(before.tpot_ms)
+
+
+def test_build_policy_follows_routing_policy(config):
+    assert isinstance(build_policy(load_serve_config(LOCAL, {"routing_policy": "round-robin"})),
+                      RoundRobinPolicy)
+    assert isinstance(build_policy(load_serve_config(LOCAL, {"routing_policy": "least-loaded"})),
+                      LeastLoadedPolicy)
+    policy = build_policy(config)
+    assert isinstance(policy, LatencyCostPolicy)
+    assert policy.config == config.routing_config() == RoutingConfig.local_cpu_defaults()
+    assert set(policy.latency.priors) == {"fast", "cheap"}
+    assert policy.latency.priors["cheap"].max_num_seqs == 4
+
+
+def test_a_baseline_policy_routes_logs_and_takes_feedback(tmp_path):
+    router = PoolRouter(load_serve_config(LOCAL, {"routing_policy": "round-robin"}),
+                        tmp_path / "decisions.jsonl")
+    picks = [router.choose(SHORT, router.states(ROUTES), float(i), f"r{i}").pool
+             for i in range(4)]
+    assert sorted(picks) == ["cheap", "cheap", "fast", "fast"]
+    assert router.log.decisions_by_pool == {"fast": 2, "cheap": 2}
+    router.failed("fast")
+    state = by_name(router.states(ROUTES))["fast"]
+    router.finished(state, SHORT, 5.0, 0.01, 16, e2e_ms=100.0, ttft_ms=10.0, tpot_ms=5.0)
+    assert "fast" not in router.down
+
+
+def test_pool_prior_of_a_cpu_pool_is_its_configured_prior(config):
+    prior = pool_prior(config.pools["fast"], None)
+    assert prior.prefill_time(32) == pytest.approx(0.030)
+    assert prior.decode_step(1, 0) == pytest.approx(0.006)
+    assert prior.max_num_seqs == 32 and prior.context_length == 128
+    assert prior.price_per_hour == 0.40
+
+
+def test_pool_prior_of_a_gpu_pool_comes_from_the_catalog():
+    pool = PoolConfig(gpu="H100", price_per_hour=2.1, engine={"max_num_seqs": 64})
+    prior = pool_prior(pool, "llama-3.1-8b")
+    assert isinstance(prior, ReplicaModel)
+    assert prior.gpu == "H100" and prior.model == "llama-3.1-8b"
+    assert prior.precision == "bf16"
+    fp8 = pool_prior(PoolConfig(gpu="H100", price_per_hour=2.1,
+                                engine={"quantization": "fp8"}), "llama-3.1-8b")
+    assert fp8.precision == "fp8"
+    assert fp8.mem_fixed < prior.mem_fixed  # half the weight bytes to stream per step
+
+
+def test_gpu_pools_with_a_model_profile_need_no_prior():
+    config = ServeAppConfig.model_validate({
+        "model_profile": "llama-3.1-8b",
+        "pools": {"h100": {"gpu": "H100", "price_per_hour": 2.1}}})
+    policy = build_policy(config)
+    assert policy.latency.priors["h100"].gpu == "H100"
+    assert policy.config == RoutingConfig.gpu_defaults()
+
+
+def test_tandem_policy_rejects_a_cpu_pool_without_prior():
+    pools = {"solo": {"gpu": "cpu", "price_per_hour": 0.1,
+                      "engine": {"kv_cache_memory_bytes": 1 << 27}}}
+    with pytest.raises(ValidationError, match="pool 'solo' needs a latency `prior`"):
+        ServeAppConfig.model_validate({"pools": pools})
+    with pytest.raises(ValidationError, match="'solo'"):  # a model profile does not help a cpu pool
+        ServeAppConfig.model_validate({"pools": pools, "model_profile": "llama-3.1-8b"})
+    ServeAppConfig.model_validate({"pools": pools, "routing_policy": "least-loaded"})
+
+
+def test_tandem_policy_rejects_a_gpu_pool_without_prior_or_profile():
+    with pytest.raises(ValidationError, match="pool 'h100'"):
+        ServeAppConfig.model_validate({"pools": {"h100": {"gpu": "H100", "price_per_hour": 2.1}}})
+
+
+def test_a_serve_yaml_missing_a_prior_is_a_user_error_naming_the_pool(tmp_path):
+    text = LOCAL.read_text().replace("prior: {ttft_ms: 40, tpot_ms: 10}", "")
+    path = tmp_path / "serve.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match="cheap"):
+        load_serve_config(path)
