@@ -139,7 +139,8 @@ class TandemIngress(OpenAiIngress):
             except Exception:  # the actor restarts or the cluster hiccups: keep the last table
                 pass
             try:
-                await asyncio.to_thread(self._router.write_decisions)
+                await asyncio.to_thread(self._router.write_decisions,
+                                        self._router.take_decisions())
             except OSError:
                 pass  # a full disk must not stop routing; the in-memory log still explains
             await self._probe_down_pools()
@@ -364,6 +365,10 @@ class TandemIngress(OpenAiIngress):
                 if pieces is not None:
                     pieces.extend(_deltas(packet))
                 yield packet
+        except POOL_FAILURES:
+            status = 502  # the replica died mid-stream: nothing to retry, keep others away
+            self._router.failed(exchange.pool)
+            raise
         except BaseException:
             status = 499
             raise

@@ -10,6 +10,7 @@ model corrects its prior. Every decision goes to a `DecisionLog` and, in batches
 
 from __future__ import annotations
 
+import json
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import replace
@@ -40,8 +41,11 @@ def pool_prior(pool: PoolConfig, model_profile: str | None) -> ReplicaModel:
     from tandem.planner.perf import build_replica_model
 
     catalog = load_catalog()
-    precision = pool.engine.quantization or "bf16"
-    return build_replica_model(catalog, pool.gpu, catalog.model(model_profile), precision)
+    model = catalog.model(model_profile)
+    precision = pool.engine.quantization or ("fp16" if pool.engine.dtype == "float16" else "bf16")
+    prior = build_replica_model(catalog, pool.gpu, model, precision)
+    return replace(prior, max_num_seqs=pool.engine.max_num_seqs,
+                   context_length=min(model.context_length, pool.engine.max_model_len))
 
 
 def build_policy(config: ServeAppConfig):
@@ -111,8 +115,10 @@ class PoolRouter:
         """A request answered by `state.name`: learn its latency, count its spend. Without a
         TTFT (a non-streamed response arrives whole) the end-to-end time is what is learned."""
         self.down.discard(state.name)
+        if not isinstance(self.policy, LatencyCostPolicy):
+            return
         self._spent.setdefault(features.tier, deque()).append((now, cost_usd))
-        if isinstance(self.policy, LatencyCostPolicy) and output_tokens > 0:
+        if output_tokens > 0:
             produced = replace(features, max_tokens=output_tokens)
             if ttft_ms is None:
                 self.policy.latency.observe(state, produced, now, e2e_ms=e2e_ms)
@@ -127,15 +133,15 @@ class PoolRouter:
             rates[tier] = sum(cost for _, cost in spent) * 3600.0 / SPEND_WINDOW_S
         return rates
 
-    def write_decisions(self) -> None:
-        """Append the decisions made since the last call to the JSON-lines file (off the
-        request path: the ingress calls this from its background poller)."""
-        if not self._unwritten or self._decisions_path is None:
-            self._unwritten.clear()
-            return
-        import json
-
+    def take_decisions(self) -> list[dict[str, Any]]:
+        """The decisions made since the last call (called on the event loop, like `choose`)."""
         batch, self._unwritten = self._unwritten, []
+        return batch
+
+    def write_decisions(self, batch: list[dict[str, Any]]) -> None:
+        """Append `batch` to the JSON-lines file; the ingress runs this off the request path."""
+        if not batch or self._decisions_path is None:
+            return
         path = self._decisions_path
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() and path.stat().st_size > MAX_DECISIONS_FILE_BYTES:

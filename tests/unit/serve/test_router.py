@@ -112,13 +112,13 @@ def test_write_decisions_appends_only_new_lines(router, tmp_path):
     path = tmp_path / "routing" / "decisions.jsonl"
     router.choose(SHORT, router.states(ROUTES), 1.0, "a")
     router.choose(SHORT, router.states(ROUTES), 2.0, "b")
-    router.write_decisions()
+    router.write_decisions(router.take_decisions())
     first = parse_jsonl(path.read_text())
     assert [r["request_id"] for r in first] == ["a", "b"]
     assert first[0]["reason"] and first[0]["predicted"]["ttft_ms"] > 0
-    router.write_decisions()  # nothing new
+    router.write_decisions(router.take_decisions())  # nothing new
     router.choose(SHORT, router.states(ROUTES), 3.0, "c")
-    router.write_decisions()
+    router.write_decisions(router.take_decisions())
     records = parse_jsonl(path.read_text())
     assert [r["request_id"] for r in records] == ["a", "b", "c"]
     assert records[:2] == first
@@ -128,9 +128,9 @@ def test_write_decisions_rotates_a_large_file(router, tmp_path, monkeypatch):
     path = tmp_path / "routing" / "decisions.jsonl"
     monkeypatch.setattr(router_module, "MAX_DECISIONS_FILE_BYTES", 10)
     router.choose(SHORT, router.states(ROUTES), 1.0, "old")
-    router.write_decisions()
+    router.write_decisions(router.take_decisions())
     router.choose(SHORT, router.states(ROUTES), 2.0, "new")
-    router.write_decisions()
+    router.write_decisions(router.take_decisions())
     assert [r["request_id"] for r in parse_jsonl(path.read_text())] == ["new"]
     rotated = path.with_name("decisions.jsonl.1")
     assert [r["request_id"] for r in parse_jsonl(rotated.read_text())] == ["old"]
@@ -139,8 +139,8 @@ def test_write_decisions_rotates_a_large_file(router, tmp_path, monkeypatch):
 def test_without_a_decisions_file_nothing_piles_up(config):
     router = PoolRouter(config, None)
     router.choose(SHORT, router.states(ROUTES), 1.0, "a")
-    router.write_decisions()
-    assert router._unwritten == []
+    router.write_decisions(router.take_decisions())
+    assert router.take_decisions() == []
     assert len(router.log) == 1
 
 
@@ -308,3 +308,20 @@ def test_a_serve_yaml_missing_a_prior_is_a_user_error_naming_the_pool(tmp_path):
     path.write_text(text)
     with pytest.raises(UserError, match="cheap"):
         load_serve_config(path)
+
+
+def test_spend_history_stays_bounded_without_a_cost_policy():
+    router = PoolRouter(load_serve_config(LOCAL, {"routing_policy": "least-loaded"}), None)
+    state = router.states({"fast": {"gpu": "cpu", "price_per_hour": 0.4, "replicas": 1}})[0]
+    for second in range(1000):
+        router.finished(state, RequestFeatures(32, 16), float(second), 0.001, 16,
+                        e2e_ms=100.0, ttft_ms=10.0, tpot_ms=5.0)
+    assert sum(len(spent) for spent in router._spent.values()) == 0
+
+
+def test_gpu_prior_batches_as_many_sequences_as_the_engine():
+    pool = PoolConfig(gpu="L4", price_per_hour=0.684,
+                      engine={"max_num_seqs": 64, "max_model_len": 4096})
+    prior = pool_prior(pool, "llama-3.1-8b")
+    assert prior.max_num_seqs == 64
+    assert prior.context_length == 4096
