@@ -67,8 +67,11 @@ class RoutingConfig(_Strict):
 
     @classmethod
     def local_cpu_defaults(cls) -> RoutingConfig:
-        """The tiny model on the local CPU pools (~30-120 ms to first token when idle)."""
-        return cls(tiers={
+        """The tiny model on the local CPU pools (~30-120 ms to first token when idle).
+
+        Local pools restart and slow down in seconds (two engines share two cores), so
+        learned corrections fade with a 30 s half-life instead of ten minutes."""
+        return cls(stale_half_life_s=30.0, tiers={
             "interactive": TierTargets(ttft_ms=250, tpot_ms=40),
             "standard": TierTargets(ttft_ms=1000, tpot_ms=150),
             "batch": TierTargets(ttft_ms=20000, tpot_ms=1000),

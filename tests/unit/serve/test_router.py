@@ -200,7 +200,7 @@ def test_streamed_observations_slow_a_pools_predictions(router):
     for second in range(1, 6):  # cheap delivers 10x its prior
         router.finished(cheap, SHORT, float(second), 0.0, 16, e2e_ms=2000.0,
                         ttft_ms=400.0, tpot_ms=100.0)
-    after = router.choose(SHORT, router.states(ROUTES), 6.0, "r1")
+    after = router.choose(SHORT, router.states(ROUTES), 5.0, "r1")
     assert candidate(after, "cheap").ttft_ms == pytest.approx(400.0, rel=0.05)
     assert candidate(after, "cheap").tpot_ms == pytest.approx(100.0, rel=0.05)
     assert candidate(after, "fast") == candidate(before, "fast")

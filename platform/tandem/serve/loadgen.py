@@ -1,0 +1,116 @@
+"""A closed-loop streaming load generator for the OpenAI endpoint, by routing tier.
+
+Used by the live routing tests and benchmarks, and handy for an operator checking a
+deployment: each `Stream` is a number of clients that send streaming completions of
+one tier back to back; every request's pool, version, status, TTFT and TPOT (as the
+client saw them) come back as a `Result`, and `summarize` turns them into SLO
+attainment per tier and estimated dollars per 1,000 requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tandem.routing.config import RoutingConfig
+
+
+@dataclass(frozen=True)
+class Stream:
+    """`clients` concurrent clients sending `tier` requests of `max_tokens` tokens each."""
+
+    tier: str
+    max_tokens: int
+    clients: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    tier: str
+    status: int  # HTTP status; 0 when the connection failed or broke mid-stream
+    pool: str | None
+    version: str | None
+    request_id: str | None
+    cost_usd: float
+    ttft_ms: float | None
+    tpot_ms: float | None
+    tokens: int
+    error: str | None = None
+
+
+async def _one(client, api_url: str, model: str, prompt: str, stream: Stream) -> Result:
+    body = {"model": model, "prompt": prompt, "max_tokens": stream.max_tokens, "stream": True,
+            "ignore_eos": True, "temperature": 0}
+    headers = {"x-tandem-tier": stream.tier, **stream.headers}
+    started = time.perf_counter()
+    first = last = None
+    tokens, status, reply_headers = 0, 0, {}
+    try:
+        async with client.stream("POST", f"{api_url}/v1/completions", json=body,
+                                 headers=headers) as reply:
+            status, reply_headers = reply.status_code, reply.headers
+            async for line in reply.aiter_lines():
+                if line.startswith("data: {") and '"text"' in line:
+                    chunk = json.loads(line[len("data: "):])
+                    if chunk.get("choices") and chunk["choices"][0].get("text") is not None:
+                        last = time.perf_counter()
+                        first = first or last
+                        tokens += 1
+    except Exception as error:  # a broken stream is a failed request, not a crashed run
+        return Result(stream.tier, 0, reply_headers.get("x-tandem-pool"), None, None, 0.0, None,
+                      None, tokens, f"{type(error).__name__}: {error}")
+    ttft = (first - started) * 1e3 if first else None
+    tpot = (last - first) * 1e3 / (tokens - 1) if first and tokens > 1 else None
+    return Result(stream.tier, status, reply_headers.get("x-tandem-pool"),
+                  reply_headers.get("x-tandem-model-version"), reply_headers.get("x-request-id"),
+                  float(reply_headers.get("x-tandem-cost-usd") or 0.0), ttft, tpot, tokens)
+
+
+async def run_load_async(api_url: str, streams: Sequence[Stream], duration_s: float, *,
+                         model: str, prompt: str = "translate: red cat =>") -> list[Result]:
+    """Run every stream's clients for `duration_s` seconds; results in completion order."""
+    import httpx
+
+    clients = sum(stream.clients for stream in streams)
+    results: list[Result] = []
+    deadline = time.monotonic() + duration_s
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        async def loop(stream: Stream) -> None:
+            while time.monotonic() < deadline:
+                results.append(await _one(client, api_url, model, prompt, stream))
+
+        await asyncio.gather(*(loop(stream) for stream in streams for _ in range(stream.clients)))
+    return results
+
+
+def run_load(api_url: str, streams: Sequence[Stream], duration_s: float, *, model: str,
+             prompt: str = "translate: red cat =>") -> list[Result]:
+    return asyncio.run(run_load_async(api_url, streams, duration_s, model=model, prompt=prompt))
+
+
+def meets(result: Result, routing: RoutingConfig) -> bool:
+    """Whether a request got what its tier promises (as the client measured it)."""
+    targets = routing.targets(result.tier)
+    return (result.status == 200 and result.ttft_ms is not None and result.ttft_ms <= targets.ttft_ms
+            and (result.tpot_ms is None or result.tpot_ms <= targets.tpot_ms))
+
+
+def summarize(results: Sequence[Result], routing: RoutingConfig) -> dict[str, dict[str, float]]:
+    """Per tier: requests, failures, SLO attainment (fraction), $ per 1k requests, and the
+    share of requests each pool took."""
+    summary: dict[str, dict[str, float]] = {}
+    for tier in sorted({result.tier for result in results}):
+        mine = [result for result in results if result.tier == tier]
+        row = {"requests": len(mine),
+               "failed": sum(result.status != 200 for result in mine),
+               "attainment": sum(meets(result, routing) for result in mine) / len(mine),
+               "usd_per_1k": 1000 * sum(result.cost_usd for result in mine) / len(mine)}
+        for pool in sorted({result.pool for result in mine if result.pool}):
+            row[f"share_{pool}"] = sum(result.pool == pool for result in mine) / len(mine)
+        summary[tier] = row
+    return summary

@@ -1,0 +1,96 @@
+"""The latency/cost router on the real two-pool stack (pools that differ for real:
+`fast` batches 32 sequences on both cores, `cheap` 4 sequences on one core, at a
+quarter of the price)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from tandem.routing.config import RoutingConfig
+from tandem.routing.log import parse_jsonl
+from tandem.serve.loadgen import Stream, run_load, summarize
+
+pytestmark = pytest.mark.integration
+
+MODEL = "tandem-serve"
+
+
+def decisions(served) -> dict[str, dict]:
+    """Routing decisions the ingress wrote, by request id (it writes every half second)."""
+    path = served.home / "routing" / "decisions.jsonl"
+    time.sleep(1.5)
+    return {record["request_id"]: record for record in parse_jsonl(path.read_text())}
+
+
+def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served):
+    pools = []
+    for _ in range(6):
+        reply = requests.post(f"{served.api_url}/v1/completions", timeout=60,
+                              headers={"x-tandem-tier": "interactive"},
+                              json={"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 8})
+        assert reply.status_code == 200, reply.text
+        pools.append(reply.headers["x-tandem-pool"])
+    assert pools[-3:] == ["cheap"] * 3, pools
+    record = decisions(served)[reply.headers["x-request-id"]]
+    assert record["reason"].startswith("cheapest meeting TTFT<=250ms")
+    assert {candidate["pool"] for candidate in record["candidates"]} == {"fast", "cheap"}
+
+
+def test_under_mixed_load_interactive_goes_fast_and_batch_stays_cheap(served):
+    results = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
+                       duration_s=25, model=MODEL)
+    assert [r for r in results if r.status != 200] == []
+    summary = summarize(results, RoutingConfig.local_cpu_defaults())
+    print(json.dumps(summary, indent=1))
+    assert summary["batch"].get("share_cheap", 0) >= 0.9, summary
+    interactive = [r for r in results if r.tier == "interactive"][2:]  # after the first learn
+    assert sum(r.pool == "fast" for r in interactive) >= 0.8 * len(interactive), summary
+    moved = decisions(served)[interactive[-1].request_id]
+    cheap = next(c for c in moved["candidates"] if c["pool"] == "cheap")
+    assert moved["pool"] == "fast" and not cheap["meets_slo"], moved
+
+
+def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(served):
+    reply = requests.post(f"{served.api_url}/v1/completions", timeout=60,
+                          headers={"x-tandem-tier": "interactive", "x-tandem-ttft-ms": "0.01"},
+                          json={"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 4})
+    assert reply.status_code == 200, reply.text
+    record = decisions(served)[reply.headers["x-request-id"]]
+    assert record["slo_miss"] and "fastest" in record["reason"]
+    assert record["pool"] == min(record["candidates"], key=lambda c: c["ttft_ms"])["pool"]
+    assert _metric(served, "ray_tandem_slo_misses_total", 'tier="interactive"') >= 1
+
+
+@pytest.mark.parametrize("header, value", [("x-tandem-ttft-ms", "fast"),
+                                           ("x-tandem-tpot-ms", "-5"),
+                                           ("x-tandem-max-cost", "nan"),
+                                           ("x-tandem-tier", "gold")])
+def test_a_malformed_hint_is_a_400_naming_the_header(served, header, value):
+    reply = requests.post(f"{served.api_url}/v1/completions", timeout=30, headers={header: value},
+                          json={"model": MODEL, "prompt": "hi", "max_tokens": 2})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == header
+
+
+def _metric(served, name: str, label: str, timeout_s: float = 40.0) -> float:
+    """Sum of a Prometheus series over every Ray node's metrics endpoint (Ray exports
+    application metrics every few seconds, so poll)."""
+    import ray
+    from tandem.serve.deploy import connect
+
+    connect(served)
+    ports = {node["MetricsExportPort"] for node in ray.nodes() if node["Alive"]}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        total = 0.0
+        for port in ports:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            for line in text.splitlines():
+                if line.startswith(name + "{") and label in line:
+                    total += float(line.rsplit(" ", 1)[1])
+        if total > 0 or time.monotonic() > deadline:
+            return total
+        time.sleep(2)
