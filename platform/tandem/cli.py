@@ -27,6 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "demo": ("tandem.commands.demo", "Run the whole loop on the local stack"),
     "plan": ("tandem.planner.cli", "Plan the cheapest GPU fleet for a trace and latency SLOs"),
     "route": ("tandem.commands.route", "Explain recent routing decisions"),
+    "watch": ("tandem.commands.watch", "Evaluate retrain triggers and submit retraining jobs"),
 }
 
 

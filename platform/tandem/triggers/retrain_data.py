@@ -1,0 +1,72 @@
+"""The retraining set: users' corrections plus a sample of the original training data.
+
+Corrections alone would teach the new slice and make the model forget the old one, so a
+seeded sample of the training rows rides along. Rows have the task's format
+(`tandem.data.task`): `{"prompt": "translate: red cat =>", "completion": " fipo zemu"}`.
+A completion request logs exactly that prompt and is kept as is; a chat request logs
+its messages, which the served chat template renders as the last message's content
+plus the prompt suffix, so that rendering is applied here. The correction becomes the
+completion with the single leading space every task completion has. One row per prompt:
+the latest correction wins over older ones and over the training row it contradicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from tandem.data.task import PROMPT_SUFFIX
+from tandem.triggers.window import chat_messages, ratings
+
+
+def training_prompt(logged: str) -> str:
+    """The training-format prompt of a logged prompt (chat messages rendered like the
+    served chat template renders them)."""
+    messages = chat_messages(logged)
+    return logged if messages is None else messages[-1]["content"].strip() + PROMPT_SUFFIX
+
+
+def build_retrain_rows(feedback: pa.Table, requests: pa.Table, train_rows: Sequence[dict],
+                       *, sample: int, seed: int, model: str | None = None) -> list[dict]:
+    """Correction rows (of `model`'s requests, when given) plus `sample` training rows drawn
+    with `seed`, one row per prompt, shuffled with `seed`. Corrections whose prompt was not
+    logged (text logging off) cannot be used and are skipped."""
+    rows: dict[str, dict] = {}
+    for rating in ratings(feedback, requests):
+        if rating.correction is None or rating.prompt is None:
+            continue
+        if model is not None and rating.model != model:
+            continue
+        prompt = training_prompt(rating.prompt)
+        rows.pop(prompt, None)
+        rows[prompt] = {"prompt": prompt, "completion": " " + rating.correction.strip()}
+    rng = random.Random(seed)
+    for row in rng.sample(list(train_rows), min(sample, len(train_rows))):
+        rows.setdefault(row["prompt"], {"prompt": row["prompt"], "completion": row["completion"]})
+    out = list(rows.values())
+    rng.shuffle(out)
+    return out
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSONL example file (blank lines skipped)."""
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def write_jsonl(rows: Sequence[dict], path: str | Path) -> Path:
+    """Write `rows` as a JSONL example file `jobs/finetune.py` reads via `train_data`;
+    written under a temporary name and renamed, so a reader never sees half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+    return path

@@ -1,0 +1,164 @@
+"""Turn the request log and the feedback store into the `TriggerWindow` the policies judge.
+
+Policies are pure functions of a window, so this is where telemetry meets them: a pure
+function of the two tables (as `read_requests` and `read_feedback` return them) and of
+`now`. Feedback is joined to its request by request id; the request's record says which
+model and version answered and what the prompt was, and the copy the feedback store
+made at post time fills in for requests outside the table read. Per-version measures
+(scores, baseline) are about the champion; traffic measures (prompts, SLO misses,
+cost) are about every request for the model, since drift, latency and cost do not
+depend on which version answered.
+
+The request log does not keep the router's SLO-miss flag, so misses are read from the
+routing reason (`tandem.routing.cost_policy`): no pool met the targets, or a tier's
+budget cap spilled the request to the cheapest pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tandem.telemetry.feedback import FeedbackScale, normalized_score
+from tandem.telemetry.schema import TIMESTAMP, as_utc
+from tandem.triggers.policies import TriggerWindow
+from tandem.triggers.profile import DataProfile
+
+SLO_MISS_REASONS = ("no pool meets", "budget reached")
+
+
+@dataclass(frozen=True)
+class Rating:
+    """The latest feedback on one request, with what the request's record says about it."""
+
+    request_id: str
+    time: float
+    score: float
+    correction: str | None
+    model: str | None
+    model_version: int | None
+    prompt: str | None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What "worse" is measured against: a version's mean normalized score and negative share."""
+
+    mean_score: float | None = None
+    negative_rate: float | None = None
+
+    @classmethod
+    def of(cls, scores: Sequence[float]) -> Baseline | None:
+        """The baseline of normalized `scores`, or None when there are none."""
+        if not scores:
+            return None
+        return cls(sum(scores) / len(scores), sum(score < 0 for score in scores) / len(scores))
+
+
+def _between(table: pa.Table, start: float | None, end: float) -> pa.Table:
+    """Rows of `table` with `start < time <= end` (no lower bound when `start` is None)."""
+    mask = pc.less_equal(table["time"], pa.scalar(as_utc(end), TIMESTAMP))
+    if start is not None:
+        mask = pc.and_(mask, pc.greater(table["time"], pa.scalar(as_utc(start), TIMESTAMP)))
+    return table.filter(mask)
+
+
+def _known(logged: Any, copied: Any) -> Any:
+    return copied if logged is None else logged
+
+
+def ratings(feedback: pa.Table, requests: pa.Table) -> list[Rating]:
+    """The latest feedback per request id, oldest first, joined to the request records."""
+    records = {row["request_id"]: row for row in
+               requests.select(["request_id", "model", "model_version", "prompt"]).to_pylist()}
+    latest: dict[str, dict[str, Any]] = {}
+    for row in feedback.sort_by([("time", "ascending"), ("feedback_id", "ascending")]).to_pylist():
+        latest.pop(row["request_id"], None)
+        latest[row["request_id"]] = row
+    out = []
+    for request_id, row in latest.items():
+        record = records.get(request_id, {})
+        out.append(Rating(
+            request_id=request_id, time=row["time"].timestamp(), score=row["score"],
+            correction=row["correction"],
+            model=_known(record.get("model"), row["model"]),
+            model_version=_known(record.get("model_version"), row["model_version"]),
+            prompt=_known(record.get("prompt"), row["prompt"])))
+    return out
+
+
+def chat_messages(logged: str) -> list[dict[str, Any]] | None:
+    """The messages of a logged chat prompt (the request log keeps them as JSON), or None
+    when `logged` is a completion prompt."""
+    if not logged.startswith("["):
+        return None
+    try:
+        messages = json.loads(logged)
+    except ValueError:
+        return None
+    if isinstance(messages, list) and messages and all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+        return messages
+    return None
+
+
+def prompt_text(logged: str) -> str:
+    """The text of a logged prompt: a chat's message contents, one per line, or the
+    completion prompt as is."""
+    messages = chat_messages(logged)
+    return logged if messages is None else "\n".join(m["content"] for m in messages)
+
+
+def _is_slo_miss(reason: str) -> bool:
+    return any(marker in reason for marker in SLO_MISS_REASONS)
+
+
+def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version: int | None,
+                  now: float, window_s: float, last_n: int, baseline: Baseline | None,
+                  profile: DataProfile | None, scale: FeedbackScale,
+                  slo_miss_target: float | None, cost_target_usd: float | None,
+                  last_training_time: float | None) -> TriggerWindow:
+    """The window of `model`'s telemetry in `(now - window_s, now]` for the policies.
+
+    Args:
+        requests, feedback: tables of `REQUEST_SCHEMA` and `FEEDBACK_SCHEMA`.
+        version: the champion version the scores are about; None for every version.
+        last_n: keep the last N scores of the window.
+        baseline: the champion's baseline; None derives it from its earliest `last_n`
+            ratings that are not among the window's scores (none if there are no such).
+        profile: the champion's training prompt profile, for drift.
+        scale: the feedback score scale, normalized to [-1, 1].
+        last_training_time: corrections after this time (POSIX seconds) count as new;
+            None counts them all.
+    """
+    start = now - window_s
+    model_ratings = [r for r in ratings(_between(feedback, None, now), requests) if r.model == model]
+    champion = [r for r in model_ratings if version is None or r.model_version == version]
+    recent = [r for r in champion if r.time > start][-last_n:]
+    if baseline is None:
+        recent_ids = {r.request_id for r in recent}
+        earlier = [normalized_score(r.score, scale) for r in champion
+                   if r.request_id not in recent_ids][:last_n]
+        baseline = Baseline.of(earlier)
+    corrections = sum(r.correction is not None and
+                      (last_training_time is None or r.time > last_training_time)
+                      for r in model_ratings)
+    traffic = _between(requests, start, now)
+    traffic = traffic.filter(pc.and_(pc.equal(traffic["model"], model),
+                                     pc.less(traffic["status"], 400)))
+    rows = traffic.select(["prompt", "routing_reason", "cost_usd"]).to_pylist()
+    return TriggerWindow(
+        model=model, model_version=version,
+        scores=tuple(normalized_score(r.score, scale) for r in recent),
+        baseline_mean_score=baseline.mean_score if baseline else None,
+        baseline_negative_rate=baseline.negative_rate if baseline else None,
+        prompts=tuple(prompt_text(row["prompt"]) for row in rows if row["prompt"] is not None),
+        profile=profile, corrections_since_training=corrections, requests=len(rows),
+        slo_misses=sum(_is_slo_miss(row["routing_reason"]) for row in rows),
+        cost_per_request_usd=sum(row["cost_usd"] for row in rows) / len(rows) if rows else None,
+        slo_miss_target=slo_miss_target, cost_target_usd=cost_target_usd)

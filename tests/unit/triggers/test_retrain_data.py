@@ -1,0 +1,71 @@
+import json
+
+from tandem.data.loader import validate_examples_file
+from tandem.data.task import CHAT_TEMPLATE, format_completion, format_prompt
+from tandem.triggers.retrain_data import (
+    build_retrain_rows,
+    read_jsonl,
+    training_prompt,
+    write_jsonl,
+)
+
+from .tables import feedback, feedback_table, request, requests_table
+
+TRAIN = [{"prompt": format_prompt(words), "completion": format_completion(words)}
+         for words in (["red"], ["cat"], ["red", "cat"], ["blue", "dog"], ["egg"], ["cup"])]
+
+
+def test_a_correction_becomes_a_training_row_of_the_task_format():
+    requests = requests_table(request("a", 60, prompt="translate: storm moon =>"))
+    rows = build_retrain_rows(feedback_table(feedback("a", 50, -1.0, "  kavo lume ")), requests,
+                              TRAIN, sample=0, seed=0)
+    assert rows == [{"prompt": "translate: storm moon =>", "completion": " kavo lume"}]
+
+
+def test_a_chat_prompt_is_rendered_as_the_served_chat_template_renders_it():
+    from jinja2 import Template
+
+    messages = [{"role": "user", "content": " translate: storm moon "}]
+    assert training_prompt(json.dumps(messages)) == Template(CHAT_TEMPLATE).render(messages=messages)
+    assert training_prompt("translate: red =>") == "translate: red =>"
+
+
+def test_corrections_plus_a_seeded_sample_one_row_per_prompt():
+    requests = requests_table(
+        request("a", 60, prompt=TRAIN[2]["prompt"]), request("b", 50, prompt="translate: fog =>"),
+        request("c", 40, prompt="translate: fog =>"), request("hidden", 30, prompt=None),
+        request("plain", 20))
+    rows = feedback_table(feedback("a", 55, -1.0, "wrong once"), feedback("a", 45, -1.0, "fixed"),
+                          feedback("b", 44, -1.0, "first"), feedback("c", 35, -1.0, "second"),
+                          feedback("hidden", 25, -1.0, "no prompt logged"), feedback("plain", 15, 1.0))
+    built = build_retrain_rows(rows, requests, TRAIN, sample=len(TRAIN), seed=7)
+    by_prompt = {row["prompt"]: row["completion"] for row in built}
+    assert len(by_prompt) == len(built) == len(TRAIN) + 1
+    assert by_prompt[TRAIN[2]["prompt"]] == " fixed"  # the latest correction beats the label
+    assert by_prompt["translate: fog =>"] == " second"
+    assert built == build_retrain_rows(rows, requests, TRAIN, sample=len(TRAIN), seed=7)
+
+
+def test_the_sample_is_seeded_and_bounded_by_the_training_rows():
+    empty = feedback_table()
+    first = build_retrain_rows(empty, requests_table(), TRAIN, sample=3, seed=1)
+    assert len(first) == 3 and all(row in TRAIN for row in first)
+    assert first == build_retrain_rows(empty, requests_table(), TRAIN, sample=3, seed=1)
+    assert len(build_retrain_rows(empty, requests_table(), TRAIN, sample=100, seed=1)) == len(TRAIN)
+
+
+def test_only_the_given_models_corrections():
+    requests = requests_table(request("a", 60), request("b", 50, model="other-model"))
+    rows = feedback_table(feedback("a", 55, -1.0, "mine"), feedback("b", 45, -1.0, "theirs"))
+    built = build_retrain_rows(rows, requests, TRAIN, sample=0, seed=0, model="tandem-tiny")
+    assert [row["completion"] for row in built] == [" mine"]
+
+
+def test_written_rows_are_an_example_file_the_finetune_job_accepts(tmp_path):
+    requests = requests_table(request("a", 60, prompt="translate: storm =>"))
+    rows = build_retrain_rows(feedback_table(feedback("a", 50, -1.0, "kavo")), requests, TRAIN,
+                              sample=4, seed=0)
+    path = write_jsonl(rows, tmp_path / "retrain" / "window.jsonl")
+    assert validate_examples_file(path) == 5
+    assert read_jsonl(path) == rows
+    assert [p.name for p in path.parent.iterdir()] == ["window.jsonl"]
