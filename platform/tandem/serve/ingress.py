@@ -435,6 +435,7 @@ class Exchange:
         self.pool: str | None = None
         self.version: int | None = None
         self.reason = ""
+        self.slo_miss: bool | None = None
         self.state: PoolState | None = None
         self.price_per_hour = 0.0
         self.concurrency = 1
@@ -450,6 +451,7 @@ class Exchange:
         self.pool = decision.pool
         self.version = int(route["version"])
         self.reason = decision.reason
+        self.slo_miss = decision.slo_miss
         self.state = state
         self.price_per_hour = route["price_per_hour"]
         self.concurrency = state.in_flight + state.queued + 1
@@ -484,7 +486,8 @@ class Exchange:
             "ttft_ms": self.ttft_ms() if self.status == 200 and self.stream else None,
             "tpot_ms": self.tpot_ms(elapsed_s) if self.status == 200 and self.stream else None,
             "e2e_ms": elapsed_s * 1e3, "status": self.status, "cost_usd": self.cost_usd,
-            "routing_reason": self.reason, "prompt": self.prompt, "response": self.response,
+            "routing_reason": self.reason, "slo_miss": self.slo_miss, "prompt": self.prompt,
+            "response": self.response,
         }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ async def run_load_async(api_url: str, streams: Sequence[Stream], duration_s: fl
     """Run every stream's clients for `duration_s` seconds; results in completion order."""
     import httpx
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     clients = sum(stream.clients for stream in streams)
     results: list[Result] = []
     deadline = time.monotonic() + duration_s

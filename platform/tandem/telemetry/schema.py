@@ -33,6 +33,7 @@ REQUEST_SCHEMA = pa.schema([
     pa.field("status", pa.int16(), nullable=False),
     pa.field("cost_usd", pa.float64(), nullable=False),
     pa.field("routing_reason", pa.string(), nullable=False),
+    pa.field("slo_miss", pa.bool_()),  # routed to a pool predicted to miss its targets; None: not routed
     pa.field("prompt", pa.string()),
     pa.field("response", pa.string()),
 ])

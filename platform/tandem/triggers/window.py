@@ -29,8 +29,6 @@ from tandem.telemetry.schema import TIMESTAMP, as_utc
 from tandem.triggers.policies import TriggerWindow
 from tandem.triggers.profile import DataProfile
 
-SLO_MISS_REASONS = ("no pool meets", "budget reached")
-
 
 @dataclass(frozen=True)
 class Rating:
@@ -114,10 +112,6 @@ def prompt_text(logged: str) -> str:
     return logged if messages is None else "\n".join(m["content"] for m in messages)
 
 
-def _is_slo_miss(reason: str) -> bool:
-    return any(marker in reason for marker in SLO_MISS_REASONS)
-
-
 def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version: int | None,
                   now: float, window_s: float, last_n: int, baseline: Baseline | None,
                   profile: DataProfile | None, scale: FeedbackScale,
@@ -151,7 +145,7 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
     traffic = _between(requests, start, now)
     traffic = traffic.filter(pc.and_(pc.equal(traffic["model"], model),
                                      pc.less(traffic["status"], 400)))
-    rows = traffic.select(["prompt", "routing_reason", "cost_usd"]).to_pylist()
+    rows = traffic.select(["prompt", "slo_miss", "cost_usd"]).to_pylist()
     return TriggerWindow(
         model=model, model_version=version,
         scores=tuple(normalized_score(r.score, scale) for r in recent),
@@ -159,6 +153,6 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
         baseline_negative_rate=baseline.negative_rate if baseline else None,
         prompts=tuple(prompt_text(row["prompt"]) for row in rows if row["prompt"] is not None),
         profile=profile, corrections_since_training=corrections, requests=len(rows),
-        slo_misses=sum(_is_slo_miss(row["routing_reason"]) for row in rows),
+        slo_misses=sum(bool(row["slo_miss"]) for row in rows),
         cost_per_request_usd=sum(row["cost_usd"] for row in rows) / len(rows) if rows else None,
         slo_miss_target=slo_miss_target, cost_target_usd=cost_target_usd)
