@@ -1,7 +1,7 @@
 """Deploy the serving stack, swap model versions blue/green, shut it down.
 
 Layout on Ray Serve: application `tandem` (route `/`) is the ingress alone; each
-(pool, model version) is its own application `<model>-<pool>-v<version>` holding
+(pool, model version) is its own application `<model>-<pool>-v<version>-<config hash>` holding
 one LLMServer deployment. A swap goes pool by pool: start the new version's
 application beside the old, wait until it is RUNNING, point the route table at it,
 wait until every ingress replica has applied the new table, then delete the old

@@ -1,6 +1,6 @@
 """Pools as Ray Serve LLM deployments: one LLMServer deployment per (pool, model version).
 
-Each (pool, version) pair is its own Serve application (`<model>-<pool>-v<version>`),
+Each (pool, version) pair is its own Serve application (`<model>-<pool>-v<version>-<config hash>`),
 so a new version can start beside the old one and the old one can be deleted alone:
 that is what makes the blue/green swap in `tandem.serve.deploy` possible without
 redeploying the ingress.
@@ -31,8 +31,12 @@ class Route:
         return asdict(self)
 
 
-def pool_app_name(model_name: str, pool: str, version: int) -> str:
-    return f"{model_name}-{pool}-v{version}"
+def pool_app_name(model_name: str, pool: str, version: int, spec: PoolConfig) -> str:
+    """`<model>-<pool>-v<version>-<config hash>`: a changed pool config is a new application,
+    so `tandem deploy` starts it beside the old one instead of keeping the stale one (the
+    router's `prior` is not part of the engine, so changing it restarts nothing)."""
+    engine_side = spec.model_copy(update={"prior": None})
+    return f"{model_name}-{pool}-v{version}-{engine_side.config_hash()[:6]}"
 
 
 def deployment_name(model_name: str, pool: str, version: int) -> str:
@@ -81,6 +85,6 @@ def build_pool_application(model_name: str, model_dir: Path | str, version: int,
 def route_for(model_name: str, version: int, pool_name: str, pool: PoolConfig) -> Route:
     replicas = pool.autoscaling.min_replicas if pool.autoscaling else pool.num_replicas
     return Route(pool=pool_name, version=version,
-                 app=pool_app_name(model_name, pool_name, version),
+                 app=pool_app_name(model_name, pool_name, version, pool),
                  deployment=deployment_name(model_name, pool_name, version),
                  gpu=pool.gpu, price_per_hour=pool.price_per_hour, replicas=max(1, replicas))

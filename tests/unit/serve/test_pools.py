@@ -22,4 +22,7 @@ def test_gpu_pool_uses_accelerator_type_and_autoscaling():
     assert config.accelerator_type == "H100"
     assert config.engine_kwargs["quantization"] == "fp8"
     route = route_for("tandem-tiny", 3, "h100", pool)
-    assert route.app == "tandem-tiny-h100-v3" and route.deployment == "h100-v3:tandem-tiny"
+    assert route.app.startswith("tandem-tiny-h100-v3-") and route.deployment == "h100-v3:tandem-tiny"
+    resized = pool.model_copy(update={"num_replicas": pool.num_replicas + 1})
+    assert route_for("tandem-tiny", 3, "h100", resized).app != route.app  # a changed pool redeploys
+    assert route_for("tandem-tiny", 3, "h100", pool).app == route.app
