@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 export TANDEM_HOME ?= $(CURDIR)/.tandem
 
-.PHONY: install test demo up down bench lint
+.PHONY: install test test-slow demo up down bench lint
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 # Unit + integration tests (real Ray, MLflow, vLLM); benchmarks stay out (make bench).
 test: install
 	$(PY) -m pytest -m "not slow and not gpu" tests/unit tests/integration
+
+# The long live tests kept out of `make test` (fault injection; minutes each).
+test-slow: install
+	$(PY) -m pytest -s -m "slow and not gpu" tests/integration
 
 demo: install
 	.venv/bin/tandem demo

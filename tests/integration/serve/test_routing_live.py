@@ -94,3 +94,40 @@ def _metric(served, name: str, label: str, timeout_s: float = 40.0) -> float:
         if total > 0 or time.monotonic() > deadline:
             return total
         time.sleep(2)
+
+
+@pytest.mark.slow
+def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served):
+    """Kill the fast pool's replica under mixed load: nothing fails beyond the streams cut
+    mid-flight, interactive traffic moves to `cheap` as counted SLO misses, and comes back to
+    `fast` once Serve has restarted it. (~4 min; `make test-slow`.)"""
+    import threading
+
+    import ray
+    from ray.util.state import list_actors
+    from tandem.serve.deploy import connect
+
+    connect(served)
+    replica = next(actor.name for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                   if actor.name and actor.name.startswith("SERVE_REPLICA::")
+                   and "-fast-v" in actor.name)
+    killer = threading.Timer(10, lambda: ray.kill(ray.get_actor(replica, namespace="serve")))
+    killer.start()
+    results = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
+                       duration_s=60, model=MODEL)
+    killer.join()
+    broken = [r for r in results if r.status != 200]
+    assert len(broken) <= max(1, 0.02 * len(results)), broken  # streams cut when the replica died
+    after_kill = [r for r in results if r.tier == "interactive"][-10:]
+    assert all(r.pool == "cheap" for r in after_kill if r.status == 200), after_kill
+    records = decisions(served)
+    assert any(records[r.request_id]["slo_miss"] for r in after_kill if r.request_id in records)
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # Serve restarts the replica; the probe lets traffic back
+        back = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
+                        duration_s=10, model=MODEL)
+        if sum(r.pool == "fast" for r in back if r.tier == "interactive") >= 3:
+            break
+    else:
+        pytest.fail("interactive traffic never returned to the restarted fast pool")
