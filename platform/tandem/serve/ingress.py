@@ -252,6 +252,9 @@ class TandemIngress(OpenAiIngress):
         except RequestError as error:
             self._finish(exchange, error.status)
             raise
+        except asyncio.CancelledError:
+            self._finish(exchange, 499)  # the client went away
+            raise
         except BaseException:
             self._finish(exchange, 500)
             raise
