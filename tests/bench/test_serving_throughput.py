@@ -125,7 +125,8 @@ def test_serving_overhead(stack):
 
     config = load_serve_config(REPO / "apps" / "serve.local.yaml")
     fast = config.pools["fast"].model_copy(update={"engine": config.pools["fast"].engine.model_copy(
-        update={"max_num_seqs": 32, "kv_cache_memory_bytes": ENGINE["kv_cache_memory_bytes"]})})
+        update={"max_num_seqs": 32, "kv_cache_memory_bytes": ENGINE["kv_cache_memory_bytes"],
+                "cpu_threads": None})})  # every server's engine gets vLLM's default threads
     deploy(config.model_copy(update={"pools": {"fast": fast}}), stack)
     try:
         _wait(stack.api_url)
