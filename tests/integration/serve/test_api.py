@@ -67,15 +67,17 @@ def test_healthz(served):
     assert requests.get(f"{served.api_url}/healthz", timeout=5).json()["status"] == "ok"
 
 
-def test_both_pools_take_traffic(client):
+def test_both_pools_take_traffic_once_the_cheap_one_fills(client):
+    """Interactive requests go to `cheap` while it can meet 250 ms, then spill to `fast`."""
     pools = set()
     import concurrent.futures
 
     def one(_):
         raw = client.completions.with_raw_response.create(
-            model=MODEL, prompt=PROMPT, max_tokens=16, extra_body={"ignore_eos": True})
+            model=MODEL, prompt=PROMPT, max_tokens=16, extra_body={"ignore_eos": True},
+            extra_headers={"x-tandem-tier": "interactive"})
         return raw.headers["x-tandem-pool"]
 
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        pools.update(pool.map(one, range(16)))
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        pools.update(pool.map(one, range(24)))
     assert pools == {"fast", "cheap"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -21,7 +23,7 @@ def test_pool_replicas_run_on_their_own_node(served):
     seen = {}
     for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
         name = actor.name or ""
-        if name.startswith("SERVE_REPLICA::tandem-serve-"):
-            pool = name.split("::", 1)[1].split("#")[0].split("-")[-2]
-            seen[pool] = node_pool.get(actor.node_id)
+        app = re.match(r"SERVE_REPLICA::tandem-serve-(\w+)-v\d+-\w+#", name)
+        if app:
+            seen[app[1]] = node_pool.get(actor.node_id)
     assert seen == {pool: pool for pool in served.local_pools}

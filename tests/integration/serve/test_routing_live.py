@@ -40,17 +40,20 @@ def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served):
 
 
 def test_under_mixed_load_interactive_goes_fast_and_batch_stays_cheap(served):
-    results = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
-                       duration_s=25, model=MODEL)
+    mixed = [Stream("interactive", 16, 1), Stream("batch", 64, 6)]
+    run_load(served.api_url, mixed, duration_s=15, model=MODEL)  # the router learns the loaded pools
+    results = run_load(served.api_url, mixed, duration_s=25, model=MODEL)
     assert [r for r in results if r.status != 200] == []
     summary = summarize(results, RoutingConfig.local_cpu_defaults())
     print(json.dumps(summary, indent=1))
     assert summary["batch"].get("share_cheap", 0) >= 0.9, summary
-    interactive = [r for r in results if r.tier == "interactive"][2:]  # after the first learn
+    interactive = [r for r in results if r.tier == "interactive"]
     assert sum(r.pool == "fast" for r in interactive) >= 0.8 * len(interactive), summary
-    moved = decisions(served)[interactive[-1].request_id]
-    cheap = next(c for c in moved["candidates"] if c["pool"] == "cheap")
-    assert moved["pool"] == "fast" and not cheap["meets_slo"], moved
+    records = decisions(served)
+    moved = [records[r.request_id] for r in interactive if r.pool == "fast" and r.request_id in records]
+    for record in moved:  # why it moved: the cheap pool was predicted to miss the target
+        cheap = next(c for c in record["candidates"] if c["pool"] == "cheap")
+        assert record["pool"] == "fast" and not cheap["meets_slo"], record
 
 
 def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(served):
