@@ -26,13 +26,20 @@ def decisions(served) -> dict[str, dict]:
 
 
 def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served):
-    pools = []
-    for _ in range(6):
+    """Idle, `cheap` meets the interactive 250 ms target and costs a quarter. Earlier tests may
+    have left `cheap` looking slow (it was loaded); the router forgets that with a 30 s
+    half-life, so within ~2 minutes (100x, the largest correction, fading to the ~6x that still
+    meets 250 ms) interactive requests must settle on `cheap`."""
+    pools: list[str] = []
+    deadline = time.monotonic() + 150
+    while pools[-3:] != ["cheap"] * 3 and time.monotonic() < deadline:
         reply = requests.post(f"{served.api_url}/v1/completions", timeout=60,
                               headers={"x-tandem-tier": "interactive"},
                               json={"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 8})
         assert reply.status_code == 200, reply.text
         pools.append(reply.headers["x-tandem-pool"])
+        if pools[-1] != "cheap":
+            time.sleep(1.0)
     assert pools[-3:] == ["cheap"] * 3, pools
     record = decisions(served)[reply.headers["x-request-id"]]
     assert record["reason"].startswith("cheapest meeting TTFT<=250ms")
