@@ -1,10 +1,9 @@
 """Serve entrypoints for Tandem's OpenAI-compatible endpoint.
 
-`build_app(args)` is the ingress application; `build_pool_app(args)` is one pool
-of the served model's current version. Args are a `tandem.serve.config.ServeAppConfig`
-(the `args` of the `tandem` application in `apps/serve.*.yaml`). `tandem deploy`
-calls the same library functions and also sets up the live route table that
-`tandem promote` / `tandem rollback` switch.
+`build_app(args)` is the ingress with its pools at the served model's current version;
+args are a `tandem.serve.config.ServeAppConfig` (the `args` of the `tandem` application
+in `apps/serve.*.yaml`). `tandem deploy` calls the same library functions but runs each
+pool as its own application, the layout `tandem promote` / `tandem rollback` switch.
 """
 
 from __future__ import annotations
@@ -13,26 +12,21 @@ from typing import Any
 
 
 def build_app(args: dict[str, Any]):
-    """The ingress, routing between every pool of `args` at the model's current alias."""
-    from tandem.registry import parse_model_uri, resolve_version
+    """The ingress with every pool of `args` at the model's current alias, as one application
+    (what `serve deploy apps/serve.local.yaml` runs). `tandem deploy` instead runs each pool as
+    its own application, which is what lets `tandem promote` swap them blue/green."""
+    import ray
+    from tandem.serve import routes as route_table
     from tandem.serve.config import ServeAppConfig
-    from tandem.serve.deploy import build_ingress_application, initial_table
-    from tandem.settings import load_settings
-
-    config = ServeAppConfig.model_validate(args)
-    name, version = resolve_version(config.model, load_settings().mlflow_url)
-    assert parse_model_uri(config.model)[0] == name
-    return build_ingress_application(config, initial_table(config, name, version))
-
-
-def build_pool_app(args: dict[str, Any]):
-    """One pool (`args["pool"]`) of the config in `args["tandem"]`."""
-    from tandem.serve.config import ServeAppConfig
-    from tandem.serve.deploy import resolve_model
+    from tandem.serve.deploy import INGRESS_APP, build_ingress_application, initial_table, resolve_model
     from tandem.serve.pools import build_pool_application
     from tandem.settings import load_settings
 
-    config = ServeAppConfig.model_validate(args["tandem"])
+    config = ServeAppConfig.model_validate(args)
     name, model_dir, version = resolve_model(config, load_settings())
-    pool = args["pool"]
-    return build_pool_application(name, model_dir, version, pool, config.pools[pool])
+    table = initial_table(config, name, version, app=INGRESS_APP)
+    pools = [build_pool_application(name, model_dir, version, pool, spec)
+             for pool, spec in config.pools.items()]
+    ray.get(route_table.get_or_create(table).replace.remote(table))
+    return build_ingress_application(config, table, pools)
+

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVED_MODEL = "tandem-serve"
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def registered(stack):
+    """The tiny base model registered once as `tandem-serve` (its own name, so the
+    fine-tuning tests' `tandem-tiny` versions stay theirs); returns its version."""
+    from tandem.models.tiny import build_tiny_base_model
+    from tandem.registry import Lineage, register_checkpoint, resolve_version
+
+    try:
+        return resolve_version(f"models:/{SERVED_MODEL}@champion", stack.mlflow_url)[1]
+    except Exception:
+        pass
+    model_dir = build_tiny_base_model(stack.models_dir / "base" / "tiny")
+    return register_checkpoint(model_dir, SERVED_MODEL, Lineage(base_model="tiny"), stack.mlflow_url)

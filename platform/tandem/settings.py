@@ -23,6 +23,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     home: Path = Field(Path(".tandem"), description="State dir: logs, pids, MLflow store, models.")
+    project_dir: Path = Field(
+        Path("."), description="Project checkout the local Ray nodes import `apps.*` from, "
+        "so Serve configs deploy with `serve deploy` too (on a cluster: bake it into the image).")
     host: str = Field("127.0.0.1", description="Address every local service binds to.")
     ray_port: int = Field(6379, description="Ray GCS port.")
     dashboard_port: int = Field(8265, description="Ray dashboard and Jobs API port.")
@@ -83,7 +86,7 @@ class Settings(BaseModel):
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read settings from `TANDEM_*` variables; `home` is made absolute."""
+    """Read settings from `TANDEM_*` variables; paths are made absolute."""
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     for name in Settings.model_fields:
@@ -96,4 +99,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         first = error.errors()[0]  # type: ignore[attr-defined]
         key = ENV_PREFIX + str(first["loc"][0]).upper()
         raise UserError(f"{key}: {first['msg']}") from None
-    return settings.model_copy(update={"home": settings.home.expanduser().resolve()})
+    return settings.model_copy(update={"home": settings.home.expanduser().resolve(),
+                                       "project_dir": settings.project_dir.expanduser().resolve()})

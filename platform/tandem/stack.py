@@ -66,6 +66,13 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
+def ray_node_env(settings: Settings) -> dict[str, str]:
+    """A Ray node's environment: the client one, plus the project on the import path so
+    Serve import paths like `apps.llm_app:build_app` resolve in the node's workers."""
+    path = [str(settings.project_dir), os.environ.get("PYTHONPATH", "")]
+    return {**ray_cluster_env(), "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
 def ray_cluster_env() -> dict[str, str]:
     """Client environment for this cluster: token auth is off, which is safe only
     because every Ray port binds to loopback."""
@@ -95,7 +102,7 @@ def services(settings: Settings) -> list[Service]:
             "Ray GCS": (settings.ray_port, "TANDEM_RAY_PORT"),
             "Ray dashboard": (settings.dashboard_port, "TANDEM_DASHBOARD_PORT"),
         },
-        extra_env=ray_cluster_env(),
+        extra_env=ray_node_env(settings),
     )
     mlflow = Service(
         name="mlflow",
@@ -134,7 +141,7 @@ def services(settings: Settings) -> list[Service]:
             ],
             url=f"{settings.dashboard_url}/#/cluster",
             health_url=f"{settings.dashboard_url}/nodes?view=summary",
-            extra_env=ray_cluster_env(),
+            extra_env=ray_node_env(settings),
             node_resource=pool_resource(pool),
         )
         for pool in settings.local_pools

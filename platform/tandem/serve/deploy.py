@@ -56,8 +56,11 @@ def resolve_model(config: ServeAppConfig, settings: Settings, uri: str | None = 
     return name, model_dir, version
 
 
-def build_ingress_application(config: ServeAppConfig, table: dict[str, Any]):
-    """The ingress deployment (no pools): HTTP on `/`, routes from `table`."""
+def build_ingress_application(config: ServeAppConfig, table: dict[str, Any],
+                              pools: list | None = None):
+    """The ingress deployment: HTTP on `/`, routes from `table`. `pools`: pool applications
+    composed into the same application (`serve deploy`); `tandem deploy` passes none and
+    runs each pool as its own application."""
     from ray import serve
 
     from tandem.serve.ingress import TandemIngressDeployment
@@ -65,11 +68,12 @@ def build_ingress_application(config: ServeAppConfig, table: dict[str, Any]):
     deployment = serve.deployment(
         TandemIngressDeployment, name=INGRESS_DEPLOYMENT, num_replicas=config.ingress_replicas,
         max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0})
-    return deployment.bind(config=config.model_dump(mode="json"), table=table)
+    return deployment.bind(config=config.model_dump(mode="json"), table=table, pools=pools or [])
 
 
-def initial_table(config: ServeAppConfig, name: str, version: int) -> dict[str, Any]:
-    routes = {pool: route_for(name, version, pool, spec).to_dict()
+def initial_table(config: ServeAppConfig, name: str, version: int,
+                  app: str | None = None) -> dict[str, Any]:
+    routes = {pool: route_for(name, version, pool, spec, app).to_dict()
               for pool, spec in config.pools.items()}
     return {"models": {name: {"version": version, "pools": routes}},
             "config": config.model_dump(mode="json")}
@@ -180,6 +184,10 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
                                   settings.mlflow_url)
     actor = route_table.lookup()
     deadline = time.monotonic() + timeout_s
+    if any(route["app"] == INGRESS_APP for route in entry["pools"].values()):
+        raise UserError(f"{name}'s pools were deployed inside the ingress application "
+                        "(`serve deploy`), so they cannot be swapped one by one; deploy with "
+                        "`tandem deploy --config ...` to promote and roll back blue/green")
     for pool, spec in config.pools.items():
         old = entry["pools"].get(pool)
         if old is not None and old["version"] == version:
@@ -213,7 +221,7 @@ def shutdown(settings: Settings, log: Log = print) -> None:
         table = ray.get(actor.snapshot.remote(0))[1]
         apps += [route["app"] for entry in table["models"].values()
                  for route in entry["pools"].values()]
-    for app in apps:
+    for app in dict.fromkeys(apps):  # composed pools live in the ingress application
         serve.delete(app, _blocking=True)
         log(f"deleted Serve app {app}")
     if actor is not None:

@@ -101,7 +101,10 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> JSONRe
 class TandemIngress(OpenAiIngress):
     """OpenAI API + pool choice. Constructed by `apps/llm_app.py:build_app`."""
 
-    def __init__(self, config: dict[str, Any], table: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], table: dict[str, Any],
+                 pools: list | None = None) -> None:
+        """`pools`: handles of pool deployments composed into this application (`serve
+        deploy`); requests reach them, like any pool, by name through the route table."""
         super().__init__(llm_deployments={}, model_cards={})
         from tandem.serve.config import ServeAppConfig
         from tandem.settings import load_settings

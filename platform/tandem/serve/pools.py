@@ -82,9 +82,12 @@ def build_pool_application(model_name: str, model_dir: Path | str, version: int,
     return build_llm_deployment(config, name_prefix=f"{pool_name}-v{version}:")
 
 
-def route_for(model_name: str, version: int, pool_name: str, pool: PoolConfig) -> Route:
+def route_for(model_name: str, version: int, pool_name: str, pool: PoolConfig,
+              app: str | None = None) -> Route:
+    """The route to one pool; `app` names the application holding it when that is not the
+    pool's own (the ingress application, when `serve deploy` composes everything in one)."""
     replicas = pool.autoscaling.min_replicas if pool.autoscaling else pool.num_replicas
     return Route(pool=pool_name, version=version,
-                 app=pool_app_name(model_name, pool_name, version, pool),
+                 app=app or pool_app_name(model_name, pool_name, version, pool),
                  deployment=deployment_name(model_name, pool_name, version),
                  gpu=pool.gpu, price_per_hour=pool.price_per_hour, replicas=max(1, replicas))

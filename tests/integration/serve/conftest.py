@@ -1,6 +1,6 @@
 """One served model per test session: the tiny base model registered as `tandem-serve`
-(its own name, so the fine-tuning tests' `tandem-tiny` versions stay theirs)
-and deployed on the local stack's two CPU pools (two vLLM engines, three during a swap)."""
+(`registered`, in tests/conftest.py) deployed on the local stack's two CPU pools
+(two vLLM engines, three during a swap)."""
 
 from __future__ import annotations
 
@@ -13,20 +13,6 @@ import requests
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "tandem-serve"
-
-
-@pytest.fixture(scope="package")
-def registered(stack):
-    """The tiny base model registered once; returns its version."""
-    from tandem.models.tiny import build_tiny_base_model
-    from tandem.registry import Lineage, register_checkpoint, resolve_version
-
-    try:
-        return resolve_version(f"models:/{MODEL}@champion", stack.mlflow_url)[1]
-    except Exception:
-        pass
-    model_dir = build_tiny_base_model(stack.models_dir / "base" / "tiny")
-    return register_checkpoint(model_dir, MODEL, Lineage(base_model="tiny"), stack.mlflow_url)
 
 
 @pytest.fixture(scope="package")
