@@ -69,3 +69,27 @@ def registered(stack):
         pass
     model_dir = build_tiny_base_model(stack.models_dir / "base" / "tiny")
     return register_checkpoint(model_dir, SERVED_MODEL, Lineage(base_model="tiny"), stack.mlflow_url)
+
+
+class KeyedSession:
+    """`requests` with the local stack's inference key on every call (`.api_key` for others)."""
+
+    def __init__(self, api_key: str) -> None:
+        import requests
+
+        self.api_key = api_key
+        self._session = requests.Session()
+        self._session.headers["authorization"] = f"Bearer {api_key}"
+
+    def post(self, url: str, **kwargs):
+        return self._session.post(url, **kwargs)
+
+    def get(self, url: str, **kwargs):
+        return self._session.get(url, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def http(stack) -> KeyedSession:
+    from tandem.auth import client_key
+
+    return KeyedSession(client_key(stack.home))

@@ -24,10 +24,11 @@ def _client(settings: Settings):
 
 
 def submit_job(
-    settings: Settings, entrypoint: list[str], working_dir: str = ".",
+    settings: Settings, entrypoint: list[str], working_dir: str | None = ".",
     extra_env: dict[str, str] | None = None, submission_id: str | None = None,
 ) -> str:
-    """Submit `entrypoint` with the stack's settings in its environment."""
+    """Submit `entrypoint` with the stack's settings in its environment; `working_dir` is
+    uploaded with it (None: the entrypoint is an installed command)."""
     import shlex
 
     from tandem.train.run import git_commit
@@ -36,7 +37,7 @@ def submit_job(
     return _client(settings).submit_job(
         entrypoint=shlex.join(entrypoint),
         submission_id=submission_id or f"tandem-{uuid.uuid4().hex[:8]}",
-        runtime_env={"working_dir": working_dir, "env_vars": env},
+        runtime_env={"env_vars": env, **({"working_dir": working_dir} if working_dir else {})},
     )
 
 

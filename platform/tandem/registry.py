@@ -246,6 +246,19 @@ def promote(model_name: str, version: int, tracking_uri: str | None = None) -> i
     return old
 
 
+def model_version_exists(model_name: str, version: int, tracking_uri: str | None = None) -> bool:
+    """Whether `model_name` has `version` (a registry that does not answer raises)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _client(tracking_uri).get_model_version(model_name, str(version))
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return False
+        raise
+    return True
+
+
 def alias_version(model_name: str, alias: str, tracking_uri: str | None = None) -> int | None:
     """The version an alias points at, or None."""
     return _alias_version(_client(tracking_uri), model_name, alias)

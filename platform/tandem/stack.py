@@ -299,8 +299,14 @@ def _stop(settings: Settings, service: Service) -> bool:
 
 def up(settings: Settings, log: Callable[[str], None] = print) -> None:
     """Start every service not already running (all at once); wait until each is healthy."""
+    from tandem.auth import ensure_keys_file
+
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    created = ensure_keys_file(settings.home)
+    if created:
+        log(f"API keys: generated {created} (mode 0600; TANDEM_API_KEY / TANDEM_ADMIN_KEY "
+            "override them)")
     to_start = []
     for service in services(settings):
         if _running_pid(settings, service) is not None:

@@ -26,11 +26,13 @@ DURATION_S = 60
 
 
 def _run(stack, streams) -> dict:
+    from tandem.auth import client_key
     from tandem.routing.config import RoutingConfig
     from tandem.serve.loadgen import run_load, summarize
     from tandem.telemetry.request_log import read_requests
 
-    results = run_load(stack.api_url, streams, DURATION_S, model=MODEL)
+    results = run_load(stack.api_url, streams, DURATION_S, model=MODEL,
+                       api_key=client_key(stack.home))
     time.sleep(4)  # the request log flushes every 2 s
     costs = {row["request_id"]: row["cost_usd"]
              for row in read_requests(stack.home / "telemetry").to_pylist()}

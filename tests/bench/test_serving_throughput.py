@@ -46,10 +46,11 @@ async def _one(client, url: str) -> tuple[float, int]:
     return ttft or 0.0, tokens
 
 
-async def _load(url: str, streams: int) -> tuple[float, float]:
+async def _load(url: str, streams: int, headers: dict) -> tuple[float, float]:
     import httpx
 
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=streams)) as client:
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=streams),
+                                 headers=headers) as client:
         await _one(client, url)  # warm-up
         started = time.perf_counter()
 
@@ -63,16 +64,16 @@ async def _load(url: str, streams: int) -> tuple[float, float]:
     return tokens / elapsed, statistics.median(ttft for ttft, _ in results) * 1000
 
 
-def _measure(name: str, url: str, table: dict) -> None:
+def _measure(name: str, url: str, table: dict, headers: dict) -> None:
     for streams in CONCURRENCY:
-        table[(name, streams)] = asyncio.run(_load(url, streams))
+        table[(name, streams)] = asyncio.run(_load(url, streams, headers))
 
 
-def _wait(url: str, timeout_s: float = 300) -> None:
+def _wait(url: str, headers: dict, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/v1/models", timeout=2).ok:
+            if requests.get(f"{url}/v1/models", headers=headers, timeout=2).ok:
                 return
         except requests.RequestException:
             pass
@@ -80,7 +81,7 @@ def _wait(url: str, timeout_s: float = 300) -> None:
     raise TimeoutError(url)
 
 
-def test_serving_overhead(stack):
+def test_serving_overhead(stack, http):
     from ray import serve
     from ray.serve.llm import LLMConfig, build_openai_app
     from tandem.models.tiny import build_tiny_base_model
@@ -104,8 +105,8 @@ def test_serving_overhead(stack):
          "--kv-cache-memory-bytes", str(ENGINE["kv_cache_memory_bytes"]), "--enforce-eager"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait(f"http://127.0.0.1:{port}")
-        _measure("vllm", f"http://127.0.0.1:{port}", table)
+        _wait(f"http://127.0.0.1:{port}", {})
+        _measure("vllm", f"http://127.0.0.1:{port}", table, {})
     finally:
         vllm.terminate()
         vllm.wait(60)
@@ -118,8 +119,8 @@ def test_serving_overhead(stack):
     serve.run(build_openai_app({"llm_configs": [stock], "ingress_deployment_config": {
         "ray_actor_options": {"num_cpus": 0}}}), name="stock", route_prefix="/")
     try:
-        _wait(stack.api_url)
-        _measure("stock", stack.api_url, table)
+        _wait(stack.api_url, {})
+        _measure("stock", stack.api_url, table, {})
     finally:
         serve.delete("stock")
 
@@ -129,8 +130,9 @@ def test_serving_overhead(stack):
                 "cpu_threads": None})})  # every server's engine gets vLLM's default threads
     deploy(config.model_copy(update={"pools": {"fast": fast}}), stack)
     try:
-        _wait(stack.api_url)
-        _measure("tandem", stack.api_url, table)
+        auth = {"authorization": f"Bearer {http.api_key}"}
+        _wait(stack.api_url, auth)
+        _measure("tandem", stack.api_url, table, auth)
     finally:
         shutdown(stack)
 

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = "tandem-serve"
 
 
-def test_serve_deploy_runs_the_ingress_and_its_pools_as_one_application(stack, registered, tmp_path):
+def test_serve_deploy_runs_the_ingress_and_its_pools_as_one_application(stack, registered, http,
+                                                                        tmp_path):
     from ray import serve
     from tandem.errors import UserError
     from tandem.serve.deploy import INGRESS_APP, connect, shutdown, swap
@@ -37,7 +38,7 @@ def test_serve_deploy_runs_the_ingress_and_its_pools_as_one_application(stack, r
                                 cwd=REPO, env={**os.environ, **ray_cluster_env()},
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
-        reply = _first_answer(stack.api_url, timeout_s=600)
+        reply = _first_answer(stack.api_url, http, timeout_s=600)
         assert reply.headers["x-tandem-pool"] in {"fast", "cheap"}
         assert reply.headers["x-tandem-model-version"] == str(registered)
 
@@ -52,12 +53,12 @@ def test_serve_deploy_runs_the_ingress_and_its_pools_as_one_application(stack, r
         shutdown(stack)
 
 
-def _first_answer(api_url: str, timeout_s: float) -> requests.Response:
+def _first_answer(api_url: str, http, timeout_s: float) -> requests.Response:
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            reply = requests.post(f"{api_url}/v1/completions", timeout=30,
+            reply = http.post(f"{api_url}/v1/completions", timeout=30,
                                   json={"model": MODEL, "prompt": "hi", "max_tokens": 2})
             if reply.status_code == 200:
                 return reply

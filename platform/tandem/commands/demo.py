@@ -30,9 +30,11 @@ def _ask_served_model(settings: Settings, model: str) -> None:
     """A few holdout questions through the official `openai` client, with Tandem's headers."""
     from openai import OpenAI
 
+    from tandem.auth import client_key
+
     rows = [json.loads(line) for line in
             (settings.home / "datasets" / "task" / "holdout.jsonl").read_text().splitlines()]
-    client = OpenAI(base_url=f"{settings.api_url}/v1", api_key="local")
+    client = OpenAI(base_url=f"{settings.api_url}/v1", api_key=client_key(settings.home))
     correct = 0
     for row in rows[:QUESTIONS]:
         raw = client.chat.completions.with_raw_response.create(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tandem import stack
+from tandem.auth import keys_file
 from tandem.settings import Settings, load_settings
 
 
@@ -25,6 +26,8 @@ def print_status(settings: Settings) -> bool:
         env = " ".join(f"{k}={v}" for k, v in stack.ray_cluster_env().items())
         print("\nClient environment (Ray token auth is off; every port binds to loopback):")
         print(f"  export {env} MLFLOW_TRACKING_URI={settings.mlflow_url}")
+        print(f"API keys (Authorization: Bearer KEY): {keys_file(settings.home)}, "
+              "unless TANDEM_API_KEY / TANDEM_ADMIN_KEY are set")
         print("Submit a fine-tune:")
         print(f"  ray job submit --address {settings.dashboard_url} --working-dir . -- "
               "python jobs/finetune.py --config jobs/configs/tiny.yaml")

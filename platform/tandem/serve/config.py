@@ -102,6 +102,19 @@ class PoolConfig(StrictConfig):
         return self.gpu == CPU
 
 
+class LimitsConfig(StrictConfig):
+    """What one ingress replica lets through before answering 429 or 503."""
+
+    requests_per_s: float = Field(50.0, gt=0, description="Default per-key rate limit (token "
+                                  "bucket refill); a key in the key file may set its own.")
+    burst: float = Field(100.0, ge=1, description="Default per-key bucket size.")
+    max_queued_requests: int = Field(
+        64, ge=1, description="Requests one pool replica may hold waiting beyond its batch "
+        "slots: a pool that full is skipped, and when every pool is, the request gets 503 with "
+        "Retry-After instead of a connection that hangs (sets the router's "
+        "`max_queued_per_replica`).")
+
+
 class ServeAppConfig(StrictConfig):
     """Args of `apps/llm_app.py:build_app` (the Tandem ingress + its pools)."""
 
@@ -119,6 +132,7 @@ class ServeAppConfig(StrictConfig):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
                                        description="Request log and feedback.")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get 413.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Rate and queue limits.")
     ingress_replicas: int = Field(1, ge=1, description="Replicas of the ingress deployment.")
     swap_timeout_s: float = Field(600, gt=0, description="promote/rollback give up after this long.")
 
@@ -135,10 +149,12 @@ class ServeAppConfig(StrictConfig):
 
     def routing_config(self) -> RoutingConfig:
         if self.routing is not None:
-            return self.routing
-        if all(pool.is_cpu for pool in self.pools.values()):
-            return RoutingConfig.local_cpu_defaults()
-        return RoutingConfig.gpu_defaults()
+            routing = self.routing
+        elif all(pool.is_cpu for pool in self.pools.values()):
+            routing = RoutingConfig.local_cpu_defaults()
+        else:
+            routing = RoutingConfig.gpu_defaults()
+        return routing.model_copy(update={"max_queued_per_replica": self.limits.max_queued_requests})
 
 
 def tandem_args(serve_config: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,12 @@ two always agree.
 
 Pools are found through the route table actor (`tandem.serve.routes`), polled
 every half second, so a version swap never redeploys the ingress.
+
+Every endpoint but `/healthz` needs a key (`tandem.auth`): inference keys for `/v1/*`,
+admin keys for `/admin/*` (promote, rollback, routing decisions). Each key has a rate
+limit (429); a pool holds at most `limits.max_queued_requests` waiting requests per replica
+and is skipped when full, and when every pool is full the answer is 503. Both carry
+`Retry-After`.
 """
 
 from __future__ import annotations
@@ -37,15 +43,22 @@ from ray.llm._internal.serve.core.ingress.utils import (
     _sanitize_chat_completion_request,
 )
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
-from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
 from ray.serve.llm.ingress import OpenAiIngress
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from tandem.auth import ADMIN, INFERENCE, AuthError, authenticate, load_keys
 from tandem.routing import PoolState, RequestFeatures
 from tandem.routing.hints import InvalidRoutingHint, parse_routing_hints
 from tandem.routing.policy import NoHealthyPool
+from tandem.serve import admin
 from tandem.serve import routes as route_table
+from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
 from tandem.serve.validation import (
@@ -54,6 +67,7 @@ from tandem.serve.validation import (
     check_body,
     error_body,
     estimate_cost_usd,
+    parse_json_body,
     estimate_prompt_tokens,
     prompt_text,
     requested_max_tokens,
@@ -71,7 +85,7 @@ ENDPOINTS = {
     "completions": (CompletionRequest, "prompt", accepted_fields(CompletionRequest)),
 }
 
-app = FastAPI(title="Tandem", docs_url=None, redoc_url=None)
+app = FastAPI(title="Tandem", docs_url=None, redoc_url=None, openapi_url=None)  # no unkeyed schema endpoint
 
 
 def _error(status: int, message: str, param: str | None = None, code: str | None = None,
@@ -82,8 +96,15 @@ def _error(status: int, message: str, param: str | None = None, code: str | None
 
 @app.exception_handler(RequestError)
 async def _request_error(request: Request, error: RequestError) -> JSONResponse:
-    headers = {"retry-after": "1"} if error.status in (429, 503) else None
+    headers = {"retry-after": str(error.retry_after or 1)} if error.status in (429, 503) else None
     return _error(error.status, error.message, error.param, error.code, headers)
+
+
+@app.exception_handler(AuthError)
+async def _auth_error(request: Request, error: AuthError) -> JSONResponse:
+    headers = {"www-authenticate": "Bearer"} if error.status == 401 else None
+    code = "invalid_api_key" if error.status == 401 else "admin_key_required"
+    return _error(error.status, error.message, "authorization", code, headers)
 
 
 @app.exception_handler(RequestValidationError)
@@ -118,6 +139,9 @@ class TandemIngress(OpenAiIngress):
         self._requests = RequestLog(telemetry_root, flush_rows=telemetry.flush_rows,
                                     flush_interval_s=telemetry.flush_interval_s)
         self._feedback = FeedbackStore(telemetry_root)
+        self._keys = load_keys(home)
+        limits = self._config.limits
+        self._limiter = RateLimiter(limits.requests_per_s, limits.burst)
         self._replica = f"{os.getpid()}-{id(self)}"
         self._table_actor = route_table.get_or_create(table)
         import ray
@@ -189,6 +213,14 @@ class TandemIngress(OpenAiIngress):
                                "the served models", "model", "model_not_found")
         return model, entry
 
+    def _admit(self, request: Request, needed: str = INFERENCE) -> None:
+        """The caller's key may do `needed` and is within its rate limit."""
+        key = authenticate(request.headers.get("authorization"), self._keys, needed)
+        wait = self._limiter.retry_after(key.name, time.monotonic(), key.requests_per_s, key.burst)
+        if wait:
+            raise RequestError(429, f"rate limit of key {key.name!r} reached; retry in {wait} s",
+                               code="rate_limit_exceeded", retry_after=wait)
+
     # -- endpoints -----------------------------------------------------------------
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
@@ -197,7 +229,8 @@ class TandemIngress(OpenAiIngress):
                                            for name, entry in self._table["models"].items()}}
 
     @app.get("/v1/models")
-    async def list_models(self) -> dict[str, Any]:
+    async def list_models(self, request: Request) -> dict[str, Any]:
+        self._admit(request)
         self._ensure_poller()
         data = []
         for name, entry in self._table["models"].items():
@@ -211,8 +244,8 @@ class TandemIngress(OpenAiIngress):
         return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model:path}")
-    async def get_model(self, model: str) -> dict[str, Any]:
-        for card in (await self.list_models())["data"]:
+    async def get_model(self, model: str, request: Request) -> dict[str, Any]:
+        for card in (await self.list_models(request))["data"]:
             if card["id"] == model:
                 return card
         raise RequestError(404, f"model {model!r} is not served here", "model", "model_not_found")
@@ -239,11 +272,7 @@ class TandemIngress(OpenAiIngress):
                 raise RequestError(413, f"request body is over the {limit}-byte limit",
                                    code="request_too_large")
             chunks.append(chunk)
-        try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, UnicodeDecodeError) as error:
-            raise RequestError(400, f"request body is not valid JSON ({error})",
-                               code="invalid_json") from None
+        return parse_json_body(b"".join(chunks))
 
     async def _serve(self, request: Request, kind: str) -> Response:
         """Answer one completion request; whatever happens, it is recorded exactly once."""
@@ -263,6 +292,7 @@ class TandemIngress(OpenAiIngress):
             raise
 
     async def _answer(self, request: Request, kind: str, exchange: Exchange) -> Response:
+        self._admit(request)
         model_cls, required, accepted = ENDPOINTS[kind]
         body = await self._read_json(request)
         if isinstance(body, dict) and isinstance(body.get("model"), str):
@@ -290,7 +320,10 @@ class TandemIngress(OpenAiIngress):
             param = ".".join(str(p) for p in first["loc"]) or None
             raise RequestError(400, f"invalid value for {param}: {first['msg']}", param) from None
         if kind == "chat":
-            parsed = _sanitize_chat_completion_request(parsed)
+            try:
+                parsed = _sanitize_chat_completion_request(parsed)
+            except ValueError as error:  # message content that is no text and no content part
+                raise RequestError(400, str(error)[:500], "messages") from None
 
         failed_pool = None
         for attempt in (1, 2):
@@ -327,6 +360,9 @@ class TandemIngress(OpenAiIngress):
         if failed_pool is not None:
             self._router.failed(failed_pool)
         states = self._router.states(pools, exclude=failed_pool)
+        limit = self._config.limits.max_queued_requests
+        if all(s.queued >= limit * s.replicas for s in states if s.healthy):
+            raise RequestError(503, "every pool's queue is full; retry shortly", code="overloaded")
         try:
             decision = self._router.choose(exchange.features, states, now, exchange.request_id)
         except NoHealthyPool:
@@ -340,6 +376,11 @@ class TandemIngress(OpenAiIngress):
             stream = getattr(self._handle(route), kind).remote(
                 parsed, RawRequestInfo.from_starlette_request(request))
             first, stream = await _peek_at_generator(stream)
+        except BackPressureError:
+            self._router.in_flight[decision.pool] -= 1
+            exchange.released = True
+            raise RequestError(503, f"pool {decision.pool} is at its queue limit; retry shortly",
+                               code="overloaded") from None
         except POOL_FAILURES as error:
             self._router.in_flight[decision.pool] -= 1
             exchange.released = True
@@ -411,6 +452,7 @@ class TandemIngress(OpenAiIngress):
     # -- feedback ------------------------------------------------------------------
     @app.post("/v1/feedback")
     async def feedback(self, request: Request) -> Response:
+        self._admit(request)
         body = await self._read_json(request)
         try:
             feedback = parse_feedback(body, self._config.telemetry.feedback_scale)
@@ -424,6 +466,41 @@ class TandemIngress(OpenAiIngress):
         content = {"object": "feedback", "request_id": feedback.request_id,
                    "feedback_id": feedback.feedback_id, "stored": created}
         return JSONResponse(content, status_code=201 if created else 200)
+
+
+    # -- administration (admin key) ------------------------------------------------
+    @app.get("/admin/routes")
+    async def admin_routes(self, request: Request) -> dict[str, Any]:
+        """The live route table and this replica's latest routing decisions (`?last=N`)."""
+        self._admit(request, ADMIN)
+        raw = request.query_params.get("last", "20")
+        if not raw.isdigit():
+            raise RequestError(400, "'last' must be a non-negative integer", "last")
+        return {"epoch": self._epoch, "models": self._table["models"],
+                "decisions": self._router.log.records(last=min(int(raw), 1000))}
+
+    @app.post("/admin/promote")
+    async def admin_promote(self, request: Request) -> Response:
+        """`{"model", "version"}` -> 202 and the id of the Ray job that runs the swap."""
+        return await self._admin_swap(request, "promote")
+
+    @app.post("/admin/rollback")
+    async def admin_rollback(self, request: Request) -> Response:
+        """`{"model"}` -> 202 and the id of the Ray job that swaps back to `previous`."""
+        return await self._admin_swap(request, "rollback")
+
+    async def _admin_swap(self, request: Request, action: str) -> Response:
+        from tandem.settings import load_settings
+
+        self._admit(request, ADMIN)
+        model, version = admin.parse_target(await self._read_json(request), action == "promote")
+        self._model_entry(model)  # 404 unless served here
+        target = await asyncio.to_thread(admin.check_target, model, version,
+                                         load_settings().mlflow_url)
+        arguments = [action, model] + ([str(version)] if action == "promote" else [])
+        job_id = await asyncio.to_thread(admin.submit, arguments)
+        return JSONResponse({"object": "admin.job", "action": action, "model": model,
+                             "version": target, "job_id": job_id}, status_code=202)
 
 
 class Exchange:

@@ -72,7 +72,8 @@ async def _one(client, api_url: str, model: str, prompt: str, stream: Stream) ->
 
 
 async def run_load_async(api_url: str, streams: Sequence[Stream], duration_s: float, *,
-                         model: str, prompt: str = "translate: red cat =>") -> list[Result]:
+                         model: str, api_key: str,
+                         prompt: str = "translate: red cat =>") -> list[Result]:
     """Run every stream's clients for `duration_s` seconds; results in completion order."""
     import httpx
 
@@ -81,7 +82,8 @@ async def run_load_async(api_url: str, streams: Sequence[Stream], duration_s: fl
     results: list[Result] = []
     deadline = time.monotonic() + duration_s
     limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=300, limits=limits,
+                                 headers={"authorization": f"Bearer {api_key}"}) as client:
         async def loop(stream: Stream) -> None:
             while time.monotonic() < deadline:
                 results.append(await _one(client, api_url, model, prompt, stream))
@@ -91,8 +93,9 @@ async def run_load_async(api_url: str, streams: Sequence[Stream], duration_s: fl
 
 
 def run_load(api_url: str, streams: Sequence[Stream], duration_s: float, *, model: str,
-             prompt: str = "translate: red cat =>") -> list[Result]:
-    return asyncio.run(run_load_async(api_url, streams, duration_s, model=model, prompt=prompt))
+             api_key: str, prompt: str = "translate: red cat =>") -> list[Result]:
+    return asyncio.run(run_load_async(api_url, streams, duration_s, model=model, api_key=api_key,
+                                      prompt=prompt))
 
 
 def meets(result: Result, routing: RoutingConfig) -> bool:

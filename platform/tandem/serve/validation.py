@@ -9,6 +9,7 @@ exactly the fields of vLLM's own request models.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 ERROR_TYPES = {
@@ -29,12 +30,13 @@ class RequestError(Exception):
     """A client error: HTTP status, message and the offending parameter."""
 
     def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.retry_after = retry_after  # seconds, for 429 and 503
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message, self.param, self.code)
@@ -44,6 +46,35 @@ def error_body(status: int, message: str, param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code or kind}}
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:20]} is beyond a 64-bit float")
+    return value
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """The JSON body, or a 400 for what JSON or the engine cannot take: invalid UTF-8,
+    NaN/Infinity, nesting deeper than the parser's stack, lone UTF-16 surrogates."""
+    try:
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(400, f"request body is not valid JSON ({error})",
+                           code="invalid_json") from None
+    except RecursionError:
+        raise RequestError(400, "request body is nested too deeply", code="invalid_json") from None
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(400, "request body holds a lone UTF-16 surrogate (\\ud800-\\udfff)",
+                           code="invalid_json") from None
+    return body
 
 
 def accepted_fields(model_cls) -> frozenset[str]:

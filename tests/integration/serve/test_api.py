@@ -32,12 +32,12 @@ def test_text_completion(client):
 
 
 @pytest.mark.parametrize("kind", ["chat", "completions"])
-def test_streaming_ends_with_done_and_usage(served, kind):
+def test_streaming_ends_with_done_and_usage(served, kind, http):
     url = f"{served.api_url}/v1/{'chat/completions' if kind == 'chat' else 'completions'}"
     body = {"model": MODEL, "max_tokens": 8, "stream": True, "ignore_eos": True,
             **({"messages": [{"role": "user", "content": PROMPT}]} if kind == "chat"
                else {"prompt": PROMPT})}
-    reply = requests.post(url, json=body, stream=True, timeout=60)
+    reply = http.post(url, json=body, stream=True, timeout=60)
     assert reply.status_code == 200
     lines = [line for line in reply.iter_lines(decode_unicode=True) if line]
     assert lines[-1] == "data: [DONE]"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +34,13 @@ TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "request_too
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
-def test_bad_input_gets_4xx_and_openai_error(served, case):
+def test_bad_input_gets_4xx_and_openai_error(served, case, http):
     _, path, body, headers, status, param = case
     url = f"{served.api_url}/v1/{path}"
     if isinstance(body, bytes):
-        reply = requests.post(url, data=body, headers=headers, timeout=30)
+        reply = http.post(url, data=body, headers=headers, timeout=30)
     else:
-        reply = requests.post(url, json=body, headers=headers, timeout=30)
+        reply = http.post(url, json=body, headers=headers, timeout=30)
     assert reply.status_code == status, reply.text
     error = reply.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -49,20 +48,20 @@ def test_bad_input_gets_4xx_and_openai_error(served, case):
     assert error["message"]
     if param is not None:
         assert error["param"] == param
-    good = requests.post(f"{served.api_url}/v1/completions", json=GOOD, timeout=30)
+    good = http.post(f"{served.api_url}/v1/completions", json=GOOD, timeout=30)
     assert good.status_code == 200, good.text
 
 
-def test_vllm_sampling_extensions_are_accepted(served):
+def test_vllm_sampling_extensions_are_accepted(served, http):
     body = {**GOOD, "ignore_eos": True, "top_k": 5, "min_p": 0.0, "min_tokens": 2,
             "repetition_penalty": 1.0, "skip_special_tokens": True}
-    reply = requests.post(f"{served.api_url}/v1/completions", json=body, timeout=30)
+    reply = http.post(f"{served.api_url}/v1/completions", json=body, timeout=30)
     assert reply.status_code == 200, reply.text
     assert reply.json()["usage"]["completion_tokens"] == 4
 
 
-def test_streaming_bad_input_is_4xx_before_the_stream(served):
+def test_streaming_bad_input_is_4xx_before_the_stream(served, http):
     body = {**GOOD, "stream": True, "prompt": LONG_PROMPT}
-    reply = requests.post(f"{served.api_url}/v1/completions", json=body, timeout=30)
+    reply = http.post(f"{served.api_url}/v1/completions", json=body, timeout=30)
     assert reply.status_code == 400
     assert reply.json()["error"]["type"] == "invalid_request_error"

@@ -25,7 +25,7 @@ MODEL = "tandem-serve"
 PAUSE_S = 0.3
 
 
-def test_promote_and_rollback_under_load_switch_versions_without_failures(served, registered):
+def test_promote_and_rollback_under_load_switch_versions_without_failures(served, registered, http):
     from tandem.models.tiny import build_tiny_base_model
     from tandem.registry import CHAMPION, PREVIOUS, Lineage, alias_version, register_checkpoint
 
@@ -38,7 +38,7 @@ def test_promote_and_rollback_under_load_switch_versions_without_failures(served
     def load() -> None:
         while not stop.wait(PAUSE_S):
             try:
-                reply = requests.post(f"{served.api_url}/v1/completions", timeout=60, json={
+                reply = http.post(f"{served.api_url}/v1/completions", timeout=60, json={
                     "model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 8})
                 results.append((reply.status_code, reply.headers.get("x-tandem-model-version", "")))
             except requests.RequestException as error:
@@ -71,5 +71,5 @@ def test_promote_and_rollback_under_load_switch_versions_without_failures(served
     assert versions[-1] == str(registered)  # rolled back
     assert alias_version(MODEL, CHAMPION, served.mlflow_url) == registered
     assert alias_version(MODEL, PREVIOUS, served.mlflow_url) == new_version
-    models = requests.get(f"{served.api_url}/v1/models", timeout=10).json()["data"]
+    models = http.get(f"{served.api_url}/v1/models", timeout=10).json()["data"]
     assert models[0]["version"] == str(registered)

@@ -25,7 +25,7 @@ def decisions(served) -> dict[str, dict]:
     return {record["request_id"]: record for record in parse_jsonl(path.read_text())}
 
 
-def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served):
+def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served, http):
     """Idle, `cheap` meets the interactive 250 ms target and costs a quarter. Earlier tests may
     have left `cheap` looking slow (it was loaded); the router forgets that with a 30 s
     half-life, so within ~2 minutes (100x, the largest correction, fading to the ~6x that still
@@ -33,7 +33,7 @@ def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served):
     pools: list[str] = []
     deadline = time.monotonic() + 150
     while pools[-3:] != ["cheap"] * 3 and time.monotonic() < deadline:
-        reply = requests.post(f"{served.api_url}/v1/completions", timeout=60,
+        reply = http.post(f"{served.api_url}/v1/completions", timeout=60,
                               headers={"x-tandem-tier": "interactive"},
                               json={"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 8})
         assert reply.status_code == 200, reply.text
@@ -47,10 +47,11 @@ def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served):
 
 
 @pytest.mark.slow  # flaky on 2 cores (batch on cheap 89.5 % in one CI run, 100 % in others)
-def test_under_mixed_load_interactive_goes_fast_and_batch_stays_cheap(served):
+def test_under_mixed_load_interactive_goes_fast_and_batch_stays_cheap(served, http):
     mixed = [Stream("interactive", 16, 1), Stream("batch", 64, 6)]
-    run_load(served.api_url, mixed, duration_s=15, model=MODEL)  # the router learns the loaded pools
-    results = run_load(served.api_url, mixed, duration_s=25, model=MODEL)
+    # the router learns the loaded pools first
+    run_load(served.api_url, mixed, duration_s=15, model=MODEL, api_key=http.api_key)
+    results = run_load(served.api_url, mixed, duration_s=25, model=MODEL, api_key=http.api_key)
     assert [r for r in results if r.status != 200] == []
     summary = summarize(results, RoutingConfig.local_cpu_defaults())
     print(json.dumps(summary, indent=1))
@@ -64,8 +65,8 @@ def test_under_mixed_load_interactive_goes_fast_and_batch_stays_cheap(served):
         assert record["pool"] == "fast" and not cheap["meets_slo"], record
 
 
-def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(served):
-    reply = requests.post(f"{served.api_url}/v1/completions", timeout=60,
+def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(served, http):
+    reply = http.post(f"{served.api_url}/v1/completions", timeout=60,
                           headers={"x-tandem-tier": "interactive", "x-tandem-ttft-ms": "0.01"},
                           json={"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 4})
     assert reply.status_code == 200, reply.text
@@ -79,8 +80,8 @@ def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(se
                                            ("x-tandem-tpot-ms", "-5"),
                                            ("x-tandem-max-cost", "nan"),
                                            ("x-tandem-tier", "gold")])
-def test_a_malformed_hint_is_a_400_naming_the_header(served, header, value):
-    reply = requests.post(f"{served.api_url}/v1/completions", timeout=30, headers={header: value},
+def test_a_malformed_hint_is_a_400_naming_the_header(served, header, value, http):
+    reply = http.post(f"{served.api_url}/v1/completions", timeout=30, headers={header: value},
                           json={"model": MODEL, "prompt": "hi", "max_tokens": 2})
     assert reply.status_code == 400
     assert reply.json()["error"]["param"] == header
@@ -108,7 +109,7 @@ def _metric(served, name: str, label: str, timeout_s: float = 40.0) -> float:
 
 
 @pytest.mark.slow
-def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served):
+def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served, http):
     """Kill the fast pool's replica under mixed load: nothing fails beyond the streams cut
     mid-flight, interactive traffic moves to `cheap` as counted SLO misses, and comes back to
     `fast` once Serve has restarted it. (~4 min; `make test-slow`.)"""
@@ -125,7 +126,7 @@ def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served):
     killer = threading.Timer(10, lambda: ray.kill(ray.get_actor(replica, namespace="serve")))
     killer.start()
     results = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
-                       duration_s=60, model=MODEL)
+                       duration_s=60, model=MODEL, api_key=http.api_key)
     killer.join()
     broken = [r for r in results if r.status != 200]
     assert len(broken) <= max(1, 0.02 * len(results)), broken  # streams cut when the replica died
@@ -137,7 +138,7 @@ def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # Serve restarts the replica; the probe lets traffic back
         back = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
-                        duration_s=10, model=MODEL)
+                        duration_s=10, model=MODEL, api_key=http.api_key)
         if sum(r.pool == "fast" for r in back if r.tier == "interactive") >= 3:
             break
     else:

@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-import requests
 from tandem.telemetry.feedback import read_feedback
 from tandem.telemetry.request_log import read_requests
 
@@ -16,8 +15,8 @@ pytestmark = pytest.mark.integration
 MODEL = "tandem-serve"
 
 
-def _post(served, body, **headers):
-    return requests.post(f"{served.api_url}/v1/completions", json=body, headers=headers, timeout=60)
+def _post(served, http, body, **headers):
+    return http.post(f"{served.api_url}/v1/completions", json=body, headers=headers, timeout=60)
 
 
 def _logged(served, ids: set[str], timeout_s: float = 15.0) -> list[dict]:
@@ -31,20 +30,20 @@ def _logged(served, ids: set[str], timeout_s: float = 15.0) -> list[dict]:
         time.sleep(1)
 
 
-def test_every_request_is_logged_exactly_once_with_its_status(served):
+def test_every_request_is_logged_exactly_once_with_its_status(served, http):
     sent: dict[str, int] = {}
     for index in range(3):
-        reply = _post(served, {"model": MODEL, "prompt": f"translate: red cat {index} =>",
+        reply = _post(served, http, {"model": MODEL, "prompt": f"translate: red cat {index} =>",
                                "max_tokens": 4})
         sent[reply.headers["x-request-id"]] = reply.status_code
-        with requests.post(f"{served.api_url}/v1/completions", stream=True, timeout=60, json={
+        with http.post(f"{served.api_url}/v1/completions", stream=True, timeout=60, json={
                 "model": MODEL, "prompt": "translate: blue dog =>", "max_tokens": 4,
                 "stream": True}) as streamed:
             assert b"data: [DONE]" in b"".join(streamed.iter_content(None))
             sent[streamed.headers["x-request-id"]] = streamed.status_code
     for body in ({"model": MODEL, "prompt": "x", "max_tokens": 4, "colour": "red"},
                  {"model": "no-such-model", "prompt": "x"}):
-        reply = _post(served, body)
+        reply = _post(served, http, body)
         sent[reply.headers["x-request-id"]] = reply.status_code
     assert sorted(sent.values()) == [200] * 6 + [400, 404]
 
@@ -60,24 +59,24 @@ def test_every_request_is_logged_exactly_once_with_its_status(served):
     assert {row["model"] for row in rows if row["status"] == 404} == {"no-such-model"}
 
 
-def test_feedback_is_stored_once_per_feedback_id_and_needs_a_known_request(served):
-    reply = _post(served, {"model": MODEL, "prompt": "translate: green bird =>", "max_tokens": 4})
+def test_feedback_is_stored_once_per_feedback_id_and_needs_a_known_request(served, http):
+    reply = _post(served, http, {"model": MODEL, "prompt": "translate: green bird =>", "max_tokens": 4})
     request_id = reply.json()["id"]
     assert request_id == reply.headers["x-request-id"]
     feedback_id = uuid.uuid4().hex
     body = {"request_id": request_id, "score": -1, "correction": "verde pajaro",
             "feedback_id": feedback_id}
-    first = requests.post(f"{served.api_url}/v1/feedback", json=body, timeout=30)
-    again = requests.post(f"{served.api_url}/v1/feedback", json=body, timeout=30)
+    first = http.post(f"{served.api_url}/v1/feedback", json=body, timeout=30)
+    again = http.post(f"{served.api_url}/v1/feedback", json=body, timeout=30)
     assert (first.status_code, again.status_code) == (201, 200)
 
-    unknown = requests.post(f"{served.api_url}/v1/feedback", timeout=30,
+    unknown = http.post(f"{served.api_url}/v1/feedback", timeout=30,
                             json={"request_id": "never-issued", "score": 1})
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "request_id"
     for bad, param in (({"request_id": request_id, "score": 3}, "score"),
                        ({"request_id": request_id, "score": "good"}, "score"),
                        ({"score": 1}, "request_id")):
-        reply = requests.post(f"{served.api_url}/v1/feedback", json=bad, timeout=30)
+        reply = http.post(f"{served.api_url}/v1/feedback", json=bad, timeout=30)
         assert reply.status_code == 400 and reply.json()["error"]["param"] == param
 
     stored = [row for row in read_feedback(served.home / "telemetry").to_pylist()

@@ -9,6 +9,7 @@ from tandem.serve.validation import (
     error_body,
     estimate_cost_usd,
     estimate_prompt_tokens,
+    parse_json_body,
     prompt_text,
     requested_max_tokens,
     response_text,
@@ -79,3 +80,24 @@ def test_logged_text_of_prompts_and_responses():
 def test_cost_spreads_price_over_concurrent_requests():
     assert estimate_cost_usd(3.6, 1.0, 1) == pytest.approx(0.001)
     assert estimate_cost_usd(3.6, 1.0, 4) == pytest.approx(0.00025)
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"{bad", "not valid JSON"),
+    (b'{"temperature": NaN}', "NaN is not a JSON number"),
+    (b'{"temperature": -Infinity}', "-Infinity is not a JSON number"),
+    (b'{"temperature": 1e999}', "beyond a 64-bit float"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"prompt": "\\ud800"}', "lone UTF-16 surrogate"),
+    (b'{"prompt": "\xff\xfe"}', "not valid JSON"),
+    (b'{"max_tokens": ' + b"9" * 5000 + b"}", "not valid JSON"),
+])
+def test_hostile_json_is_a_400(raw, message):
+    with pytest.raises(RequestError) as error:
+        parse_json_body(raw)
+    assert error.value.status == 400 and message in error.value.message
+
+
+def test_control_characters_and_deep_but_reasonable_json_parse():
+    assert parse_json_body(b'{"prompt": "a\\u0000b\\u001f"}') == {"prompt": "a\x00b\x1f"}
+    assert parse_json_body(b"[" * 50 + b"]" * 50)

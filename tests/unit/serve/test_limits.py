@@ -1,0 +1,32 @@
+"""Per-key token buckets: a burst goes through, then requests wait for the refill."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from tandem.serve.limits import RateLimiter
+
+
+def test_a_burst_passes_then_the_key_waits_for_its_next_token():
+    limiter = RateLimiter(requests_per_s=2.0, burst=3)
+    assert [limiter.retry_after("a", 0.0) for _ in range(3)] == [0, 0, 0]
+    assert limiter.retry_after("a", 0.0) == 1  # half a second to the next token, rounded up
+    assert limiter.retry_after("b", 0.0) == 0  # another key has its own bucket
+    assert limiter.retry_after("a", 0.6) == 0
+
+
+def test_a_key_with_its_own_limit_uses_it():
+    limiter = RateLimiter(requests_per_s=100.0, burst=100)
+    assert limiter.retry_after("batch", 0.0, requests_per_s=0.1, burst=1) == 0
+    assert limiter.retry_after("batch", 0.0, requests_per_s=0.1, burst=1) == 10
+
+
+@given(st.lists(st.floats(min_value=0, max_value=0.5), min_size=1, max_size=300),
+       st.floats(min_value=0.5, max_value=50), st.integers(min_value=1, max_value=20))
+def test_never_more_than_burst_plus_refill(gaps, rate, burst):
+    limiter = RateLimiter(rate, burst)
+    now, allowed = 0.0, 0
+    for gap in gaps:
+        now += gap
+        allowed += limiter.retry_after("k", now) == 0
+    assert allowed <= burst + rate * now + 1e-9
