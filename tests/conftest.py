@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,25 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVED_MODEL = "tandem-serve"
+# The session stack's home is fixed before anything imports Ray: Ray reads its auth mode
+# and token path once, at import (the token itself later, so `up` may write it).
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="tandem-test-home-"))
+
+
+def _ray_token_auth_for_this_process() -> None:
+    from tandem.settings import load_settings
+    from tandem.stack import ensure_ray_token, ray_cluster_env
+
+    settings = load_settings({"TANDEM_HOME": str(SESSION_HOME)})
+    ensure_ray_token(settings)  # also what local clusters of unit tests authenticate with
+    os.environ.update(ray_cluster_env(settings))
+
+
+_ray_token_auth_for_this_process()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +52,7 @@ def stack_environment(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+def stack() -> Iterator:
     """A running local stack (Ray head + MLflow) shared by the integration tests.
 
     The TANDEM_* variables are set in this process too, so library calls and
@@ -40,7 +61,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from tandem import stack as local_stack
     from tandem.settings import load_settings
 
-    environment = stack_environment(tmp_path_factory.mktemp("tandem-home"))
+    environment = stack_environment(SESSION_HOME)
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
     settings = load_settings()

@@ -13,7 +13,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 def _client(settings: Settings):
-    os.environ.update(ray_cluster_env())
+    os.environ.update(ray_cluster_env(settings))
     from ray.job_submission import JobSubmissionClient
 
     try:

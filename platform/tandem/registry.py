@@ -26,7 +26,9 @@ ARTIFACT_NAME = "model"
 # What the registered model needs to be reloaded by MLflow's transformers flavor;
 # passed explicitly because MLflow's requirement probe trips over torchvision.
 PIP_REQUIREMENTS = ["torch", "transformers", "safetensors", "tokenizers"]
-MODEL_URI = re.compile(r"^models:/(?P<name>[A-Za-z0-9._-]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$")
+# A name starts with a letter or digit: no `..`, no path, no URL reaches the model cache.
+MODEL_URI = re.compile(
+    r"^models:/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$")
 
 T = TypeVar("T")
 

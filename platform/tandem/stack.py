@@ -70,13 +70,39 @@ def ray_node_env(settings: Settings) -> dict[str, str]:
     """A Ray node's environment: the client one, plus the project on the import path so
     Serve import paths like `apps.llm_app:build_app` resolve in the node's workers."""
     path = [str(settings.project_dir), os.environ.get("PYTHONPATH", "")]
-    return {**ray_cluster_env(), "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    return {**ray_cluster_env(settings), "PYTHONPATH": os.pathsep.join(p for p in path if p)}
 
 
-def ray_cluster_env() -> dict[str, str]:
-    """Client environment for this cluster: token auth is off, which is safe only
-    because every Ray port binds to loopback."""
-    return {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+def ray_token_file(settings: Settings) -> Path:
+    return settings.home / "secrets" / "ray_token"
+
+
+def ray_cluster_env(settings: Settings) -> dict[str, str]:
+    """Environment of every Ray process and client of this cluster: Ray's token auth with
+    the stack's own token. Ray resolves a loopback `--node-ip-address` to the machine's
+    address and several of its ports listen on every interface, so without the token
+    anyone who can reach the machine could run code on the cluster."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_token_file(settings)),
+            "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def ray_auth_headers(settings: Settings) -> dict[str, str]:
+    """Headers for the Ray dashboard's HTTP API (what Ray's own clients send)."""
+    path = ray_token_file(settings)
+    return {"authorization": f"Bearer {path.read_text().strip()}"} if path.exists() else {}
+
+
+def ensure_ray_token(settings: Settings) -> None:
+    """Write the stack's Ray token (0600) unless it exists."""
+    path = ray_token_file(settings)
+    if path.exists():
+        return
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secrets.token_hex(32))
 
 
 def services(settings: Settings) -> list[Service]:
@@ -97,7 +123,7 @@ def services(settings: Settings) -> list[Service]:
             "--disable-usage-stats",
         ],
         url=settings.dashboard_url,
-        health_url=f"{settings.dashboard_url}/api/version",
+        health_url=f"{settings.dashboard_url}/api/gcs_healthz",
         ports={
             "Ray GCS": (settings.ray_port, "TANDEM_RAY_PORT"),
             "Ray dashboard": (settings.dashboard_port, "TANDEM_DASHBOARD_PORT"),
@@ -164,7 +190,8 @@ def pool_resource(pool: str) -> str:
 
 def _alive_node_resources(settings: Settings) -> list[dict[str, float]]:
     try:
-        reply = requests.get(f"{settings.dashboard_url}/nodes?view=summary", timeout=2.0)
+        reply = requests.get(f"{settings.dashboard_url}/nodes?view=summary", timeout=2.0,
+                             headers=ray_auth_headers(settings))
         nodes = reply.json()["data"]["summary"]
     except (requests.RequestException, ValueError, KeyError):
         return []
@@ -303,6 +330,7 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> None:
 
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    ensure_ray_token(settings)
     created = ensure_keys_file(settings.home)
     if created:
         log(f"API keys: generated {created} (mode 0600; TANDEM_API_KEY / TANDEM_ADMIN_KEY "

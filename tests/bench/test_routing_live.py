@@ -47,18 +47,11 @@ def _run(stack, streams) -> dict:
     return summary
 
 
-def test_live_routing_policies(stack):
-    from tandem.models.tiny import build_tiny_base_model
-    from tandem.registry import Lineage, register_checkpoint, resolve_version
+def test_live_routing_policies(stack, registered):
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy, shutdown
     from tandem.serve.loadgen import Stream
 
-    try:
-        resolve_version(f"models:/{MODEL}@champion", stack.mlflow_url)
-    except Exception:
-        model_dir = build_tiny_base_model(stack.models_dir / "base" / "tiny")
-        register_checkpoint(model_dir, MODEL, Lineage(base_model="tiny"), stack.mlflow_url)
     config_path = REPO / "apps" / "serve.local.yaml"
     model = {"model": f"models:/{MODEL}@champion"}
     mixed = [Stream("interactive", 16, 1), Stream("batch", 64, 6)]

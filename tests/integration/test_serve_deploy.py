@@ -35,7 +35,7 @@ def test_serve_deploy_runs_the_ingress_and_its_pools_as_one_application(stack, r
     connect(stack)
     try:
         result = subprocess.run([str(serve_cli), "deploy", str(path), "--address", stack.dashboard_url],
-                                cwd=REPO, env={**os.environ, **ray_cluster_env()},
+                                cwd=REPO, env={**os.environ, **ray_cluster_env(stack)},
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         reply = _first_answer(stack.api_url, http, timeout_s=600)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 
 import psutil
 import pytest
+import requests
 from tandem.settings import load_settings
+from tandem.stack import ray_auth_headers
 
 from tests.conftest import stack_environment
 
@@ -46,6 +49,12 @@ def test_up_status_down_lifecycle_leaves_no_process(tmp_path):
         status = tandem("status", env=env)
         assert status.stdout.count("healthy") >= 2
         assert f"ray job submit --address {settings.dashboard_url}" in status.stdout
+        for secret in ("ray_token", "keys.json"):  # Ray's token and the API keys: owner only
+            assert stat.S_IMODE((tmp_path / "secrets" / secret).stat().st_mode) == 0o600
+        assert f"API keys: generated {tmp_path / 'secrets' / 'keys.json'}" in first.stdout
+        jobs_api = f"{settings.dashboard_url}/api/jobs/"
+        assert requests.get(jobs_api, timeout=10).status_code == 401  # Ray token auth is on
+        assert requests.get(jobs_api, headers=ray_auth_headers(settings), timeout=10).ok
         leaders = [int(p.read_text().split('"pid": ')[1].split(",")[0])
                    for p in (tmp_path / "run").glob("*.json")]
         family = [psutil.Process(pid) for pid in leaders]

@@ -23,8 +23,8 @@ def print_status(settings: Settings) -> bool:
         print(f"{row['service']:<15} {state:<9} {row['pid'] or '-':>7}  {row['url']}")
     all_healthy = all(row["healthy"] for row in rows)
     if all_healthy:
-        env = " ".join(f"{k}={v}" for k, v in stack.ray_cluster_env().items())
-        print("\nClient environment (Ray token auth is off; every port binds to loopback):")
+        env = " ".join(f"{k}={v}" for k, v in stack.ray_cluster_env(settings).items())
+        print("\nClient environment (Ray token auth with this stack's token):")
         print(f"  export {env} MLFLOW_TRACKING_URI={settings.mlflow_url}")
         print(f"API keys (Authorization: Bearer KEY): {keys_file(settings.home)}, "
               "unless TANDEM_API_KEY / TANDEM_ADMIN_KEY are set")

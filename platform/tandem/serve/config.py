@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tandem.config import StrictConfig, _describe
 from tandem.errors import UserError
@@ -135,6 +135,17 @@ class ServeAppConfig(StrictConfig):
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Rate and queue limits.")
     ingress_replicas: int = Field(1, ge=1, description="Replicas of the ingress deployment.")
     swap_timeout_s: float = Field(600, gt=0, description="promote/rollback give up after this long.")
+
+    @field_validator("model")
+    @classmethod
+    def _registry_uri(cls, value: str) -> str:
+        """Only registered models are served: no local paths, no URLs, no hub ids."""
+        from tandem.registry import MODEL_URI
+
+        if not MODEL_URI.match(value):
+            raise ValueError(f"{value!r} is not a registry URI (models:/NAME@ALIAS or "
+                             "models:/NAME/VERSION)")
+        return value
 
     @model_validator(mode="after")
     def _pool_names(self) -> ServeAppConfig:

@@ -28,10 +28,16 @@ Log = Callable[[str], None]
 
 def connect(settings: Settings) -> None:
     """Attach this process to the stack's Ray cluster and make sure Serve listens on the API port."""
+    import sys
+
     from tandem.stack import ray_cluster_env
 
-    for key, value in ray_cluster_env().items():
-        os.environ.setdefault(key, value)
+    env = ray_cluster_env(settings)
+    if "ray" in sys.modules and os.environ.get("RAY_AUTH_MODE") != env["RAY_AUTH_MODE"]:
+        raise UserError("Ray was imported before its token auth was set up; export "
+                        + " ".join(f"{k}={v}" for k, v in env.items()) + " (`tandem status` "
+                        "prints it) before starting Python")
+    os.environ.update(env)
     import ray
     from ray import serve
 

@@ -46,3 +46,21 @@ def test_unknown_key_is_a_user_error(tmp_path):
 def test_cpu_pool_needs_kv_cache_size():
     with pytest.raises(ValueError, match="kv_cache_memory_bytes"):
         ServeAppConfig.model_validate({"pools": {"p": {"price_per_hour": 1}}})
+
+
+@pytest.mark.parametrize("source", ["/models/llama", "../../etc", "models:/..@champion",
+                                    "models:/../x/1", "https://evil.example/model",
+                                    "hf://meta-llama/Llama-3.1-8B", "models:/a/b/c@champion"])
+def test_a_model_source_must_be_a_registry_uri(tmp_path, source):
+    path = tmp_path / "serve.yaml"
+    path.write_text((REPO / "apps" / "serve.local.yaml").read_text())
+    with pytest.raises(UserError, match="not a registry URI"):
+        load_serve_config(path, {"model": source})
+
+
+def test_engine_settings_cannot_turn_on_remote_code(tmp_path):
+    path = tmp_path / "serve.yaml"
+    path.write_text((REPO / "apps" / "serve.local.yaml").read_text().replace(
+        "max_num_seqs: 4", "max_num_seqs: 4\n            trust_remote_code: true"))
+    with pytest.raises(UserError, match="trust_remote_code: unknown key"):
+        load_serve_config(path)
