@@ -51,6 +51,7 @@ from ray.serve.exceptions import (
 from ray.serve.llm.ingress import OpenAiIngress
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from vllm.exceptions import VLLMClientError
 
 from tandem.auth import ADMIN, INFERENCE, AuthError, authenticate, load_keys
 from tandem.routing import PoolState, RequestFeatures
@@ -319,6 +320,8 @@ class TandemIngress(OpenAiIngress):
             first = error.errors()[0]
             param = ".".join(str(p) for p in first["loc"]) or None
             raise RequestError(400, f"invalid value for {param}: {first['msg']}", param) from None
+        except VLLMClientError as error:  # vLLM's own cross-field checks
+            raise RequestError(400, str(error)[:500], getattr(error, "parameter", None)) from None
         if kind == "chat":
             try:
                 parsed = _sanitize_chat_completion_request(parsed)

@@ -26,6 +26,8 @@ CASES = [
     ("wrong-type-max-tokens", "completions", {**GOOD, "max_tokens": "4"}, {}, 400, "max_tokens"),
     ("messages-not-list", "chat/completions", {"messages": "hi"}, {}, 400, "messages"),
     ("unknown-field", "completions", {**GOOD, "frobnicate": 1}, {}, 400, "frobnicate"),
+    ("stream-options-without-stream", "completions", {**GOOD, "stream_options": 1}, {}, 400,
+     "stream_options"),
     ("bad-hint", "completions", GOOD, {"x-tandem-ttft-ms": "fast"}, 400, "x-tandem-ttft-ms"),
     ("bad-tier", "completions", GOOD, {"x-tandem-tier": "gold"}, 400, "x-tandem-tier"),
     ("too-large", "completions", {**GOOD, "prompt": "a" * (1024 * 1024 + 10)}, {}, 413, None),

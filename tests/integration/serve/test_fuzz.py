@@ -72,6 +72,7 @@ HINTS = st.dictionaries(
     st.sampled_from(["x-tandem-ttft-ms", "x-tandem-tpot-ms", "x-tandem-tier",
                      "x-tandem-max-cost"]),
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+    .map(str.strip)  # what HTTP clients can send at all
     | st.sampled_from(["interactive", "batch", "0", "-1", "1e400", "nan", "250"]), max_size=2)
 SEEN: dict[int, int] = {}
 
