@@ -12,9 +12,13 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVED_MODEL = "tandem-serve"
-# The session stack's home is fixed before anything imports Ray: Ray reads its auth mode
-# and token path once, at import (the token itself later, so `up` may write it).
-SESSION_HOME = Path(tempfile.mkdtemp(prefix="tandem-test-home-"))
+# The session stack's home is fixed before anything uses Ray: Ray reads its auth mode at
+# import and caches the token on first use, so this process may only ever know one token.
+# Kept in the environment because modules that import this one (`from tests.conftest
+# import ...`) run it a second time.
+SESSION_HOME = Path(os.environ.get("TANDEM_TEST_SESSION_HOME")
+                    or tempfile.mkdtemp(prefix="tandem-test-home-"))
+os.environ["TANDEM_TEST_SESSION_HOME"] = str(SESSION_HOME)
 
 
 def _ray_token_auth_for_this_process() -> None:
