@@ -64,15 +64,20 @@ def ensure_keys_file(home: Path, environ: Mapping[str, str] | None = None) -> Pa
     path = keys_file(home, environ)
     if path.exists() or (environ.get("TANDEM_API_KEY") and environ.get("TANDEM_ADMIN_KEY")):
         return None
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     content = {
         "api_keys": [{"name": "local", "key": "tdm-" + secrets.token_urlsafe(32)}],
         "admin_keys": [{"name": "local-admin", "key": "tdm-admin-" + secrets.token_urlsafe(32)}],
     }
+    write_secret(path, json.dumps(content, indent=1))
+    return path
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only (0600, in a 0700 directory); never overwrite."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        json.dump(content, out, indent=1)
-    return path
+        out.write(text)
 
 
 def _read_file(path: Path) -> dict:

@@ -94,15 +94,13 @@ def ray_auth_headers(settings: Settings) -> dict[str, str]:
 
 def ensure_ray_token(settings: Settings) -> None:
     """Write the stack's Ray token (0600) unless it exists."""
-    path = ray_token_file(settings)
-    if path.exists():
-        return
     import secrets
 
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(secrets.token_hex(32))
+    from tandem.auth import write_secret
+
+    path = ray_token_file(settings)
+    if not path.exists():
+        write_secret(path, secrets.token_hex(32))
 
 
 def services(settings: Settings) -> list[Service]:
