@@ -264,3 +264,16 @@ def model_version_exists(model_name: str, version: int, tracking_uri: str | None
 def alias_version(model_name: str, alias: str, tracking_uri: str | None = None) -> int | None:
     """The version an alias points at, or None."""
     return _alias_version(_client(tracking_uri), model_name, alias)
+
+
+def version_tags(model_name: str, version: int, tracking_uri: str | None = None) -> dict[str, str]:
+    """Every tag of one version (lineage, rollout stage, evaluation scores)."""
+    return dict(_client(tracking_uri).get_model_version(model_name, str(version)).tags or {})
+
+
+def set_version_tags(model_name: str, version: int, tags: dict[str, str],
+                     tracking_uri: str | None = None) -> None:
+    """Set `tags` on one version; they show on its page in the MLflow UI."""
+    client = _client(tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, value)

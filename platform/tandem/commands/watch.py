@@ -8,6 +8,8 @@ and `jobs/finetune.py` submitted through Ray's Jobs API with the trigger, its wi
 the parent version (the job fine-tunes `models:/<model>/<champion>`, which `run_finetune`
 records as `tandem.parent_version`). The retraining set is written to
 `$TANDEM_HOME/datasets/retrain/<submission id>.jsonl` before the job is submitted.
+After every evaluation the rollout (`tandem.rollout`) takes the next step of a retrained
+challenger: offline evaluation, canary on live traffic, promotion, or rollback.
 
     tandem watch [--config WATCH.yaml] [--model NAME] [--interval S] [--once] [-- --key=value ...]
 """
@@ -25,9 +27,11 @@ from pydantic import Field
 
 from tandem.config import StrictConfig
 from tandem.errors import UserError
+from tandem.rollout.verdicts import RolloutConfig
 from tandem.triggers.policies import DriftConfig, LatencyCostConfig, NewLabelsConfig, QualityConfig
 
 if TYPE_CHECKING:
+    from tandem.rollout.controller import Rollout
     from tandem.settings import Settings
     from tandem.triggers.policies import TriggerResult, TriggerWindow
     from tandem.triggers.watcher import Watcher
@@ -65,6 +69,8 @@ class WatchConfig(StrictConfig):
                                         description="New-labels trigger.")
     latency_cost: LatencyCostConfig = Field(default_factory=LatencyCostConfig,
                                             description="Latency/cost alert.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Gates a retrained "
+                                   "version passes on its way to champion (tandem.rollout).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +174,8 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
     def submit(result: TriggerResult, job_id: str) -> str:
         rows = build_retrain_rows(read_feedback(telemetry), read_requests(telemetry), train_rows,
                                   sample=config.retrain_sample, seed=config.seed,
-                                  model=config.model)
+                                  model=config.model,
+                                  holdout_share=config.rollout.feedback_holdout_share)
         data = write_jsonl(rows, settings.home / "datasets" / "retrain" / f"{job_id}.jsonl")
         parent, _ = _registry_facts(config.model, settings.mlflow_url)
         entrypoint = ["python", FINETUNE_ENTRYPOINT, "--config", config.finetune_config,
@@ -189,6 +196,66 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
     return Watcher(policies, state, gather, submit, alert)
 
 
+def build_rollout(config: WatchConfig, settings: Settings) -> Rollout:
+    """A `Rollout` of `config.model` over the real registry, telemetry and Serve deployment.
+    Versions are scored on the fine-tuning config's eval data and on the corrections kept
+    out of retraining (`held_out`)."""
+    from tandem.config import load_config
+    from tandem.registry import (
+        CHALLENGER,
+        CHAMPION,
+        PREVIOUS,
+        alias_version,
+        download_model,
+        promote,
+        set_version_tags,
+        version_tags,
+    )
+    from tandem.rollout.controller import Rollout, RolloutOps
+    from tandem.rollout.evaluate import offline_scores
+    from tandem.rollout.live import live_stats
+    from tandem.serve import deploy
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+    from tandem.train.config import FinetuneConfig
+    from tandem.train.run import resolve_data_paths
+    from tandem.triggers.retrain_data import correction_rows, held_out
+
+    model, url, telemetry = config.model, settings.mlflow_url, settings.home / "telemetry"
+    finetune = load_config(FinetuneConfig, config.finetune_config)
+    holdout = _training_rows(resolve_data_paths(finetune.eval_data, settings))
+    share = config.rollout.feedback_holdout_share
+
+    def aliases() -> dict[str, int | None]:
+        return {alias: alias_version(model, alias, url) for alias in (CHAMPION, CHALLENGER, PREVIOUS)}
+
+    def score(*versions: int):
+        corrections = correction_rows(read_feedback(telemetry), read_requests(telemetry), model)
+        judged = [row for row in corrections if held_out(row["prompt"], share)]
+        return tuple(offline_scores(download_model(f"models:/{model}/{version}",
+                                                   settings.models_dir / "registry", url)[0],
+                                    holdout, judged) for version in versions)
+
+    def live(version: int, since: float, until: float):
+        return live_stats(read_requests(telemetry), read_feedback(telemetry), model=model,
+                          version=version, since=since, until=until, scale=config.feedback_scale)
+
+    def move_champion(version: int) -> None:
+        promote(model, version, url)
+        deploy.swap(model, version, settings)
+
+    ops = RolloutOps(
+        aliases=aliases, tags=lambda version: version_tags(model, version, url),
+        set_tags=lambda version, tags: set_version_tags(model, version, tags, url),
+        score=score, live=live,
+        start_canary=lambda version: deploy.start_canary(
+            model, version, config.rollout.canary_share, settings, config.rollout.canary_pools),
+        stop_canary=lambda: deploy.stop_canary(model, settings),
+        promote=move_champion,
+        rollback=lambda: move_champion(alias_version(model, PREVIOUS, url)))
+    return Rollout(config.rollout, ops, log=lambda line: print(f"{model} rollout {line}", flush=True))
+
+
 def run(args: argparse.Namespace) -> int:
     from tandem.settings import load_settings
 
@@ -198,10 +265,13 @@ def run(args: argparse.Namespace) -> int:
     if not Path(config.finetune_config).is_file():
         raise UserError(f"{config.finetune_config}: no such fine-tuning config (finetune_config)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    watcher = build_watcher(config, load_settings())
+    settings = load_settings()
+    watcher = build_watcher(config, settings)
+    rollout = build_rollout(config, settings)
     while True:
         try:
             results = watcher.tick(time.time())
+            rollout.tick(time.time())
         except Exception:
             if args.once:
                 raise

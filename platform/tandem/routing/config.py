@@ -41,6 +41,10 @@ class RoutingConfig(_Strict):
     stale_half_life_s: float | None = Field(
         600.0, gt=0, description="A pool's learned correction decays halfway back to the "
                                  "prior after this long without observations. None: never.")
+    probe_after_s: float | None = Field(
+        10.0, gt=0, description="An idle pool unobserved this long gets a one-token probe "
+                                "request, so a pool judged slow while it was loaded can prove "
+                                "it recovered. None: never probe.")
     max_queued_per_replica: float = Field(
         64, gt=0, description="A pool with this many waiting requests per replica is "
                               "saturated and skipped (unless every pool is).")

@@ -14,7 +14,8 @@ each pool keeps three observed/predicted ratios, learned online:
 Each is a running mean for the first `1/alpha` observations (so the very first
 observation already counts fully) and an EWMA after, so a pool that slows down is
 predicted slow within a few requests. Corrections decay back to the prior while a pool
-sees no traffic, so a pool that recovered gets tried again. Everything is plain data:
+sees no traffic, and an idle pool that has gone unobserved for a while is probed
+(`unobserved_for`), so a pool that recovered gets its traffic back. Everything is plain data:
 the caller passes the pool state a request was dispatched with, what it observed and
 `now`; predictions are functions of that state.
 """
@@ -128,6 +129,14 @@ class LatencyModel:
         keep = 0.5 ** ((now - correction.updated_at) / half_life)
         return (1.0 + (correction.service - 1.0) * keep, 1.0 + (correction.queue - 1.0) * keep,
                 1.0 + (correction.tpot - 1.0) * keep)
+
+    def unobserved_for(self, name: str, now: float, seconds: float) -> bool:
+        """True when pool `name` was observed once but not in the last `seconds`. A pool
+        judged slow gets no traffic (it is predicted to miss) and so no observation that
+        could clear it, only the slow decay would; the ingress probes such pools instead."""
+        correction = self.corrections.get(name)
+        return (correction is not None and correction.updated_at is not None
+                and now - correction.updated_at >= seconds)
 
     def predict(self, pool: PoolState, request: RequestFeatures, now: float) -> Prediction:
         """Predicted TTFT/TPOT (ms), busy time and concurrency of `request` on `pool`."""

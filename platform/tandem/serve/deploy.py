@@ -6,7 +6,9 @@ one LLMServer deployment. A swap goes pool by pool: start the new version's
 application beside the old, wait until it is RUNNING, point the route table at it,
 wait until every ingress replica has applied the new table, then delete the old
 application (Serve drains its in-flight requests first). At most one extra engine
-per model is alive at any time, and no request sees a missing pool.
+per model is alive at any time, and no request sees a missing pool. A canary runs the
+challenger's pool applications beside the champion's with a share of the traffic; a
+promotion then swaps to those same applications, and a rejection deletes them.
 """
 
 from __future__ import annotations
@@ -194,11 +196,15 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
         raise UserError(f"{name}'s pools were deployed inside the ingress application "
                         "(`serve deploy`), so they cannot be swapped one by one; deploy with "
                         "`tandem deploy --config ...` to promote and roll back blue/green")
+    canary = entry.get("canary")
+    if canary is not None and canary["version"] != version:
+        stop_canary(name, settings, log)
+        canary = None
     for pool, spec in config.pools.items():
         old = entry["pools"].get(pool)
         if old is not None and old["version"] == version:
             continue
-        new = route_for(name, version, pool, spec)
+        new = route_for(name, version, pool, spec)  # a canary's app of `version` is reused
         _deploy_pools([new], config, model_dir, max(1.0, deadline - time.monotonic()), log)
         epoch = ray.get(actor.set_pool.remote(name, pool, new.to_dict()))
         while not ray.get(actor.acked.remote(epoch)):
@@ -210,7 +216,71 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
             time.sleep(1.0)  # requests routed just before the switch reach the old replica
             serve.delete(old["app"], _blocking=True)
             log(f"pool {pool}: v{old['version']} drained and removed")
+    if canary is not None:
+        ray.get(actor.set_canary.remote(name, None))  # its apps now serve as the champion's
     ray.get(actor.set_version.remote(name, version))
+
+
+def start_canary(name: str, version: int, share: float, settings: Settings,
+                 pools: list[str] | None = None, log: Log = print,
+                 timeout_s: float | None = None) -> None:
+    """Serve `version` of model `name` on `pools` (default: all) beside the champion and send
+    it `share` of the model's requests. Running it again with the same version is a no-op."""
+
+    from tandem.registry import download_model
+    from tandem.serve import routes as route_table
+
+    table = current_table(settings)
+    config = ServeAppConfig.model_validate(table["config"])
+    entry = table["models"].get(name)
+    if entry is None:
+        raise UserError(f"model {name!r} is not deployed (served: {', '.join(table['models'])})")
+    unknown = sorted(set(pools or []) - set(config.pools))
+    if unknown:
+        raise UserError(f"canary pools {unknown} are not in the deployment "
+                        f"(pools: {', '.join(config.pools)})")
+    if entry["version"] == version:
+        raise UserError(f"{name} v{version} is already the version serving; nothing to canary")
+    model_dir, _ = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
+                                  settings.mlflow_url)
+    routes = [route_for(name, version, pool, config.pools[pool]) for pool in pools or config.pools]
+    _deploy_pools(routes, config, model_dir, timeout_s or config.swap_timeout_s, log)
+    canary = {"version": version, "share": share,
+              "pools": {route.pool: route.to_dict() for route in routes}}
+    _apply(route_table.lookup().set_canary.remote(name, canary), timeout_s or 60.0)
+    log(f"canary: {share:.0%} of {name}'s requests on v{version} "
+        f"(pools {', '.join(canary['pools'])})")
+
+
+def stop_canary(name: str, settings: Settings, log: Log = print) -> None:
+    """End `name`'s canary without promoting it: traffic back on the champion, apps removed."""
+    from ray import serve
+
+    from tandem.serve import routes as route_table
+
+    canary = current_table(settings)["models"].get(name, {}).get("canary")
+    if canary is None:
+        return
+    _apply(route_table.lookup().set_canary.remote(name, None), 60.0)
+    time.sleep(1.0)  # requests routed just before the switch reach the canary replicas
+    for route in canary["pools"].values():
+        serve.delete(route["app"], _blocking=True)
+    log(f"canary of {name} v{canary['version']} ended; its pools removed")
+
+
+def _apply(epoch_ref, timeout_s: float) -> None:
+    """Wait until every ingress replica has applied the table change that returned `epoch_ref`."""
+    import ray
+
+    from tandem.serve import routes as route_table
+
+    epoch = ray.get(epoch_ref)
+    deadline = time.monotonic() + timeout_s
+    actor = route_table.lookup()
+    while not ray.get(actor.acked.remote(epoch)):
+        if time.monotonic() > deadline:
+            raise UserError("timed out waiting for the ingress to apply the route change")
+        time.sleep(0.2)
 
 
 def shutdown(settings: Settings, log: Log = print) -> None:
@@ -226,7 +296,8 @@ def shutdown(settings: Settings, log: Log = print) -> None:
     if actor is not None:
         table = ray.get(actor.snapshot.remote(0))[1]
         apps += [route["app"] for entry in table["models"].values()
-                 for route in entry["pools"].values()]
+                 for routes in (entry["pools"], entry.get("canary", {}).get("pools", {}))
+                 for route in routes.values()]
     for app in dict.fromkeys(apps):  # composed pools live in the ingress application
         serve.delete(app, _blocking=True)
         log(f"deleted Serve app {app}")

@@ -9,7 +9,9 @@ request id Ray Serve's proxy puts in the `x-request-id` response header, so the
 two always agree.
 
 Pools are found through the route table actor (`tandem.serve.routes`), polled
-every half second, so a version swap never redeploys the ingress.
+every half second, so a version swap never redeploys the ingress. While a canary runs
+(`tandem.rollout`), its share of each model's requests goes to the challenger's pools,
+and the request log records which version answered.
 
 Every endpoint but `/healthz` needs a key (`tandem.auth`): inference keys for `/v1/*`,
 admin keys for `/admin/*` (promote, rollback, routing decisions). Each key has a rate
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import time
 import uuid
 from typing import Any
@@ -79,6 +82,7 @@ from tandem.telemetry.request_log import RequestLog
 
 POLL_S = 0.5
 PROBE_TIMEOUT_S = 2.0
+PROBE_PROMPT = "translate: probe =>"
 POOL_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError,
                  ReplicaUnavailableError)
 ENDPOINTS = {
@@ -171,8 +175,26 @@ class TandemIngress(OpenAiIngress):
                                         self._router.take_decisions())
             except OSError:
                 pass  # a full disk must not stop routing; the in-memory log still explains
+            await self._mark_dead_pools()
             await self._probe_down_pools()
+            await self._probe_slow_pools()
             await asyncio.sleep(POLL_S)
+
+    async def _mark_dead_pools(self) -> None:
+        """Mark a pool down as soon as Serve reports none of its replicas RUNNING (killed, or
+        restarting): Serve would hold requests for it until the restart, which for an engine
+        takes tens of seconds, and no request would fail to tell the router."""
+        try:
+            applications = (await asyncio.to_thread(serve.status)).applications
+        except Exception:  # the controller is busy or restarting: judge again next poll
+            return
+        for entry in self._table["models"].values():
+            for pool, route in entry["pools"].items():
+                app = applications.get(route["app"])
+                deployment = app and app.deployments.get(route["deployment"])
+                if deployment and not any(getattr(state, "value", state) == "RUNNING" and count
+                                          for state, count in deployment.replica_states.items()):
+                    self._router.failed(pool)
 
     async def _probe_down_pools(self) -> None:
         """Give a failed pool its traffic back once its replica answers a health check
@@ -187,6 +209,32 @@ class TandemIngress(OpenAiIngress):
                 except Exception:
                     continue
                 self._router.recovered(pool)
+
+    async def _probe_slow_pools(self) -> None:
+        """Ask each idle pool the router has not observed lately for one token, and let the
+        router learn from the answer: a pool judged slow while it was loaded gets no traffic
+        that could prove it recovered (user requests are never used as probes)."""
+        now = time.time()
+        for model, entry in self._table["models"].items():
+            for state in self._router.pools_to_probe(entry["pools"], now):
+                request = CompletionRequest(model=model, prompt=PROBE_PROMPT, max_tokens=1,
+                                            temperature=0)
+                features = RequestFeatures(prompt_tokens=estimate_prompt_tokens(
+                    {"prompt": PROBE_PROMPT}), max_tokens=1, tier=self._router.default_tier())
+                self._router.in_flight[state.name] += 1
+                started = time.perf_counter()
+                try:
+                    replies = self._handle(entry["pools"][state.name]).completions.remote(
+                        request, RawRequestInfo())
+                    first, _ = await asyncio.wait_for(_peek_at_generator(replies),
+                                                      PROBE_TIMEOUT_S)
+                except Exception:  # a failing pool is the failure path's business
+                    continue
+                finally:
+                    self._router.in_flight[state.name] -= 1
+                if not isinstance(first[0] if isinstance(first, list) else first, ErrorResponse):
+                    self._router.probed(state, features, time.time(),
+                                        (time.perf_counter() - started) * 1e3)
 
     def __del__(self) -> None:
         self._requests.close()
@@ -328,9 +376,10 @@ class TandemIngress(OpenAiIngress):
             except ValueError as error:  # message content that is no text and no content part
                 raise RequestError(400, str(error)[:500], "messages") from None
 
+        pools = canary_or_champion(entry, random.random())
         failed_pool = None
         for attempt in (1, 2):
-            first_item, stream = await self._dispatch(request, kind, parsed, entry, exchange,
+            first_item, stream = await self._dispatch(request, kind, parsed, pools, exchange,
                                                       failed_pool)
             if stream is not None or attempt == 2:
                 break
@@ -354,11 +403,11 @@ class TandemIngress(OpenAiIngress):
         return StreamingResponse(self._relay(stream, exchange), media_type="text/event-stream",
                                  headers=headers)
 
-    async def _dispatch(self, request: Request, kind: str, parsed, entry: dict[str, Any],
+    async def _dispatch(self, request: Request, kind: str, parsed, pools: dict[str, Any],
                         exchange: Exchange, failed_pool: str | None):
-        """Route and send once. Returns (first item, stream), or (exception, None) when the
-        chosen pool failed before answering anything (the caller may retry elsewhere)."""
-        pools = entry["pools"]
+        """Route among `pools` and send once. Returns (first item, stream), or (exception,
+        None) when the chosen pool failed before answering anything (the caller may retry
+        elsewhere)."""
         now = time.time()
         if failed_pool is not None:
             self._router.failed(failed_pool)
@@ -594,6 +643,15 @@ def _deltas(packet: str) -> list[str]:
             if text:
                 out.append(text)
     return out
+
+
+def canary_or_champion(entry: dict[str, Any], draw: float) -> dict[str, Any]:
+    """The pools (routes of one version) a request goes to: the canary's when a canary runs
+    and `draw` (uniform in [0, 1)) falls within its share, else the champion's."""
+    canary = entry.get("canary")
+    if canary and canary["pools"] and draw < canary["share"]:
+        return canary["pools"]
+    return entry["pools"]
 
 
 def _chunk_id(packet: str) -> str | None:

@@ -41,12 +41,14 @@ class Result:
     tpot_ms: float | None
     tokens: int
     error: str | None = None
+    started_at: float = 0.0  # POSIX seconds when the request was sent
 
 
 async def _one(client, api_url: str, model: str, prompt: str, stream: Stream) -> Result:
     body = {"model": model, "prompt": prompt, "max_tokens": stream.max_tokens, "stream": True,
             "ignore_eos": True, "temperature": 0}
     headers = {"x-tandem-tier": stream.tier, **stream.headers}
+    started_at = time.time()
     started = time.perf_counter()
     first = last = None
     tokens, status, reply_headers = 0, 0, {}
@@ -63,12 +65,13 @@ async def _one(client, api_url: str, model: str, prompt: str, stream: Stream) ->
                         tokens += 1
     except Exception as error:  # a broken stream is a failed request, not a crashed run
         return Result(stream.tier, 0, reply_headers.get("x-tandem-pool"), None, None, 0.0, None,
-                      None, tokens, f"{type(error).__name__}: {error}")
+                      None, tokens, f"{type(error).__name__}: {error}", started_at)
     ttft = (first - started) * 1e3 if first else None
     tpot = (last - first) * 1e3 / (tokens - 1) if first and tokens > 1 else None
     return Result(stream.tier, status, reply_headers.get("x-tandem-pool"),
                   reply_headers.get("x-tandem-model-version"), reply_headers.get("x-request-id"),
-                  float(reply_headers.get("x-tandem-cost-usd") or 0.0), ttft, tpot, tokens)
+                  float(reply_headers.get("x-tandem-cost-usd") or 0.0), ttft, tpot, tokens,
+                  started_at=started_at)
 
 
 async def run_load_async(api_url: str, streams: Sequence[Stream], duration_s: float, *,

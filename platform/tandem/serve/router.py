@@ -2,7 +2,8 @@
 
 `tandem.routing` holds the pure policies; this module feeds them what one ingress
 replica knows: requests in flight per pool (those beyond the engines' batch limit count
-as queued), pools that failed a request (skipped until a health probe answers), what each tier
+as queued), pools that failed a request (skipped until a health probe answers), idle
+pools not observed lately (the ingress sends them a one-token probe), what each tier
 spends per hour, and after each request the TTFT and TPOT it measured, so the latency
 model corrects its prior. Every decision goes to a `DecisionLog` and, in batches, to
 `$TANDEM_HOME/routing/decisions.jsonl` for `tandem route explain`.
@@ -124,6 +125,24 @@ class PoolRouter:
                 self.policy.latency.observe(state, produced, now, e2e_ms=e2e_ms)
             else:
                 self.policy.observe(state, produced, now, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+
+    def pools_to_probe(self, routes: Mapping[str, Mapping[str, Any]],
+                       now: float) -> list[PoolState]:
+        """Idle healthy pools whose latency was last observed more than `probe_after_s` ago
+        (see `LatencyModel.unobserved_for`); the ingress probes them."""
+        after = self.routing.probe_after_s
+        if after is None or not isinstance(self.policy, LatencyCostPolicy):
+            return []
+        latency = self.policy.latency
+        return [state for state in self.states(routes)
+                if state.healthy and state.in_flight == 0
+                and latency.unobserved_for(state.name, now, after)]
+
+    def probed(self, state: PoolState, features: RequestFeatures, now: float,
+               ttft_ms: float) -> None:
+        """A probe of `state.name` answered its one token after `ttft_ms`."""
+        if isinstance(self.policy, LatencyCostPolicy):
+            self.policy.observe(state, features, now, ttft_ms=ttft_ms)
 
     def _spend_rates(self, now: float) -> dict[str, float]:
         rates = {}

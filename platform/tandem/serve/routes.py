@@ -16,7 +16,8 @@ NAMESPACE = "tandem"
 
 
 class RouteTable:
-    """Actor body: `{"models": {model: {"version": int, "pools": {pool: Route dict}}}}`."""
+    """Actor body: `{"models": {model: {"version": int, "pools": {pool: Route dict},
+    "canary": {"version": int, "share": float, "pools": {...}} (only during a canary)}}}`."""
 
     def __init__(self, table: dict[str, Any] | None = None) -> None:
         self._table: dict[str, Any] = table or {"models": {}}
@@ -45,6 +46,16 @@ class RouteTable:
             pools.pop(pool, None)
         else:
             pools[pool] = route
+        self._epoch += 1
+        return self._epoch
+
+    def set_canary(self, model: str, canary: dict[str, Any] | None) -> int:
+        """Send a share of `model`'s requests to another version:
+        `{"version": int, "share": float, "pools": {pool: Route dict}}`; None ends it."""
+        if canary is None:
+            self._table["models"][model].pop("canary", None)
+        else:
+            self._table["models"][model]["canary"] = canary
         self._epoch += 1
         return self._epoch
 

@@ -7,11 +7,14 @@ A completion request logs exactly that prompt and is kept as is; a chat request 
 its messages, which the served chat template renders as the last message's content
 plus the prompt suffix, so that rendering is applied here. The correction becomes the
 completion with the single leading space every task completion has. One row per prompt:
-the latest correction wins over older ones and over the training row it contradicts.
+the latest correction wins over older ones and over the training row it contradicts. A
+fixed share of corrected prompts stays out of the set (`held_out`): the rollout judges
+the retrained version on them against the champion.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -31,11 +34,11 @@ def training_prompt(logged: str) -> str:
     return logged if messages is None else messages[-1]["content"].strip() + PROMPT_SUFFIX
 
 
-def build_retrain_rows(feedback: pa.Table, requests: pa.Table, train_rows: Sequence[dict],
-                       *, sample: int, seed: int, model: str | None = None) -> list[dict]:
-    """Correction rows (of `model`'s requests, when given) plus `sample` training rows drawn
-    with `seed`, one row per prompt, shuffled with `seed`. Corrections whose prompt was not
-    logged (text logging off) cannot be used and are skipped."""
+def correction_rows(feedback: pa.Table, requests: pa.Table,
+                    model: str | None = None) -> list[dict]:
+    """The latest correction per prompt (of `model`'s requests, when given) as task rows.
+    Corrections whose prompt was not logged (text logging off) cannot be used and are
+    skipped."""
     rows: dict[str, dict] = {}
     for rating in ratings(feedback, requests):
         if rating.correction is None or rating.prompt is None:
@@ -45,6 +48,23 @@ def build_retrain_rows(feedback: pa.Table, requests: pa.Table, train_rows: Seque
         prompt = training_prompt(rating.prompt)
         rows.pop(prompt, None)
         rows[prompt] = {"prompt": prompt, "completion": " " + rating.correction.strip()}
+    return list(rows.values())
+
+
+def held_out(prompt: str, share: float) -> bool:
+    """Whether a correction of `prompt` is kept out of retraining, to judge the retrained
+    version on: a fixed `share` of prompts by SHA-256, so a prompt never changes sides."""
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2**64
+
+
+def build_retrain_rows(feedback: pa.Table, requests: pa.Table, train_rows: Sequence[dict],
+                       *, sample: int, seed: int, model: str | None = None,
+                       holdout_share: float = 0.0) -> list[dict]:
+    """Correction rows (of `model`'s requests, when given; minus the `held_out` ones) plus
+    `sample` training rows drawn with `seed`, one row per prompt, shuffled with `seed`."""
+    rows = {row["prompt"]: row for row in correction_rows(feedback, requests, model)
+            if not held_out(row["prompt"], holdout_share)}
     rng = random.Random(seed)
     for row in rng.sample(list(train_rows), min(sample, len(train_rows))):
         rows.setdefault(row["prompt"], {"prompt": row["prompt"], "completion": row["completion"]})

@@ -123,15 +123,24 @@ def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served, 
     replica = next(actor.name for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
                    if actor.name and actor.name.startswith("SERVE_REPLICA::")
                    and "-fast-v" in actor.name)
-    killer = threading.Timer(10, lambda: ray.kill(ray.get_actor(replica, namespace="serve")))
+    killed_at = []
+
+    def kill() -> None:
+        killed_at.append(time.time())
+        ray.kill(ray.get_actor(replica, namespace="serve"))
+
+    killer = threading.Timer(10, kill)
     killer.start()
     results = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
                        duration_s=60, model=MODEL, api_key=http.api_key)
     killer.join()
     broken = [r for r in results if r.status != 200]
-    assert len(broken) <= max(1, 0.02 * len(results)), broken  # streams cut when the replica died
-    after_kill = [r for r in results if r.tier == "interactive"][-10:]
-    assert all(r.pool == "cheap" for r in after_kill if r.status == 200), after_kill
+    print(f"kill under load: {len(broken)} of {len(results)} requests failed")
+    assert len(broken) <= max(1, 0.01 * len(results)), broken  # streams cut when the replica died
+    # Serve needs well over 15 s to restart a vLLM replica; until then interactive goes cheap
+    after_kill = [r for r in results if r.tier == "interactive" and r.status == 200
+                  and killed_at[0] + 3 <= r.started_at <= killed_at[0] + 15]
+    assert len(after_kill) >= 3 and all(r.pool == "cheap" for r in after_kill), after_kill
     records = decisions(served)
     assert any(records[r.request_id]["slo_miss"] for r in after_kill if r.request_id in records)
 

@@ -233,6 +233,44 @@ def test_learning_uses_the_tokens_actually_produced(router):
     assert after.tpot_ms == pytest.approx(before.tpot_ms)
 
 
+def _judge_cheap_slow(router, at: float) -> None:
+    cheap = by_name(router.states(ROUTES))["cheap"]
+    for second in range(5):  # 10x its prior while it was loaded
+        router.finished(cheap, SHORT, at + second, 0.0, 16, e2e_ms=2000.0,
+                        ttft_ms=400.0, tpot_ms=10.0)
+
+
+def test_an_idle_pool_is_probed_once_it_goes_unobserved(router):
+    _judge_cheap_slow(router, 0.0)
+    after = router.routing.probe_after_s
+    assert router.pools_to_probe(ROUTES, 4.0 + after - 1) == []  # evidence still fresh
+    assert [s.name for s in router.pools_to_probe(ROUTES, 4.0 + after)] == ["cheap"]
+    router.in_flight["cheap"] = 1  # a pool with requests in flight is being observed anyway
+    assert router.pools_to_probe(ROUTES, 4.0 + after) == []
+
+
+def test_a_fast_probe_answer_brings_interactive_traffic_back(router):
+    _judge_cheap_slow(router, 0.0)
+    now = 4.0 + router.routing.probe_after_s
+    assert router.choose(SHORT, router.states(ROUTES), now, "r0").pool == "fast"
+    probes = 0
+    while router.choose(SHORT, router.states(ROUTES), now, "r").pool != "cheap" and probes < 20:
+        (cheap,) = router.pools_to_probe(ROUTES, now)
+        router.probed(cheap, SHORT, now, ttft_ms=40.0)  # its prior, idle
+        probes += 1
+        now += router.routing.probe_after_s
+    assert 0 < probes <= 3, probes
+
+
+def test_probing_is_off_when_configured_or_without_a_latency_model(config, tmp_path):
+    routing = config.routing_config().model_copy(update={"probe_after_s": None})
+    off = PoolRouter(config.model_copy(update={"routing": routing}), None)
+    _judge_cheap_slow(off, 0.0)
+    assert off.pools_to_probe(ROUTES, 1e6) == []
+    rr = PoolRouter(config.model_copy(update={"routing_policy": "round-robin"}), None)
+    assert rr.pools_to_probe(ROUTES, 1e6) == []
+
+
 def test_build_policy_follows_routing_policy(config):
     assert isinstance(build_policy(load_serve_config(LOCAL, {"routing_policy": "round-robin"})),
                       RoundRobinPolicy)
@@ -325,3 +363,13 @@ def test_gpu_prior_batches_as_many_sequences_as_the_engine():
     prior = pool_prior(pool, "llama-3.1-8b")
     assert prior.max_num_seqs == 64
     assert prior.context_length == 4096
+
+
+def test_a_canary_takes_its_share_of_requests():
+    from tandem.serve.ingress import canary_or_champion
+
+    canary = {"version": 2, "share": 0.25, "pools": {"cheap": route("cheap", 0.10)}}
+    entry = {"version": 1, "pools": ROUTES, "canary": canary}
+    draws = [i / 1000 for i in range(1000)]
+    assert sum(canary_or_champion(entry, d) is canary["pools"] for d in draws) == 250
+    assert canary_or_champion({"version": 1, "pools": ROUTES}, 0.0) is ROUTES

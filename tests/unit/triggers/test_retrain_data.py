@@ -4,6 +4,8 @@ from tandem.data.loader import validate_examples_file
 from tandem.data.task import CHAT_TEMPLATE, format_completion, format_prompt
 from tandem.triggers.retrain_data import (
     build_retrain_rows,
+    correction_rows,
+    held_out,
     read_jsonl,
     training_prompt,
     write_jsonl,
@@ -69,3 +71,17 @@ def test_written_rows_are_an_example_file_the_finetune_job_accepts(tmp_path):
     assert validate_examples_file(path) == 5
     assert read_jsonl(path) == rows
     assert [p.name for p in path.parent.iterdir()] == ["window.jsonl"]
+
+
+def test_held_out_corrections_stay_out_of_retraining_and_always_on_one_side():
+    prompts = [f"translate: {word} =>" for word in ("star", "moon", "comet", "planet", "orbit",
+                                                     "rocket", "galaxy", "meteor", "storm", "cloud")]
+    requests = requests_table(*(request(f"r{i}", 60, prompt=p) for i, p in enumerate(prompts)))
+    rated = feedback_table(*(feedback(f"r{i}", 50, -1.0, "kavo") for i in range(len(prompts))))
+    kept = {row["prompt"] for row in build_retrain_rows(rated, requests, TRAIN, sample=0, seed=0,
+                                                        holdout_share=0.5)}
+    out = {p for p in prompts if held_out(p, 0.5)}
+    assert kept == set(prompts) - out and 0 < len(out) < len(prompts)
+    assert {p for p in prompts if held_out(p, 0.5)} == out  # the same split every time
+    assert not any(held_out(p, 0.0) for p in prompts)
+    assert {row["prompt"] for row in correction_rows(rated, requests)} == set(prompts)

@@ -1,0 +1,37 @@
+"""Offline scores of a model version: greedy exact match on the original holdout and on
+the feedback holdout, computed the way training scores its checkpoints.
+
+The champion and the challenger are scored by the same code on the same rows at the same
+time, so the gate compares like with like (a training run's own `eval_exact_match` was
+measured on whatever holdout its config named).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tandem.rollout.verdicts import OfflineScores
+
+MAX_NEW_TOKENS = 12  # FinetuneConfig.eval_max_new_tokens' default
+
+
+def exact_match_of(model_dir: Path, rows: Sequence[dict]) -> float:
+    """Greedy exact match of the model in `model_dir` on `rows` (`prompt`/`completion`)."""
+    from tandem.data.task import exact_match
+    from tandem.models.generate import greedy_complete
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    predictions = greedy_complete(model, tokenizer, [row["prompt"] for row in rows],
+                                  MAX_NEW_TOKENS)
+    return exact_match(predictions, [row["completion"] for row in rows])
+
+
+def offline_scores(model_dir: Path, holdout: Sequence[dict],
+                   feedback_holdout: Sequence[dict]) -> OfflineScores:
+    return OfflineScores(
+        holdout=exact_match_of(model_dir, holdout),
+        feedback=exact_match_of(model_dir, feedback_holdout) if feedback_holdout else None,
+        feedback_rows=len(feedback_holdout))

@@ -1,0 +1,32 @@
+"""A version's live record, read from the request log and the feedback store.
+
+The ingress logs which model version answered each request, so a canary's two
+versions, or a promoted version and the one it replaced, are told apart by that
+column alone; feedback joins its request by id (`tandem.triggers.window.ratings`).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tandem.rollout.verdicts import LiveStats
+from tandem.telemetry.feedback import FeedbackScale, normalized_score
+from tandem.telemetry.schema import TIMESTAMP, as_utc
+from tandem.triggers.window import ratings
+
+
+def live_stats(requests: pa.Table, feedback: pa.Table, *, model: str, version: int,
+               since: float, until: float, scale: FeedbackScale) -> LiveStats:
+    """Requests `version` of `model` answered in `(since, until]` (POSIX seconds), their 5xx
+    count, and the mean normalized score of the feedback they received."""
+    mask = pc.and_(pc.and_(pc.equal(requests["model"], model),
+                           pc.equal(requests["model_version"], version)),
+                   pc.and_(pc.greater(requests["time"], pa.scalar(as_utc(since), TIMESTAMP)),
+                           pc.less_equal(requests["time"], pa.scalar(as_utc(until), TIMESTAMP))))
+    mine = requests.filter(mask)
+    ids = set(mine["request_id"].to_pylist())
+    errors = sum(status >= 500 for status in mine["status"].to_pylist())
+    scores = [normalized_score(rating.score, scale) for rating in ratings(feedback, mine)
+              if rating.request_id in ids]
+    return LiveStats(requests=mine.num_rows, errors=errors, rated=len(scores),
+                     mean_score=sum(scores) / len(scores) if scores else None)
