@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "deploy": ("tandem.commands.deploy", "Serve the champion model on every pool of a Serve config"),
     "promote": ("tandem.commands.promote", "Make VERSION the champion and switch traffic to it"),
     "rollback": ("tandem.commands.rollback", "Switch traffic back to the previous champion"),
+    "canary": ("tandem.commands.canary", "Send a share of a model's traffic to another version"),
     "demo": ("tandem.commands.demo", "Run the whole loop on the local stack"),
     "plan": ("tandem.planner.cli", "Plan the cheapest GPU fleet for a trace and latency SLOs"),
     "route": ("tandem.commands.route", "Explain recent routing decisions"),

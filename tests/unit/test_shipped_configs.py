@@ -35,3 +35,13 @@ def test_cluster_yaml_schema_check_can_fail():
     config["available_node_types"]["gpu_l4"]["gpus_please"] = 4
     with pytest.raises(Exception, match="gpus_please"):
         validate_config(prepare_config(config))
+
+
+def test_demo_story_config_validates_with_its_watch_config():
+    from tandem.commands.watch import WatchConfig
+    from tandem.story import StoryConfig
+
+    story = load_config(StoryConfig, REPO / "jobs" / "demo.yaml")
+    watch = WatchConfig.model_validate({"model": story.model, **story.watch})
+    assert (REPO / story.serve_config).exists() and (REPO / story.finetune_config).exists()
+    assert watch.new_labels.min_corrections <= story.drift_requests

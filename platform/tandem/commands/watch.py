@@ -9,7 +9,8 @@ the parent version (the job fine-tunes `models:/<model>/<champion>`, which `run_
 records as `tandem.parent_version`). The retraining set is written to
 `$TANDEM_HOME/datasets/retrain/<submission id>.jsonl` before the job is submitted.
 After every evaluation the rollout (`tandem.rollout`) takes the next step of a retrained
-challenger: offline evaluation, canary on live traffic, promotion, or rollback.
+challenger: offline evaluation, canary on live traffic, promotion, or rollback; and
+sampled and rated requests go to MLflow as traces with the feedback as assessments.
 
     tandem watch [--config WATCH.yaml] [--model NAME] [--interval S] [--once] [-- --key=value ...]
 """
@@ -33,6 +34,7 @@ from tandem.triggers.policies import DriftConfig, LatencyCostConfig, NewLabelsCo
 if TYPE_CHECKING:
     from tandem.rollout.controller import Rollout
     from tandem.settings import Settings
+    from tandem.telemetry.traces import TraceExport
     from tandem.triggers.policies import TriggerResult, TriggerWindow
     from tandem.triggers.watcher import Watcher
 
@@ -58,6 +60,8 @@ class WatchConfig(StrictConfig):
                                           "per request (None: no target).")
     finetune_config: str = Field("jobs/configs/tiny.yaml", description="Fine-tuning YAML the "
                                  "retraining job starts from; its train_data is what gets sampled.")
+    finetune_overrides: list[str] = Field(default_factory=list, description="Extra "
+                                          "--key=value overrides of the retraining job.")
     retrain_sample: int = Field(400, ge=0, description="Original training rows mixed into "
                                 "the corrections.")
     seed: int = Field(0, description="Seed of the training-row sample.")
@@ -69,6 +73,8 @@ class WatchConfig(StrictConfig):
                                         description="New-labels trigger.")
     latency_cost: LatencyCostConfig = Field(default_factory=LatencyCostConfig,
                                             description="Latency/cost alert.")
+    trace_share: float = Field(0.05, ge=0, le=1, description="Share of unrated requests "
+                               "exported to MLflow as traces (rated ones always are).")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Gates a retrained "
                                    "version passes on its way to champion (tandem.rollout).")
 
@@ -179,6 +185,7 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
         data = write_jsonl(rows, settings.home / "datasets" / "retrain" / f"{job_id}.jsonl")
         parent, _ = _registry_facts(config.model, settings.mlflow_url)
         entrypoint = ["python", FINETUNE_ENTRYPOINT, "--config", config.finetune_config,
+                      *config.finetune_overrides,
                       *retrain_overrides(config.model, data, result, parent)]
         try:
             return submit_job(settings, entrypoint, submission_id=job_id)
@@ -256,6 +263,19 @@ def build_rollout(config: WatchConfig, settings: Settings) -> Rollout:
     return Rollout(config.rollout, ops, log=lambda line: print(f"{model} rollout {line}", flush=True))
 
 
+def build_trace_export(config: WatchConfig, settings: Settings) -> TraceExport:
+    """Exports `config.model`'s sampled and rated requests to MLflow (tandem.telemetry.traces)."""
+    from tandem.registry import _client
+    from tandem.telemetry.traces import TraceExport
+
+    def model_id_of(version: int) -> str | None:
+        return _client(settings.mlflow_url).get_model_version(config.model, str(version)).model_id
+
+    return TraceExport(settings.mlflow_url, config.model,
+                       settings.home / "telemetry" / f"traces-{config.model}.json",
+                       share=config.trace_share, model_id_of=model_id_of)
+
+
 def run(args: argparse.Namespace) -> int:
     from tandem.settings import load_settings
 
@@ -267,11 +287,17 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     settings = load_settings()
     watcher = build_watcher(config, settings)
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+
     rollout = build_rollout(config, settings)
+    traces = build_trace_export(config, settings)
+    telemetry = settings.home / "telemetry"
     while True:
         try:
             results = watcher.tick(time.time())
             rollout.tick(time.time())
+            traces.export(read_requests(telemetry), read_feedback(telemetry))
         except Exception:
             if args.once:
                 raise

@@ -260,6 +260,7 @@ def stop_canary(name: str, settings: Settings, log: Log = print) -> None:
 
     canary = current_table(settings)["models"].get(name, {}).get("canary")
     if canary is None:
+        log(f"no canary of {name} is running")
         return
     _apply(route_table.lookup().set_canary.remote(name, None), 60.0)
     time.sleep(1.0)  # requests routed just before the switch reach the canary replicas

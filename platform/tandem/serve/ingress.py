@@ -81,6 +81,7 @@ from tandem.telemetry.feedback import FeedbackError, FeedbackStore, parse_feedba
 from tandem.telemetry.request_log import RequestLog
 
 POLL_S = 0.5
+DEAD_POOL_CHECK_EVERY = 2  # polls between asking Serve's controller for replica states
 PROBE_TIMEOUT_S = 2.0
 PROBE_PROMPT = "translate: probe =>"
 POOL_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError,
@@ -162,6 +163,7 @@ class TandemIngress(OpenAiIngress):
             self._poller = asyncio.get_running_loop().create_task(self._poll_routes())
 
     async def _poll_routes(self) -> None:
+        polls = 0
         while True:
             try:
                 changed = await self._table_actor.snapshot.remote(self._epoch)
@@ -175,7 +177,9 @@ class TandemIngress(OpenAiIngress):
                                         self._router.take_decisions())
             except OSError:
                 pass  # a full disk must not stop routing; the in-memory log still explains
-            await self._mark_dead_pools()
+            polls += 1
+            if polls % DEAD_POOL_CHECK_EVERY == 0:
+                await self._mark_dead_pools()
             await self._probe_down_pools()
             await self._probe_slow_pools()
             await asyncio.sleep(POLL_S)

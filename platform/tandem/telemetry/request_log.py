@@ -82,6 +82,7 @@ class RequestLog:
         self._closed = False
         self.dropped = 0
         self.written = 0
+        self._writing: list[dict[str, Any]] = []  # the batch a flush is writing right now
         self._flush_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._index = IdIndex(self._fs, self._directory, "request_id")
@@ -144,8 +145,9 @@ class RequestLog:
         written. Records of a partition whose write fails go back to the buffer, and the first
         such error is raised after every partition was tried."""
         with self._flush_lock:
-            with self._lock:
+            with self._lock:  # `find` keeps seeing the batch until it is indexed on disk
                 batch, self._buffer = self._buffer, []
+                self._writing = batch
             partitions: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for row in batch:
                 key = (row["time"].strftime("%Y-%m-%d"), row["time"].strftime("%H"))
@@ -169,6 +171,7 @@ class RequestLog:
                 written += table.num_rows
             with self._lock:
                 self._buffer[:0] = failed
+                self._writing = []
                 self.written += written
         if first_error is not None:
             raise first_error
@@ -218,7 +221,8 @@ class RequestLog:
     def find(self, request_id: str) -> dict[str, Any] | None:
         """The record of `request_id`, buffered or within `lookback_s` on disk (for feedback)."""
         with self._lock:
-            row = next((row for row in reversed(self._buffer) if row["request_id"] == request_id), None)
+            row = next((row for row in reversed(self._buffer + self._writing)
+                        if row["request_id"] == request_id), None)
         if row is not None:
             return dict(row)
         path = self._file_of(request_id)

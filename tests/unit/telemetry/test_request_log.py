@@ -193,6 +193,33 @@ def test_find_returns_a_buffered_record(tmp_path, logs):
     assert log.find("a")["response"] == "hello"
 
 
+def test_find_sees_a_record_while_its_batch_is_being_written(tmp_path, logs, monkeypatch):
+    """Feedback may arrive while the flush thread writes the batch its request is in: the
+    record is out of the buffer and not yet indexed on disk, and must still be found."""
+    from tandem.telemetry import request_log
+
+    writing, release = threading.Event(), threading.Event()
+    real_write = request_log.write_file
+
+    def slow_write(*args, **kwargs):
+        writing.set()
+        release.wait(10)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(request_log, "write_file", slow_write)
+    log = RequestLog(tmp_path, flush_interval_s=3600)
+    logs.append(log)
+    log.append(request("mid-flush"))
+    flusher = threading.Thread(target=log.flush)
+    flusher.start()
+    assert writing.wait(10)
+    found = log.find("mid-flush")
+    release.set()
+    flusher.join()
+    assert found is not None and found["request_id"] == "mid-flush"
+    assert log.find("mid-flush") is not None  # and from disk afterwards
+
+
 def test_read_requests_since_and_missing_directory(tmp_path, logs):
     assert read_requests(tmp_path / "absent").num_rows == 0
     assert read_requests(tmp_path / "absent").schema == REQUEST_SCHEMA

@@ -1,0 +1,238 @@
+"""The whole loop on the local stack, start to finish: what `make demo` shows and the
+end-to-end test checks, with a shorter `StoryConfig`.
+
+train v1 -> serve it -> traffic drifts into the task's `new` slice (space and weather
+words v1 never saw) -> simulated users rate each answer and correct the wrong ones ->
+the watcher's triggers fire and a retraining job trains v2 from v1 on the corrections
+plus a sample of the original data, with lineage -> the rollout evaluates v2 against v1
+offline, canaries it on live traffic, and promotes it -> v2 answers the new slice better.
+
+Exact match on the new slice is measured through the HTTP API on `new_holdout`, a split
+no correction comes from, before and after. Users are simulated by the task's own
+answers (a user who knows the right translation), which is the one shortcut here: every
+other step is the real component (Ray Jobs, Ray Train, MLflow, Ray Serve, vLLM).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from tandem.config import StrictConfig
+from tandem.errors import UserError
+from tandem.settings import Settings
+
+Log = Callable[[str], None]
+
+
+class StoryConfig(StrictConfig):
+    """How long each act of the story runs."""
+
+    model: str = "tandem-tiny"
+    finetune_config: str = "jobs/configs/tiny.yaml"
+    finetune_overrides: list[str] = Field(default_factory=list)
+    serve_config: str = "apps/serve.local.yaml"
+    serve_overrides: dict[str, Any] = Field(default_factory=dict)
+    watch: dict[str, Any] = Field(default_factory=dict, description="WatchConfig fields.")
+    drift_requests: int = Field(200, ge=1, description="Prompts from the `new` slice sent to v1.")
+    canary_requests: int = Field(80, ge=1, description="Prompts sent while v2 is canaried.")
+    eval_rows: int = Field(100, ge=1, description="`new_holdout` rows asked before and after.")
+    clients: int = Field(4, ge=1, description="Concurrent simulated users.")
+    canary_timeout_s: float = Field(300.0, gt=0)
+
+
+@dataclass
+class StoryResult:
+    champion_before: int
+    champion_after: int | None
+    trigger: str
+    verdicts: list[str] = field(default_factory=list)
+    exact_match_before: float = 0.0
+    exact_match_after: float | None = None
+    traces: int = 0
+    assessments: int = 0
+
+
+class Users:
+    """Simulated users of the served model: they ask task prompts through the OpenAI API and
+    rate each answer, with the right translation as the correction when it is wrong."""
+
+    def __init__(self, settings: Settings, model: str, clients: int) -> None:
+        import requests
+
+        from tandem.auth import client_key
+
+        self.url, self.model, self.clients = settings.api_url, model, clients
+        self.session = requests.Session()
+        self.session.headers["authorization"] = f"Bearer {client_key(settings.home)}"
+
+    def ask(self, row: dict) -> tuple[bool, str, str]:
+        """(answer right?, request id, answering version) for one task row."""
+        reply = self.session.post(f"{self.url}/v1/completions", timeout=120, json={
+            "model": self.model, "prompt": row["prompt"], "max_tokens": 12, "temperature": 0})
+        if reply.status_code != 200:
+            raise UserError(f"the API answered {reply.status_code}: {reply.text[:300]}")
+        answer = reply.json()["choices"][0]["text"]
+        return (answer.strip() == row["completion"].strip(), reply.headers["x-request-id"],
+                reply.headers["x-tandem-model-version"])
+
+    def ask_and_rate(self, row: dict) -> tuple[bool, str]:
+        right, request_id, version = self.ask(row)
+        body = {"request_id": request_id, "score": 1 if right else -1,
+                "feedback_id": f"story-{request_id}"}
+        if not right:
+            body["correction"] = row["completion"].strip()
+        reply = self.session.post(f"{self.url}/v1/feedback", json=body, timeout=30)
+        if reply.status_code != 201:
+            raise UserError(f"feedback answered {reply.status_code}: {reply.text[:300]}")
+        return right, version
+
+    def each(self, work: Callable[[dict], Any], rows: Sequence[dict]) -> list[Any]:
+        with ThreadPoolExecutor(self.clients) as pool:
+            return list(pool.map(work, rows))
+
+    def exact_match(self, rows: Sequence[dict]) -> float:
+        return sum(right for right, _, _ in self.each(self.ask, rows)) / len(rows)
+
+
+def _rows(settings: Settings, split: str) -> list[dict]:
+    from tandem.data.task import write_task_dataset
+
+    path = write_task_dataset(settings.home / "datasets" / "task")[split]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _run_job(settings: Settings, entrypoint: list[str], log: Log,
+             submission_id: str | None = None) -> None:
+    from tandem.jobs import _client, submit_job
+
+    job_id = submission_id or submit_job(settings, entrypoint)
+    client, status = _client(settings), "PENDING"
+    while status not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        time.sleep(3)
+        status = str(client.get_job_status(job_id).value)
+    if status != "SUCCEEDED":
+        tail = client.get_job_logs(job_id)[-2000:]
+        raise UserError(f"job {job_id} ended {status}; its last lines:\n{tail}")
+    log(f"   job {job_id} SUCCEEDED (logs: {settings.dashboard_url}/#/jobs/{job_id})")
+
+
+def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> StoryResult:
+    """Every act in order; raises `UserError` when one does not end the way the story needs."""
+    from tandem.commands.watch import WatchConfig, build_rollout, build_watcher
+    from tandem.registry import CHAMPION, alias_version
+    from tandem.serve.config import load_serve_config
+    from tandem.serve.deploy import deploy
+
+    model, url = config.model, settings.mlflow_url
+    watch = WatchConfig.model_validate({"model": model, "finetune_config": config.finetune_config,
+                                        **config.watch})
+    log("== 1/7 fine-tune v1 on Ray Train (a Ray job); it registers in MLflow")
+    if alias_version(model, CHAMPION, url) is None:
+        _run_job(settings, ["python", "jobs/finetune.py", "--config", config.finetune_config,
+                            *config.finetune_overrides], log)
+    champion = alias_version(model, CHAMPION, url)
+    log(f"   champion: {model} v{champion}")
+
+    log("== 2/7 serve the champion on the local pools (Ray Serve + vLLM)")
+    deploy(load_serve_config(config.serve_config, {"model": f"models:/{model}@champion",
+                                                   **config.serve_overrides}), settings, log=log)
+    users = Users(settings, model, config.clients)
+    judged = _rows(settings, "new_holdout")[: config.eval_rows]
+    before = users.exact_match(judged)
+    log(f"   exact match on the new slice (new_holdout, via HTTP): {before:.1%}")
+
+    log(f"== 3/7 traffic drifts into the new slice: {config.drift_requests} requests, "
+        "users rate every answer and correct the wrong ones")
+    drift = _rows(settings, "new")
+    rated = users.each(users.ask_and_rate, [drift[i % len(drift)]
+                                            for i in range(config.drift_requests)])
+    log(f"   {sum(not right for right, _ in rated)} of {len(rated)} answers corrected")
+    time.sleep(3)  # the ingress flushes the request log every 2 s
+
+    log("== 4/7 the watcher judges the telemetry; a trigger fires and retrains")
+    watcher = build_watcher(watch, settings)
+    fired = [r for r in watcher.tick(time.time()) if r.fired and r.action == "retrain"]
+    if not fired:
+        raise UserError("no retrain trigger fired; is the champion already trained on the "
+                        "new slice? (start over with a fresh TANDEM_HOME)")
+    trigger = f"{fired[0].name}: {fired[0].reason}"
+    for result in fired:
+        log(f"   FIRED {result.name}: {result.reason}")
+    from tandem.triggers.watcher import submission_id
+
+    _run_job(settings, [], log, submission_id=submission_id(model, fired[0].window_id))
+    result = StoryResult(champion_before=champion, champion_after=None, trigger=trigger,
+                         exact_match_before=before)
+
+    log("== 5/7 the rollout evaluates v2 against v1 offline")
+    rollout = build_rollout(watch, settings)
+    verdict = rollout.tick(time.time())
+    result.verdicts.append(f"{verdict.action}: {verdict.reason}" if verdict else "none")
+    if verdict is None or verdict.action != "canary":
+        log(f"   not canaried: {result.verdicts[-1]}")
+        return result
+
+    log(f"== 6/7 canary: {watch.rollout.canary_share:.0%} of live traffic on the challenger")
+    mixed = _rows(settings, "new")[::-1] + _rows(settings, "holdout")
+    deadline = time.monotonic() + config.canary_timeout_s
+    sent = 0
+    while True:
+        batch = [mixed[(sent + i) % len(mixed)] for i in range(config.canary_requests)]
+        versions = users.each(users.ask_and_rate, batch)
+        sent += len(batch)
+        time.sleep(3)
+        verdict = rollout.tick(time.time())
+        if verdict is None or verdict.action != "wait" or time.monotonic() > deadline:
+            break
+        log(f"   {verdict.reason}; sending more")
+    log(f"   answered by version: { {v: sum(x == v for _, x in versions) for _, v in versions} }")
+    result.verdicts.append(f"{verdict.action}: {verdict.reason}" if verdict else "none")
+    log(f"   verdict: {result.verdicts[-1]}")
+
+    log("== 7/7 the new champion on the new slice")
+    result.champion_after = alias_version(model, CHAMPION, url)
+    result.exact_match_after = users.exact_match(judged)
+    log(f"   champion v{result.champion_after}: exact match on the new slice "
+        f"{before:.1%} -> {result.exact_match_after:.1%}")
+    time.sleep(3)  # the last answers reach the request log
+    from tandem.commands.watch import build_trace_export
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+
+    telemetry = settings.home / "telemetry"
+    result.traces, result.assessments = build_trace_export(watch, settings).export(
+        read_requests(telemetry), read_feedback(telemetry))
+    log(f"   {result.traces} requests exported to MLflow as traces (experiment tandem-serving) "
+        f"with {result.assessments} user_score assessments")
+    return result
+
+
+def summary_lines(result: StoryResult, settings: Settings, model: str) -> list[str]:
+    """The closing table: versions with stage and lineage, the trigger, exact match before
+    and after, cost per 1k requests by pool."""
+    from tandem.registry import list_versions, version_tags
+    from tandem.rollout.controller import STAGE
+    from tandem.telemetry.request_log import read_requests
+
+    lines = [f"{'version':<8} {'aliases':<28} {'stage':<12} {'parent':<7} trigger"]
+    for row in list_versions(settings.mlflow_url, model)[:4]:
+        stage = version_tags(model, row.version, settings.mlflow_url).get(STAGE, "-")
+        lines.append(f"v{row.version:<7} {','.join(row.aliases) or '-':<28} {stage:<12} "
+                     f"{row.lineage.parent_version or '-':<7} {row.lineage.trigger[:60] or '-'}")
+    after = ("-" if result.exact_match_after is None else f"{result.exact_match_after:.1%}")
+    lines += ["", f"trigger: {result.trigger}", *(f"rollout: {v}" for v in result.verdicts),
+              f"exact match on the new slice: v{result.champion_before} "
+              f"{result.exact_match_before:.1%} -> v{result.champion_after} {after}", "",
+              "cost per 1k requests by pool (request log):"]
+    requests = read_requests(settings.home / "telemetry").to_pylist()
+    for pool in sorted({r["pool"] for r in requests if r["model"] == model and r["pool"]}):
+        costs = [r["cost_usd"] for r in requests if r["model"] == model and r["pool"] == pool]
+        lines.append(f"  {pool:<8} ${1000 * sum(costs) / len(costs):.6f} ({len(costs)} requests)")
+    return lines

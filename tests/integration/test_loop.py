@@ -1,0 +1,50 @@
+"""The loop end to end, as `make demo` tells it (tandem.story), with fewer requests and one
+pool: v1 serves, traffic drifts into the new slice, users correct it, a trigger retrains,
+the rollout evaluates, canaries and promotes v2, and v2 answers the new slice better,
+measured through HTTP on rows no correction came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "tandem-tiny"
+
+
+def test_drift_and_corrections_retrain_canary_and_promote_a_better_version(stack, repo_root,
+                                                                           monkeypatch):
+    from tandem.registry import CHAMPION, alias_version, version_tags
+    from tandem.rollout.controller import STAGE
+    from tandem.serve.config import load_serve_config
+    from tandem.serve.deploy import shutdown
+    from tandem.story import StoryConfig, run_story, summary_lines
+
+    monkeypatch.chdir(repo_root)  # jobs upload the working dir
+    cheap = load_serve_config(REPO / "apps" / "serve.local.yaml").pools["cheap"]
+    config = StoryConfig(
+        model=MODEL, finetune_overrides=["--eval_max_examples=64"],
+        serve_overrides={"pools": {"cheap": cheap.model_dump(mode="json")}},
+        drift_requests=120, canary_requests=30, eval_rows=50, clients=4,
+        watch={"retrain_sample": 300, "finetune_overrides": ["--eval_max_examples=64"],
+               "new_labels": {"min_corrections": 40}, "drift": {"min_requests": 60},
+               "rollout": {"canary_share": 0.5, "canary_min_requests": 10}})
+    try:
+        result = run_story(config, stack)
+        print("\n".join(summary_lines(result, stack, MODEL)))
+    finally:
+        shutdown(stack, log=lambda _: None)
+
+    assert result.trigger.split(":")[0] in {"quality", "drift", "new_labels"}, result.trigger
+    assert [v.split(":")[0] for v in result.verdicts] == ["canary", "promote"], result.verdicts
+    new = alias_version(MODEL, CHAMPION, stack.mlflow_url)
+    assert new == result.champion_after and new != result.champion_before
+    tags = version_tags(MODEL, new, stack.mlflow_url)
+    assert tags["tandem.parent_version"] == str(result.champion_before)
+    assert tags["tandem.trigger"] == result.trigger and tags["tandem.trigger_window"]
+    assert tags[STAGE] == "promoted"
+    assert result.exact_match_after >= result.exact_match_before + 0.1, result
+    assert result.traces > 0 and result.assessments > 0, result  # in the MLflow UI
