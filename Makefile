@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Unit + integration tests (real Ray, MLflow, vLLM); benchmarks stay out (make bench).
 test: install
-	$(PY) -m pytest -m "not slow and not gpu" tests/unit tests/integration
+	$(PY) -m pytest -m "not slow and not gpu" --durations=15 tests/unit tests/integration
 
 # The long live tests kept out of `make test` (fault injection; minutes each).
 test-slow: install

@@ -64,6 +64,8 @@ class WatchConfig(StrictConfig):
                                           "--key=value overrides of the retraining job.")
     retrain_sample: int = Field(400, ge=0, description="Original training rows mixed into "
                                 "the corrections.")
+    correction_repeats: int = Field(1, ge=1, description="Times each correction appears in "
+                                    "the retraining set (upsamples the new data).")
     seed: int = Field(0, description="Seed of the training-row sample.")
     profile: str | None = Field(None, description="DataProfile JSON of the champion's training "
                                 "prompts; default: built from the fine-tuning config's train_data.")
@@ -181,7 +183,8 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
         rows = build_retrain_rows(read_feedback(telemetry), read_requests(telemetry), train_rows,
                                   sample=config.retrain_sample, seed=config.seed,
                                   model=config.model,
-                                  holdout_share=config.rollout.feedback_holdout_share)
+                                  holdout_share=config.rollout.feedback_holdout_share,
+                                  repeats=config.correction_repeats)
         data = write_jsonl(rows, settings.home / "datasets" / "retrain" / f"{job_id}.jsonl")
         parent, _ = _registry_facts(config.model, settings.mlflow_url)
         entrypoint = ["python", FINETUNE_ENTRYPOINT, "--config", config.finetune_config,

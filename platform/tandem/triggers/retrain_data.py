@@ -9,7 +9,11 @@ plus the prompt suffix, so that rendering is applied here. The correction become
 completion with the single leading space every task completion has. One row per prompt:
 the latest correction wins over older ones and over the training row it contradicts. A
 fixed share of corrected prompts stays out of the set (`held_out`): the rollout judges
-the retrained version on them against the champion.
+the retrained version on them against the champion. The few corrections may be repeated
+so the replayed original data does not drown them (measured on the tiny task: all 1,600
+training rows plus 96 corrections x3 kept holdout exact match at 0.91, vs 0.88 before,
+and took the new slice from 0.00 to 0.30; 300 rows x1 at the same learning rate fell to
+0.72).
 """
 
 from __future__ import annotations
@@ -60,15 +64,17 @@ def held_out(prompt: str, share: float) -> bool:
 
 def build_retrain_rows(feedback: pa.Table, requests: pa.Table, train_rows: Sequence[dict],
                        *, sample: int, seed: int, model: str | None = None,
-                       holdout_share: float = 0.0) -> list[dict]:
-    """Correction rows (of `model`'s requests, when given; minus the `held_out` ones) plus
-    `sample` training rows drawn with `seed`, one row per prompt, shuffled with `seed`."""
-    rows = {row["prompt"]: row for row in correction_rows(feedback, requests, model)
-            if not held_out(row["prompt"], holdout_share)}
+                       holdout_share: float = 0.0, repeats: int = 1) -> list[dict]:
+    """Correction rows (of `model`'s requests, when given; minus the `held_out` ones), each
+    `repeats` times, plus `sample` training rows drawn with `seed` (a prompt is either
+    corrected or sampled, never both), shuffled with `seed`."""
+    corrections = {row["prompt"]: row for row in correction_rows(feedback, requests, model)
+                   if not held_out(row["prompt"], holdout_share)}
     rng = random.Random(seed)
-    for row in rng.sample(list(train_rows), min(sample, len(train_rows))):
-        rows.setdefault(row["prompt"], {"prompt": row["prompt"], "completion": row["completion"]})
-    out = list(rows.values())
+    out = [row for row in corrections.values() for _ in range(repeats)]
+    out += [{"prompt": row["prompt"], "completion": row["completion"]}
+            for row in rng.sample(list(train_rows), min(sample, len(train_rows)))
+            if row["prompt"] not in corrections]
     rng.shuffle(out)
     return out
 

@@ -85,3 +85,12 @@ def test_held_out_corrections_stay_out_of_retraining_and_always_on_one_side():
     assert {p for p in prompts if held_out(p, 0.5)} == out  # the same split every time
     assert not any(held_out(p, 0.0) for p in prompts)
     assert {row["prompt"] for row in correction_rows(rated, requests)} == set(prompts)
+
+
+def test_corrections_can_be_repeated_and_are_never_also_sampled():
+    requests = requests_table(request("a", 60, prompt=TRAIN[0]["prompt"]))
+    rated = feedback_table(feedback("a", 50, -1.0, "kavo"))
+    rows = build_retrain_rows(rated, requests, TRAIN, sample=len(TRAIN), seed=0, repeats=3)
+    corrected = [row for row in rows if row["prompt"] == TRAIN[0]["prompt"]]
+    assert corrected == [{"prompt": TRAIN[0]["prompt"], "completion": " kavo"}] * 3
+    assert len(rows) == 3 + len(TRAIN) - 1
