@@ -29,11 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
     """A few new-slice questions through the official `openai` client, chat format."""
+    import logging
+
     from openai import OpenAI
 
     from tandem.auth import client_key
     from tandem.story import _rows
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per question
     client = OpenAI(base_url=f"{settings.api_url}/v1", api_key=client_key(settings.home))
     for row in _rows(settings, "new_holdout")[:QUESTIONS]:
         raw = client.chat.completions.with_raw_response.create(
