@@ -54,10 +54,21 @@ class TraceExport:
     def export(self, requests: pa.Table, feedback: pa.Table) -> tuple[int, int]:
         """Export new sampled or rated requests and new feedback; returns (traces, assessments)."""
         import mlflow
+
+        caller_uri = mlflow.get_tracking_uri()  # the process's MLflow settings stay the caller's
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            return self._export(mlflow, requests, feedback)
+        finally:
+            mlflow.set_tracking_uri(caller_uri)
+
+    def _export(self, mlflow, requests: pa.Table, feedback: pa.Table) -> tuple[int, int]:
+        from mlflow import MlflowClient
         from mlflow.entities import AssessmentSource
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        experiment = mlflow.set_experiment(EXPERIMENT).experiment_id
+        client = MlflowClient(self.tracking_uri)
+        found = client.get_experiment_by_name(EXPERIMENT)
+        experiment = found.experiment_id if found else client.create_experiment(EXPERIMENT)
         rated = {rating.request_id for rating in ratings(feedback, requests)}
         model_ids: dict[int, str | None] = {}
         traces = 0
@@ -72,8 +83,8 @@ class TraceExport:
             self.traces[request_id] = self._trace(mlflow, row, experiment,
                                                   model_ids.get(version))
             traces += 1
-        if traces:
-            mlflow.flush_trace_async_logging()  # assessments need their trace stored
+        if traces:  # assessments need their trace stored, and stored here
+            mlflow.flush_trace_async_logging()
         assessments = 0
         for entry in feedback.to_pylist():
             trace_id = self.traces.get(entry["request_id"])

@@ -17,11 +17,11 @@ def exporter(tmp_path):
 
 
 def _traces(tmp_path):
-    import mlflow
+    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return mlflow.search_traces(locations=[mlflow.get_experiment_by_name("tandem-serving").experiment_id],
-                                return_type="list")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tandem-serving").experiment_id
+    return client.search_traces(locations=[experiment])
 
 
 def test_rated_requests_become_traces_with_their_feedback_once(exporter, tmp_path):
@@ -47,3 +47,15 @@ def test_a_fixed_share_of_unrated_requests_is_sampled(exporter):
     assert 60 < len(chosen) < 140 and chosen == [i for i in ids if sampled(i, 0.25)]
     requests = requests_table(*(request(i, 10) for i in ids))
     assert exporter(share=0.25).export(requests, feedback_table()) == (len(chosen), 0)
+
+
+def test_export_leaves_the_processs_mlflow_settings_alone(exporter, tmp_path, monkeypatch):
+    """Code that logs runs in the same process (a registration) must still reach its own
+    tracking server and experiment after an export."""
+    import mlflow
+
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")
+    before = (mlflow.get_tracking_uri(), mlflow.tracking.fluent._active_experiment_id)
+    exporter().export(requests_table(request("a", 10)), feedback_table(feedback("a", 5, 1.0)))
+    assert (mlflow.get_tracking_uri(), mlflow.tracking.fluent._active_experiment_id) == before
