@@ -10,6 +10,12 @@ from tests.unit.triggers.tables import feedback, feedback_table, request, reques
 
 @pytest.fixture
 def exporter(tmp_path):
+    from mlflow import MlflowClient
+
+    # a sqlite store keeps artifacts (trace data) under ./mlruns unless told otherwise
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment(
+        "tandem-serving", artifact_location=(tmp_path / "artifacts").as_uri())
+
     def build(share=0.0):
         return TraceExport(f"sqlite:///{tmp_path / 'mlflow.db'}", "tandem-tiny",
                            tmp_path / "traces.json", share=share, model_id_of=lambda v: None)
