@@ -15,7 +15,6 @@ other step is the real component (Ray Jobs, Ray Train, MLflow, Ray Serve, vLLM).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,31 +100,28 @@ class Users:
         return sum(right for right, _, _ in self.each(self.ask, rows)) / len(rows)
 
 
-def _rows(settings: Settings, split: str) -> list[dict]:
+def task_rows(settings: Settings, split: str) -> list[dict]:
+    """The rows of one split of the built-in task (written under `$TANDEM_HOME` once)."""
     from tandem.data.task import write_task_dataset
+    from tandem.triggers.retrain_data import read_jsonl
 
-    path = write_task_dataset(settings.home / "datasets" / "task")[split]
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(write_task_dataset(settings.home / "datasets" / "task")[split])
 
 
-def _run_job(settings: Settings, entrypoint: list[str], log: Log,
-             submission_id: str | None = None) -> None:
-    from tandem.jobs import _client, submit_job
+def _finish_job(settings: Settings, job_id: str, log: Log) -> None:
+    """Stream the job's logs until it ends (`tandem.jobs.tail_job`); it must succeed."""
+    from tandem.jobs import tail_job
 
-    job_id = submission_id or submit_job(settings, entrypoint)
-    client, status = _client(settings), "PENDING"
-    while status not in ("SUCCEEDED", "FAILED", "STOPPED"):
-        time.sleep(3)
-        status = str(client.get_job_status(job_id).value)
+    status = tail_job(settings, job_id)
     if status != "SUCCEEDED":
-        tail = client.get_job_logs(job_id)[-2000:]
-        raise UserError(f"job {job_id} ended {status}; its last lines:\n{tail}")
+        raise UserError(f"job {job_id} ended {status} (its logs are above)")
     log(f"   job {job_id} SUCCEEDED (logs: {settings.dashboard_url}/#/jobs/{job_id})")
 
 
 def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> StoryResult:
     """Every act in order; raises `UserError` when one does not end the way the story needs."""
     from tandem.commands.watch import WatchConfig, build_rollout, build_watcher
+    from tandem.jobs import submit_job
     from tandem.registry import CHAMPION, alias_version
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy
@@ -135,8 +131,9 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
                                         **config.watch})
     log("== 1/7 fine-tune v1 on Ray Train (a Ray job); it registers in MLflow")
     if alias_version(model, CHAMPION, url) is None:
-        _run_job(settings, ["python", "jobs/finetune.py", "--config", config.finetune_config,
-                            *config.finetune_overrides], log)
+        _finish_job(settings, submit_job(settings, [
+            "python", "jobs/finetune.py", "--config", config.finetune_config,
+            *config.finetune_overrides]), log)
     champion = alias_version(model, CHAMPION, url)
     log(f"   champion: {model} v{champion}")
 
@@ -144,13 +141,13 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     deploy(load_serve_config(config.serve_config, {"model": f"models:/{model}@champion",
                                                    **config.serve_overrides}), settings, log=log)
     users = Users(settings, model, config.clients)
-    judged = _rows(settings, "new_holdout")[: config.eval_rows]
+    judged = task_rows(settings, "new_holdout")[: config.eval_rows]
     before = users.exact_match(judged)
     log(f"   exact match on the new slice (new_holdout, via HTTP): {before:.1%}")
 
     log(f"== 3/7 traffic drifts into the new slice: {config.drift_requests} requests, "
         "users rate every answer and correct the wrong ones")
-    drift = _rows(settings, "new")
+    drift = task_rows(settings, "new")
     rated = users.each(users.ask_and_rate, [drift[i % len(drift)]
                                             for i in range(config.drift_requests)])
     log(f"   {sum(not right for right, _ in rated)} of {len(rated)} answers corrected")
@@ -167,7 +164,7 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
         log(f"   FIRED {result.name}: {result.reason}")
     from tandem.triggers.watcher import submission_id
 
-    _run_job(settings, [], log, submission_id=submission_id(model, fired[0].window_id))
+    _finish_job(settings, submission_id(model, fired[0].window_id), log)
     result = StoryResult(champion_before=champion, champion_after=None, trigger=trigger,
                          exact_match_before=before)
 
@@ -180,7 +177,7 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
         return result
 
     log(f"== 6/7 canary: {watch.rollout.canary_share:.0%} of live traffic on the challenger")
-    mixed = _rows(settings, "new")[::-1] + _rows(settings, "holdout")
+    mixed = task_rows(settings, "new")[::-1] + task_rows(settings, "holdout")
     deadline = time.monotonic() + config.canary_timeout_s
     sent = 0
     while True:

@@ -34,11 +34,11 @@ def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
     from openai import OpenAI
 
     from tandem.auth import client_key
-    from tandem.story import _rows
+    from tandem.story import task_rows
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per question
     client = OpenAI(base_url=f"{settings.api_url}/v1", api_key=client_key(settings.home))
-    for row in _rows(settings, "new_holdout")[:QUESTIONS]:
+    for row in task_rows(settings, "new_holdout")[:QUESTIONS]:
         raw = client.chat.completions.with_raw_response.create(
             model=model, messages=[{"role": "user", "content": row["prompt"].removesuffix(" =>")}],
             max_tokens=12, temperature=0)

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tandem.rollout.verdicts import OfflineScores
 
 MAX_NEW_TOKENS = 12  # FinetuneConfig.eval_max_new_tokens' default
 
 
-def exact_match_of(model_dir: Path, rows: Sequence[dict]) -> float:
-    """Greedy exact match of the model in `model_dir` on `rows` (`prompt`/`completion`)."""
+def exact_match_of(model: Any, tokenizer: Any, rows: Sequence[dict]) -> float:
+    """Greedy exact match of `model` on `rows` (`prompt`/`completion`)."""
     from tandem.data.task import exact_match
     from tandem.models.generate import greedy_complete
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
     predictions = greedy_complete(model, tokenizer, [row["prompt"] for row in rows],
                                   MAX_NEW_TOKENS)
     return exact_match(predictions, [row["completion"] for row in rows])
@@ -31,7 +29,13 @@ def exact_match_of(model_dir: Path, rows: Sequence[dict]) -> float:
 
 def offline_scores(model_dir: Path, holdout: Sequence[dict],
                    feedback_holdout: Sequence[dict]) -> OfflineScores:
+    """The model in `model_dir` (loaded once) scored on both sets."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
     return OfflineScores(
-        holdout=exact_match_of(model_dir, holdout),
-        feedback=exact_match_of(model_dir, feedback_holdout) if feedback_holdout else None,
+        holdout=exact_match_of(model, tokenizer, holdout),
+        feedback=(exact_match_of(model, tokenizer, feedback_holdout) if feedback_holdout
+                  else None),
         feedback_rows=len(feedback_holdout))

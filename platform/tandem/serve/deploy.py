@@ -206,11 +206,8 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
             continue
         new = route_for(name, version, pool, spec)  # a canary's app of `version` is reused
         _deploy_pools([new], config, model_dir, max(1.0, deadline - time.monotonic()), log)
-        epoch = ray.get(actor.set_pool.remote(name, pool, new.to_dict()))
-        while not ray.get(actor.acked.remote(epoch)):
-            if time.monotonic() > deadline:
-                raise UserError(f"timed out waiting for the ingress to switch pool {pool}")
-            time.sleep(0.2)
+        _wait_applied(actor.set_pool.remote(name, pool, new.to_dict()),
+                      max(1.0, deadline - time.monotonic()), f"switch pool {pool}")
         log(f"pool {pool}: traffic on v{version}")
         if old is not None:
             time.sleep(1.0)  # requests routed just before the switch reach the old replica
@@ -226,7 +223,6 @@ def start_canary(name: str, version: int, share: float, settings: Settings,
                  timeout_s: float | None = None) -> None:
     """Serve `version` of model `name` on `pools` (default: all) beside the champion and send
     it `share` of the model's requests. Running it again with the same version is a no-op."""
-
     from tandem.registry import download_model
     from tandem.serve import routes as route_table
 
@@ -247,7 +243,8 @@ def start_canary(name: str, version: int, share: float, settings: Settings,
     _deploy_pools(routes, config, model_dir, timeout_s or config.swap_timeout_s, log)
     canary = {"version": version, "share": share,
               "pools": {route.pool: route.to_dict() for route in routes}}
-    _apply(route_table.lookup().set_canary.remote(name, canary), timeout_s or 60.0)
+    _wait_applied(route_table.lookup().set_canary.remote(name, canary), timeout_s or 60.0,
+                  "start the canary")
     log(f"canary: {share:.0%} of {name}'s requests on v{version} "
         f"(pools {', '.join(canary['pools'])})")
 
@@ -262,14 +259,14 @@ def stop_canary(name: str, settings: Settings, log: Log = print) -> None:
     if canary is None:
         log(f"no canary of {name} is running")
         return
-    _apply(route_table.lookup().set_canary.remote(name, None), 60.0)
+    _wait_applied(route_table.lookup().set_canary.remote(name, None), 60.0, "end the canary")
     time.sleep(1.0)  # requests routed just before the switch reach the canary replicas
     for route in canary["pools"].values():
         serve.delete(route["app"], _blocking=True)
     log(f"canary of {name} v{canary['version']} ended; its pools removed")
 
 
-def _apply(epoch_ref, timeout_s: float) -> None:
+def _wait_applied(epoch_ref, timeout_s: float, what: str) -> None:
     """Wait until every ingress replica has applied the table change that returned `epoch_ref`."""
     import ray
 
@@ -280,7 +277,7 @@ def _apply(epoch_ref, timeout_s: float) -> None:
     actor = route_table.lookup()
     while not ray.get(actor.acked.remote(epoch)):
         if time.monotonic() > deadline:
-            raise UserError("timed out waiting for the ingress to apply the route change")
+            raise UserError(f"timed out waiting for the ingress to {what}")
         time.sleep(0.2)
 
 

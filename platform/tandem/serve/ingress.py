@@ -219,12 +219,12 @@ class TandemIngress(OpenAiIngress):
         router learn from the answer: a pool judged slow while it was loaded gets no traffic
         that could prove it recovered (user requests are never used as probes)."""
         now = time.time()
+        features = RequestFeatures(prompt_tokens=estimate_prompt_tokens({"prompt": PROBE_PROMPT}),
+                                   max_tokens=1, tier=self._router.default_tier())
         for model, entry in self._table["models"].items():
             for state in self._router.pools_to_probe(entry["pools"], now):
                 request = CompletionRequest(model=model, prompt=PROBE_PROMPT, max_tokens=1,
                                             temperature=0)
-                features = RequestFeatures(prompt_tokens=estimate_prompt_tokens(
-                    {"prompt": PROBE_PROMPT}), max_tokens=1, tier=self._router.default_tier())
                 self._router.in_flight[state.name] += 1
                 started = time.perf_counter()
                 try:

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
@@ -221,7 +222,7 @@ class RequestLog:
     def find(self, request_id: str) -> dict[str, Any] | None:
         """The record of `request_id`, buffered or within `lookback_s` on disk (for feedback)."""
         with self._lock:
-            row = next((row for row in reversed(self._buffer + self._writing)
+            row = next((row for row in chain(reversed(self._buffer), reversed(self._writing))
                         if row["request_id"] == request_id), None)
         if row is not None:
             return dict(row)
