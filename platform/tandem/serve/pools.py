@@ -47,6 +47,7 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
     """The `ray.serve.llm.LLMConfig` of one pool serving `model_dir` as `model_name`."""
     from ray.serve.llm import LLMConfig
 
+    from tandem.serve.engine_start import CALLBACK_CLASS
     from tandem.stack import pool_resource
 
     deployment: dict[str, Any] = {"max_ongoing_requests": pool.max_ongoing_requests}
@@ -61,6 +62,7 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
         "engine_kwargs": pool.engine.engine_kwargs(),
         "deployment_config": deployment,
         "log_engine_metrics": True,
+        "callback_config": {"callback_class": CALLBACK_CLASS},
     }
     if pool.is_cpu:
         kwargs["accelerator_config"] = {"kind": "cpu"}

@@ -26,3 +26,17 @@ def test_gpu_pool_uses_accelerator_type_and_autoscaling():
     resized = pool.model_copy(update={"num_replicas": pool.num_replicas + 1})
     assert route_for("tandem-tiny", 3, "h100", resized).app != route.app  # a changed pool redeploys
     assert route_for("tandem-tiny", 3, "h100", pool).app == route.app
+
+
+def test_engines_skip_rays_download_step_only_for_a_model_on_disk(tmp_path):
+    import asyncio
+
+    from ray.llm._internal.common.utils.import_utils import load_class
+
+    pool = PoolConfig.model_validate({"gpu": "L4", "price_per_hour": 0.8})
+    for source, runs_download in ((str(tmp_path), False), ("s3://bucket/model", True),
+                                  (str(tmp_path / "missing"), True)):
+        config = llm_config("tandem-tiny", source, "cheap", pool)
+        callback = load_class(config.callback_config.callback_class)(llm_config=config)
+        asyncio.run(callback.on_before_node_init())
+        assert callback.ctx.run_init_node is runs_download, source
