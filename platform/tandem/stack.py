@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from tandem.errors import UserError
 from tandem.settings import Settings
 
 START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
+STOP_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def services(settings: Settings) -> list[Service]:
                 # Nodes on one machine otherwise share the head's session dir, and one
                 # node's runtime-env agent re-extracting a job's working_dir pulls it
                 # from under a driver running on another node.
-                "--temp-dir", str(_node_temp_dir(settings, pool)),
+                "--temp-dir", str(node_temp_dir(settings, pool)),
                 "--disable-usage-stats",
             ],
             url=f"{settings.dashboard_url}/#/cluster",
@@ -173,8 +173,9 @@ def services(settings: Settings) -> list[Service]:
     return [mlflow, ray_head, *pool_nodes]
 
 
-def _node_temp_dir(settings: Settings, pool: str) -> Path:
-    """Short (Unix socket paths are limited to ~107 bytes) and unique per stack and pool."""
+def node_temp_dir(settings: Settings, pool: str) -> Path:
+    """A pool node's Ray temp dir (its logs under session_latest/logs): short (Unix socket
+    paths are limited to ~107 bytes) and unique per stack and pool."""
     import hashlib
 
     digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:8]
@@ -293,33 +294,44 @@ def _launch(settings: Settings, service: Service) -> subprocess.Popen:
     return process
 
 
-def _stop(settings: Settings, service: Service) -> bool:
-    """Stop the service's process group and every process it spawned."""
-    pid = _running_pid(settings, service)
-    if pid is None:
-        _record_path(settings, service).unlink(missing_ok=True)
-        return False
-    try:
-        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = []
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    _, alive = psutil.wait_procs(family, timeout=STOP_TIMEOUT_S)
+def _stop(settings: Settings, *to_stop: Service) -> list[Service]:
+    """Stop the services' process groups and every process they spawned, all at once; returns
+    those that were running. What outlives STOP_GRACE_S is killed, as `ray stop` does after
+    its grace period: a local Ray head's own graceful stop takes over 30 s here."""
+    running: list[tuple[Service, int]] = []
+    for service in to_stop:
+        pid = _running_pid(settings, service)
+        if pid is None:
+            _record_path(settings, service).unlink(missing_ok=True)
+        else:
+            running.append((service, pid))
+    leaders = [pid for _, pid in running]
+    family: list[psutil.Process] = []
+    for pid in leaders:
+        try:
+            family += [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    _signal_groups(leaders, signal.SIGTERM)
+    _, alive = psutil.wait_procs(family, timeout=STOP_GRACE_S)
     for process in alive:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
-    try:
-        os.killpg(pid, signal.SIGKILL)  # stragglers that left the tree but kept the group
-    except (ProcessLookupError, PermissionError):
-        pass
-    _record_path(settings, service).unlink(missing_ok=True)
-    return True
+    _signal_groups(leaders, signal.SIGKILL)  # stragglers that left the tree but kept the group
+    for service, _ in running:
+        _record_path(settings, service).unlink(missing_ok=True)
+    return [service for service, _ in running]
+
+
+def _signal_groups(leaders: Iterable[int], signum: int) -> None:
+    for pid in leaders:
+        try:
+            os.killpg(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def up(settings: Settings, log: Callable[[str], None] = print) -> None:
@@ -367,19 +379,16 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> None:
                 _stop(settings, service)
                 ready(service, _launch(settings, service))
     except BaseException:
-        for service in launched:
-            _stop(settings, service)
+        _stop(settings, *launched)
         raise
 
 
 def down(settings: Settings, log: Callable[[str], None] = print) -> None:
     """Stop what `up` started, in reverse order."""
-    stopped_any = False
-    for service in reversed(services(settings)):
-        if _stop(settings, service):
-            log(f"{service.name}: stopped")
-            stopped_any = True
-    if not stopped_any:
+    stopped = _stop(settings, *reversed(services(settings)))
+    for service in stopped:
+        log(f"{service.name}: stopped")
+    if not stopped:
         log("nothing to stop")
 
 
