@@ -118,6 +118,18 @@ def _finish_job(settings: Settings, job_id: str, log: Log) -> None:
     log(f"   job {job_id} SUCCEEDED (logs: {settings.dashboard_url}/#/jobs/{job_id})")
 
 
+def _with_clock(log: Log) -> Log:
+    """`log` with the story's elapsed time in front of each line, so the demo shows where
+    its minutes go."""
+    started = time.monotonic()
+
+    def timed(line: str) -> None:
+        minutes, seconds = divmod(int(time.monotonic() - started), 60)
+        log(f"[{minutes:2d}:{seconds:02d}] {line}")
+
+    return timed
+
+
 def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> StoryResult:
     """Every act in order; raises `UserError` when one does not end the way the story needs."""
     from tandem.commands.watch import WatchConfig, build_rollout, build_watcher
@@ -126,6 +138,7 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy
 
+    log = _with_clock(log)
     model, url = config.model, settings.mlflow_url
     watch = WatchConfig.model_validate({"model": model, "finetune_config": config.finetune_config,
                                         **config.watch})
