@@ -29,8 +29,9 @@ def test_drift_and_corrections_retrain_canary_and_promote_a_better_version(stack
         model=MODEL, finetune_overrides=["--eval_max_examples=64"],
         serve_overrides={"pools": {"cheap": cheap.model_dump(mode="json")}},
         drift_requests=120, canary_requests=30, eval_rows=50, clients=4,
+        # v2 starts from v1, so half of v1's 12 epochs is enough to learn the corrections
         watch={"retrain_sample": 1600, "correction_repeats": 3,
-               "finetune_overrides": ["--eval_max_examples=64"],
+               "finetune_overrides": ["--eval_max_examples=64", "--epochs=6"],
                "new_labels": {"min_corrections": 40}, "drift": {"min_requests": 60},
                "rollout": {"canary_share": 0.5, "canary_min_requests": 10}})
     try:
