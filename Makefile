@@ -10,9 +10,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[cpu,dev]"
+	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[cpu,dev]"
 	# PyPI's torchvision breaks transformers beside the CPU torch (see README).
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	# Bytecode on both cores (pip compiles on one: ~1 min more). Needed where
+	# PYTHONDONTWRITEBYTECODE is set: every import would compile again. A few files in
+	# the packages are not Python 3.11 (templates, py2 leftovers); pip skips them too.
+	$(PY) -m compileall -q -j 0 .venv/lib > /dev/null || true
 	touch $(STAMP)
 
 # Unit + integration tests (real Ray, MLflow, vLLM); benchmarks stay out (make bench).

@@ -33,14 +33,16 @@ def test_drift_and_corrections_retrain_canary_and_promote_a_better_version(stack
         watch={"retrain_sample": 1600, "correction_repeats": 3,
                "finetune_overrides": ["--eval_max_examples=64", "--epochs=6"],
                "new_labels": {"min_corrections": 40}, "drift": {"min_requests": 60},
+               "quality": {"min_rated": 1000},  # drift and new labels tell this story
                "rollout": {"canary_share": 0.5, "canary_min_requests": 10}})
     try:
         result = run_story(config, stack)
         print("\n".join(summary_lines(result, stack, MODEL)))
+        jobs_before, jobs_after = _retrain_jobs_around_a_restarted_watcher(config, stack)
     finally:
         shutdown(stack, log=lambda _: None)
 
-    assert result.trigger.split(":")[0] in {"quality", "drift", "new_labels"}, result.trigger
+    assert result.trigger.split(":")[0] in {"drift", "new_labels"}, result.trigger
     assert [v.split(":")[0] for v in result.verdicts] == ["canary", "promote"], result.verdicts
     new = alias_version(MODEL, CHAMPION, stack.mlflow_url)
     assert new == result.champion_after and new != result.champion_before
@@ -50,3 +52,23 @@ def test_drift_and_corrections_retrain_canary_and_promote_a_better_version(stack
     assert tags[STAGE] == "promoted"
     assert result.exact_match_after >= result.exact_match_before + 0.1, result
     assert result.traces > 0 and result.assessments > 0, result  # in the MLflow UI
+    assert len(jobs_before) == 1 and jobs_after == jobs_before  # no second job after a restart
+
+
+def _retrain_jobs_around_a_restarted_watcher(config, stack) -> tuple[list[str], list[str]]:
+    """Ray's retraining jobs before and after one tick of a fresh watcher (`tandem watch`
+    restarted) over the same durable trigger state, in the trigger's window."""
+    import time
+
+    from tandem.commands.watch import WatchConfig, build_watcher
+    from tandem.jobs import _client
+
+    def retrain_jobs() -> list[str]:
+        return sorted(job.submission_id for job in _client(stack).list_jobs()
+                      if (job.submission_id or "").startswith(f"tandem-retrain-{MODEL}-"))
+
+    before = retrain_jobs()
+    watch = WatchConfig.model_validate({"model": MODEL, "finetune_config": config.finetune_config,
+                                        **config.watch})
+    build_watcher(watch, stack).tick(time.time())
+    return before, retrain_jobs()
