@@ -64,6 +64,7 @@ class TraceExport:
 
     def _export(self, mlflow, requests: pa.Table, feedback: pa.Table) -> tuple[int, int]:
         from mlflow import MlflowClient
+        from mlflow.entities import AssessmentSource
 
         client = MlflowClient(self.tracking_uri)
         found = client.get_experiment_by_name(EXPERIMENT)
@@ -84,42 +85,21 @@ class TraceExport:
             traces += 1
         if traces:  # assessments need their trace stored, and stored here
             mlflow.flush_trace_async_logging()
-        new = [entry for entry in feedback.to_pylist()
-               if entry["request_id"] in self.traces
-               and entry["feedback_id"] not in self.logged_feedback]
-        assessments = self._log_feedback(mlflow, new)
-        self._save()
-        return traces, assessments
-
-    def _log_feedback(self, mlflow, entries: list[dict]) -> int:
-        """One `user_score` assessment per entry, several REST calls at a time (one at a time
-        took ~0.1 s each); only those that reached MLflow are remembered, the rest are tried
-        again next tick."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from mlflow.entities import AssessmentSource
-
         source = AssessmentSource(source_type="HUMAN", source_id="POST /v1/feedback")
-
-        def log(entry: dict) -> BaseException | None:
-            try:
-                mlflow.log_feedback(trace_id=self.traces[entry["request_id"]], name="user_score",
-                                    value=entry["score"], rationale=entry["correction"],
-                                    source=source, metadata={"feedback_id": entry["feedback_id"]})
-            except Exception as error:  # re-raised below, after the bookkeeping
-                return error
-            return None
-
-        with ThreadPoolExecutor(8) as pool:
-            errors = list(pool.map(log, entries))
-        for entry, error in zip(entries, errors):
-            if error is None:
+        assessments = 0
+        try:
+            for entry in feedback.to_pylist():
+                trace_id = self.traces.get(entry["request_id"])
+                if trace_id is None or entry["feedback_id"] in self.logged_feedback:
+                    continue
+                mlflow.log_feedback(trace_id=trace_id, name="user_score", value=entry["score"],
+                                    rationale=entry["correction"], source=source,
+                                    metadata={"feedback_id": entry["feedback_id"]})
                 self.logged_feedback[entry["feedback_id"]] = entry["request_id"]
-        failed = [error for error in errors if error is not None]
-        if failed:
+                assessments += 1
+        finally:  # what reached MLflow is remembered even when a call fails midway
             self._save()
-            raise failed[0]
-        return len(entries)
+        return traces, assessments
 
     def _trace(self, mlflow, row: dict, experiment: str, model_id: str | None) -> str:
         start_ns = int(row["time"].timestamp() * 1e9)
