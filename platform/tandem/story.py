@@ -45,6 +45,13 @@ class StoryConfig(StrictConfig):
     clients: int = Field(4, ge=1, description="Concurrent simulated users.")
     canary_timeout_s: float = Field(300.0, gt=0)
 
+    def watch_config(self):
+        """The watcher's `WatchConfig` for this story's model (what `tandem watch` would run)."""
+        from tandem.commands.watch import WatchConfig
+
+        return WatchConfig.model_validate({"model": self.model,
+                                           "finetune_config": self.finetune_config, **self.watch})
+
 
 @dataclass
 class StoryResult:
@@ -132,7 +139,7 @@ def _with_clock(log: Log) -> Log:
 
 def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> StoryResult:
     """Every act in order; raises `UserError` when one does not end the way the story needs."""
-    from tandem.commands.watch import WatchConfig, build_rollout, build_watcher
+    from tandem.commands.watch import build_rollout, build_watcher
     from tandem.jobs import submit_job
     from tandem.registry import CHAMPION, alias_version
     from tandem.serve.config import load_serve_config
@@ -140,8 +147,7 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
 
     log = _with_clock(log)
     model, url = config.model, settings.mlflow_url
-    watch = WatchConfig.model_validate({"model": model, "finetune_config": config.finetune_config,
-                                        **config.watch})
+    watch = config.watch_config()
     log("== 1/7 fine-tune v1 on Ray Train (a Ray job); it registers in MLflow")
     if alias_version(model, CHAMPION, url) is None:
         _finish_job(settings, submit_job(settings, [

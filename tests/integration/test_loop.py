@@ -60,7 +60,7 @@ def _retrain_jobs_around_a_restarted_watcher(config, stack) -> tuple[list[str], 
     restarted) over the same durable trigger state, in the trigger's window."""
     import time
 
-    from tandem.commands.watch import WatchConfig, build_watcher
+    from tandem.commands.watch import build_watcher
     from tandem.jobs import _client
 
     def retrain_jobs() -> list[str]:
@@ -68,7 +68,5 @@ def _retrain_jobs_around_a_restarted_watcher(config, stack) -> tuple[list[str], 
                       if (job.submission_id or "").startswith(f"tandem-retrain-{MODEL}-"))
 
     before = retrain_jobs()
-    watch = WatchConfig.model_validate({"model": MODEL, "finetune_config": config.finetune_config,
-                                        **config.watch})
-    build_watcher(watch, stack).tick(time.time())
+    build_watcher(config.watch_config(), stack).tick(time.time())
     return before, retrain_jobs()
