@@ -384,7 +384,7 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> None:
 
 
 def down(settings: Settings, log: Callable[[str], None] = print) -> None:
-    """Stop what `up` started, in reverse order."""
+    """Stop what `up` started, every service at once (`_stop`)."""
     stopped = _stop(settings, *reversed(services(settings)))
     for service in stopped:
         log(f"{service.name}: stopped")
