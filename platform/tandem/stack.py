@@ -9,6 +9,7 @@ idempotent.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -79,11 +80,21 @@ def ray_token_file(settings: Settings) -> Path:
 
 def ray_cluster_env(settings: Settings) -> dict[str, str]:
     """Environment of every Ray process and client of this cluster: Ray's token auth with
-    the stack's own token. Ray resolves a loopback `--node-ip-address` to the machine's
-    address and several of its ports listen on every interface, so without the token
-    anyone who can reach the machine could run code on the cluster."""
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_token_file(settings)),
-            "RAY_USAGE_STATS_ENABLED": "0"}
+    the stack's own token, and, for a loopback host, loopback kept as it is. Ray otherwise
+    resolves a loopback address to the machine's own, and its GCS, raylet and agent ports
+    then listen on every interface (see `tandem.ray_node`)."""
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_token_file(settings)),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    if _is_loopback(settings.host):
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return env
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def ray_auth_headers(settings: Settings) -> dict[str, str]:
@@ -109,7 +120,7 @@ def services(settings: Settings) -> list[Service]:
     ray_head = Service(
         name="ray-head",
         command=[
-            _bin("ray"), "start", "--head", "--block",
+            *_ray_start(), "--head", "--block",
             "--node-ip-address", settings.host,
             "--port", str(settings.ray_port),
             "--dashboard-host", settings.host,
@@ -149,7 +160,7 @@ def services(settings: Settings) -> list[Service]:
         Service(
             name=f"ray-pool-{pool}",
             command=[
-                _bin("ray"), "start", "--block",
+                *_ray_start(), "--block",
                 "--address", settings.ray_address,
                 "--node-ip-address", settings.host,
                 "--num-cpus", str(settings.pool_node_num_cpus),
@@ -171,6 +182,11 @@ def services(settings: Settings) -> list[Service]:
         for pool in settings.local_pools
     ]
     return [mlflow, ray_head, *pool_nodes]
+
+
+def _ray_start() -> list[str]:
+    """`ray start`, through the entry point that keeps a loopback node address."""
+    return [sys.executable, "-m", "tandem.ray_node", "start"]
 
 
 def node_temp_dir(settings: Settings, pool: str) -> Path:

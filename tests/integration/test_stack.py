@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import stat
@@ -22,6 +23,23 @@ pytestmark = pytest.mark.integration
 def tandem(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tandem.cli", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=300)
+
+
+def listening_addresses(processes: list[psutil.Process]) -> list[str]:
+    """Local addresses of the TCP ports these processes listen on."""
+    addresses = []
+    for process in processes:
+        try:
+            sockets = process.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        addresses += [s.laddr.ip for s in sockets if s.status == psutil.CONN_LISTEN]
+    return addresses
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or bool(ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback)
 
 
 def test_port_taken_is_a_clear_error(tmp_path):
@@ -60,6 +78,9 @@ def test_up_status_down_lifecycle_leaves_no_process(tmp_path):
         family = [psutil.Process(pid) for pid in leaders]
         family += [child for leader in family for child in leader.children(recursive=True)]
         assert len(family) > 4  # gcs, raylet, dashboard, mlflow workers...
+        listening = listening_addresses(family)
+        assert len(listening) > 10  # GCS, 3 raylets, agents, dashboard, MLflow
+        assert [a for a in listening if not is_loopback(a)] == [], "a port open beyond loopback"
     finally:
         down = tandem("down", env=env)
     assert down.returncode == 0, down.stderr
