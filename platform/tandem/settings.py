@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tandem.errors import UserError
 
 ENV_PREFIX = "TANDEM_"
+_LIST_FIELDS = ("local_pools", "model_dirs")
 
 
 class Settings(BaseModel):
@@ -40,6 +41,9 @@ class Settings(BaseModel):
         "advertising resource `pool:<name>` (comma-separated in the environment).")
     pool_node_num_cpus: int = Field(8, description="Logical CPUs of each pool's Ray node.")
     pool_object_store_mb: int = Field(200, description="Object store of each pool node, in MiB.")
+    model_dirs: list[Path] = Field(
+        [], description="Directories a fine-tune may load a local base model from, besides "
+        "the stack's own models dir (comma-separated in the environment).")
 
     @property
     def ray_address(self) -> str:
@@ -68,6 +72,11 @@ class Settings(BaseModel):
         return self.home / "models"
 
     @property
+    def allowed_model_dirs(self) -> list[Path]:
+        """Where a local base model may live: the models dir and `model_dirs`."""
+        return [self.models_dir, *self.model_dirs]
+
+    @property
     def checkpoints_dir(self) -> Path:
         """Ray Train storage: every run's checkpoints stay here after the job ends."""
         return self.home / "checkpoints"
@@ -81,6 +90,7 @@ class Settings(BaseModel):
             "TANDEM_DASHBOARD_PORT": str(self.dashboard_port),
             "TANDEM_MLFLOW_PORT": str(self.mlflow_port),
             "TANDEM_API_PORT": str(self.api_port),
+            "TANDEM_MODEL_DIRS": ",".join(map(str, self.model_dirs)),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
         }
 
@@ -92,12 +102,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     for name in Settings.model_fields:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is not None and raw != "":
-            values[name] = raw.split(",") if name == "local_pools" else raw
+            values[name] = raw.split(",") if name in _LIST_FIELDS else raw
     try:
         settings = Settings(**values)
     except ValueError as error:
         first = error.errors()[0]  # type: ignore[attr-defined]
         key = ENV_PREFIX + str(first["loc"][0]).upper()
         raise UserError(f"{key}: {first['msg']}") from None
-    return settings.model_copy(update={"home": settings.home.expanduser().resolve(),
-                                       "project_dir": settings.project_dir.expanduser().resolve()})
+    return settings.model_copy(update={
+        "home": settings.home.expanduser().resolve(),
+        "project_dir": settings.project_dir.expanduser().resolve(),
+        "model_dirs": [path.expanduser().resolve() for path in settings.model_dirs]})

@@ -34,3 +34,12 @@ def test_paths_live_under_home():
     settings = load_settings({"TANDEM_HOME": "/srv/tandem"})
     for path in (settings.run_dir, settings.models_dir, settings.checkpoints_dir):
         assert Path("/srv/tandem") in path.parents
+
+
+def test_model_dirs_are_a_list_made_absolute_and_reach_jobs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"TANDEM_HOME": "home", "TANDEM_MODEL_DIRS": "ckpt,/data/models"})
+    assert settings.model_dirs == [tmp_path / "ckpt", Path("/data/models")]
+    assert settings.allowed_model_dirs == [tmp_path / "home" / "models", *settings.model_dirs]
+    assert load_settings(settings.service_env()).model_dirs == settings.model_dirs
+    assert load_settings({}).model_dirs == []

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,22 +162,31 @@ def build_tiny_base_model(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def resolve_base_model(spec: str, cache_dir: Path) -> Path | str:
+def resolve_base_model(spec: str, cache_dir: Path, allowed_dirs: Sequence[Path] = ()) -> Path | str:
     """Turn a base-model spec into something `from_pretrained` (and vLLM) can load.
 
     `"tiny"` builds or reuses the tiny model under `cache_dir`; an existing
-    local directory is returned as a `Path`; any other `org/name` is a Hugging
-    Face hub id, returned unchanged as a `str` for the hub to resolve.
+    local directory inside `cache_dir` or one of `allowed_dirs` (after resolving
+    `..` and symlinks) is returned as a `Path`; any other `org/name` is a Hugging
+    Face hub id, returned unchanged as a `str` for the hub to resolve. URLs are
+    neither.
 
     Raises:
-        UserError: the spec looks like a local path that does not exist, or is
-            neither a path nor a hub id.
+        UserError: the spec is a directory outside the allowed ones, looks like a
+            local path that does not exist, or is neither a path nor a hub id.
     """
     if spec == TINY_SPEC:
         return build_tiny_base_model(Path(cache_dir) / "tiny-llama")
     local = Path(spec).expanduser()
     if local.is_dir():
-        return local.absolute()
+        resolved = local.resolve()
+        allowed = [Path(d).expanduser().resolve() for d in (cache_dir, *allowed_dirs)]
+        if not any(resolved.is_relative_to(d) for d in allowed):
+            raise UserError(
+                f"base model {spec!r} is {resolved}, outside the directories models may be "
+                f"loaded from ({', '.join(map(str, allowed))}); add its directory to "
+                "TANDEM_MODEL_DIRS, or register it and use models:/NAME@ALIAS")
+        return resolved
     if spec.startswith(("/", ".", "~")) or local.exists() or not _HUB_ID.match(spec):
         raise UserError(
             f"base model {spec!r} is neither 'tiny', a local model directory, "

@@ -63,7 +63,7 @@ def resolve_base_model_dir(spec: str, settings: Settings) -> Path | str:
         return download_model(spec, settings.models_dir / "registry", settings.mlflow_url)[0]
     from tandem.models.tiny import resolve_base_model
 
-    return resolve_base_model(spec, settings.models_dir / "base")
+    return resolve_base_model(spec, settings.models_dir / "base", settings.allowed_model_dirs)
 
 
 def git_commit() -> str:

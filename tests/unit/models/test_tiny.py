@@ -98,7 +98,8 @@ def test_stale_build_is_replaced(tmp_path: Path, tiny_model_dir: Path) -> None:
 
 
 def test_resolve_base_model(tmp_path: Path, tiny_model_dir: Path) -> None:
-    assert tiny.resolve_base_model(str(tiny_model_dir), tmp_path) == tiny_model_dir
+    allowed = [tiny_model_dir.parent]
+    assert tiny.resolve_base_model(str(tiny_model_dir), tmp_path, allowed) == tiny_model_dir
     assert tiny.resolve_base_model("meta-llama/Llama-3.1-8B", tmp_path) == (
         "meta-llama/Llama-3.1-8B"
     )
@@ -106,6 +107,25 @@ def test_resolve_base_model(tmp_path: Path, tiny_model_dir: Path) -> None:
         tiny.resolve_base_model(str(tmp_path / "missing"), tmp_path)
     with pytest.raises(UserError, match="neither"):
         tiny.resolve_base_model("not a model id!", tmp_path)
+    with pytest.raises(UserError, match="neither"):
+        tiny.resolve_base_model("https://example.com/model", tmp_path)
+
+
+def test_a_local_base_model_must_live_in_an_allowed_directory(tmp_path: Path,
+                                                             tiny_model_dir: Path) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "link").symlink_to(tiny_model_dir, target_is_directory=True)
+    outside = [str(tiny_model_dir),  # an absolute path elsewhere
+               str(allowed / ".." / ".." / tiny_model_dir.relative_to(tmp_path.parent)),  # ../
+               str(allowed / "link")]  # a symlink out of the allowed directory
+    for spec in outside:
+        with pytest.raises(UserError, match="TANDEM_MODEL_DIRS") as error:
+            tiny.resolve_base_model(spec, tmp_path / "cache", [allowed])
+        assert str(tiny_model_dir) in str(error.value), "the message names the real directory"
+    inside = allowed / "model"
+    inside.mkdir()
+    assert tiny.resolve_base_model(str(allowed / "model" / ".." / "model"), tmp_path, [allowed]) == inside
 
 
 def test_packed_position_ids_keep_examples_apart(tiny_model_dir: Path, tokenizer) -> None:
