@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import stat
@@ -15,7 +14,7 @@ import requests
 from tandem.settings import load_settings
 from tandem.stack import ray_auth_headers
 
-from tests.conftest import stack_environment
+from tests.conftest import is_loopback, listening_sockets, stack_environment, stack_processes
 
 pytestmark = pytest.mark.integration
 
@@ -23,23 +22,6 @@ pytestmark = pytest.mark.integration
 def tandem(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tandem.cli", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=300)
-
-
-def listening_addresses(processes: list[psutil.Process]) -> list[str]:
-    """Local addresses of the TCP ports these processes listen on."""
-    addresses = []
-    for process in processes:
-        try:
-            sockets = process.net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            continue
-        addresses += [s.laddr.ip for s in sockets if s.status == psutil.CONN_LISTEN]
-    return addresses
-
-
-def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_loopback or bool(ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback)
 
 
 def test_port_taken_is_a_clear_error(tmp_path):
@@ -73,12 +55,9 @@ def test_up_status_down_lifecycle_leaves_no_process(tmp_path):
         jobs_api = f"{settings.dashboard_url}/api/jobs/"
         assert requests.get(jobs_api, timeout=10).status_code == 401  # Ray token auth is on
         assert requests.get(jobs_api, headers=ray_auth_headers(settings), timeout=10).ok
-        leaders = [int(p.read_text().split('"pid": ')[1].split(",")[0])
-                   for p in (tmp_path / "run").glob("*.json")]
-        family = [psutil.Process(pid) for pid in leaders]
-        family += [child for leader in family for child in leader.children(recursive=True)]
+        family = stack_processes(tmp_path)
         assert len(family) > 4  # gcs, raylet, dashboard, mlflow workers...
-        listening = listening_addresses(family)
+        listening = [address for address, _, _ in listening_sockets(family)]
         assert len(listening) > 10  # GCS, 3 raylets, agents, dashboard, MLflow
         assert [a for a in listening if not is_loopback(a)] == [], "a port open beyond loopback"
     finally:

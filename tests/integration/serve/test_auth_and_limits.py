@@ -9,6 +9,8 @@ import time
 import pytest
 import requests
 
+from tests.conftest import is_loopback, listening_sockets, stack_processes
+
 from .conftest import LIMITED_KEY, MAX_QUEUED
 
 pytestmark = pytest.mark.integration
@@ -59,6 +61,29 @@ def test_healthz_and_metrics_need_no_key(served):
     node = next(n for n in ray.nodes() if n["Alive"])
     metrics = requests.get(f"http://127.0.0.1:{node['MetricsExportPort']}/metrics", timeout=10)
     assert metrics.status_code == 200 and "ray_" in metrics.text
+
+
+def test_the_only_ports_beyond_loopback_are_serve_replicas_that_require_ray_token(served):
+    """Ray Serve 2.60 binds each replica's inter-deployment gRPC server to every interface
+    (a hard-coded `[::]:0`, ray-project/ray#64544); every other port of the stack is on
+    loopback (`test_stack.py`). Those servers refuse a call without the cluster's token."""
+    import grpc
+    from tandem.stack import ray_token_file
+
+    exposed = [(port, process) for address, port, process
+               in listening_sockets(stack_processes(served.home)) if not is_loopback(address)]
+    print(f"\nports beyond loopback: {len(exposed)} (Serve replicas' gRPC servers)")
+    token = ray_token_file(served).read_text().strip()
+    for port, process in exposed:
+        assert process.name().startswith("ray::ServeRepli"), process.cmdline()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            handle_request = channel.unary_unary("/ray.serve.ASGIService/HandleRequest")
+            with pytest.raises(grpc.RpcError) as without_token:
+                handle_request(b"", timeout=10)
+            with pytest.raises(grpc.RpcError) as with_token:  # an empty request: refused later
+                handle_request(b"", timeout=10, metadata=[("authorization", f"Bearer {token}")])
+        assert without_token.value.code() == grpc.StatusCode.UNAUTHENTICATED, port
+        assert with_token.value.code() != grpc.StatusCode.UNAUTHENTICATED, port
 
 
 def test_a_key_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not(served, http):
