@@ -37,17 +37,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 
-def stack_processes(home: Path) -> list:
-    """Every live process of the stack under `home`: each service and what it spawned."""
-    import json
-
-    import psutil
-
-    leaders = [json.loads(record.read_text())["pid"] for record in (home / "run").glob("*.json")]
-    family = [psutil.Process(pid) for pid in leaders if psutil.pid_exists(pid)]
-    return family + [child for leader in family for child in leader.children(recursive=True)]
-
-
 def listening_sockets(processes: list) -> list[tuple[str, int, object]]:
     """(address, port, process) of each TCP port these processes listen on."""
     import psutil
@@ -61,13 +50,6 @@ def listening_sockets(processes: list) -> list[tuple[str, int, object]]:
         found += [(s.laddr.ip, s.laddr.port, process) for s in sockets
                   if s.status == psutil.CONN_LISTEN]
     return found
-
-
-def is_loopback(address: str) -> bool:
-    import ipaddress
-
-    ip = ipaddress.ip_address(address)
-    return ip.is_loopback or bool(ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback)
 
 
 @pytest.fixture(scope="session")

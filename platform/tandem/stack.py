@@ -85,16 +85,21 @@ def ray_cluster_env(settings: Settings) -> dict[str, str]:
     then listen on every interface (see `tandem.ray_node`)."""
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_token_file(settings)),
            "RAY_USAGE_STATS_ENABLED": "0"}
-    if _is_loopback(settings.host):
+    if is_loopback(settings.host):
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     return env
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address, IPv4 written as IPv6 (`::ffff:127.0.0.1`) included."""
+    if host == "localhost":
+        return True
     try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def ray_auth_headers(settings: Settings) -> dict[str, str]:
@@ -322,12 +327,7 @@ def _stop(settings: Settings, *to_stop: Service) -> list[Service]:
         else:
             running.append((service, pid))
     leaders = [pid for _, pid in running]
-    family: list[psutil.Process] = []
-    for pid in leaders:
-        try:
-            family += [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
+    family = _with_descendants(leaders)
     _signal_groups(leaders, signal.SIGTERM)
     _, alive = psutil.wait_procs(family, timeout=STOP_GRACE_S)
     for process in alive:
@@ -340,6 +340,22 @@ def _stop(settings: Settings, *to_stop: Service) -> list[Service]:
     for service, _ in running:
         _record_path(settings, service).unlink(missing_ok=True)
     return [service for service, _ in running]
+
+
+def processes(settings: Settings) -> list[psutil.Process]:
+    """Every live process of the running stack: each service's leader and what it spawned."""
+    leaders = [_running_pid(settings, service) for service in services(settings)]
+    return _with_descendants([pid for pid in leaders if pid is not None])
+
+
+def _with_descendants(leaders: Iterable[int]) -> list[psutil.Process]:
+    family: list[psutil.Process] = []
+    for pid in leaders:
+        try:
+            family += [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    return family
 
 
 def _signal_groups(leaders: Iterable[int], signum: int) -> None:

@@ -12,9 +12,9 @@ import psutil
 import pytest
 import requests
 from tandem.settings import load_settings
-from tandem.stack import ray_auth_headers
+from tandem.stack import is_loopback, processes, ray_auth_headers
 
-from tests.conftest import is_loopback, listening_sockets, stack_environment, stack_processes
+from tests.conftest import listening_sockets, stack_environment
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_up_status_down_lifecycle_leaves_no_process(tmp_path):
         jobs_api = f"{settings.dashboard_url}/api/jobs/"
         assert requests.get(jobs_api, timeout=10).status_code == 401  # Ray token auth is on
         assert requests.get(jobs_api, headers=ray_auth_headers(settings), timeout=10).ok
-        family = stack_processes(tmp_path)
+        family = processes(settings)
         assert len(family) > 4  # gcs, raylet, dashboard, mlflow workers...
         listening = [address for address, _, _ in listening_sockets(family)]
         assert len(listening) > 10  # GCS, 3 raylets, agents, dashboard, MLflow

@@ -18,3 +18,10 @@ def test_a_stack_on_another_address_leaves_ray_alone():
         env = ray_cluster_env(load_settings({"TANDEM_HOST": host, "TANDEM_HOME": "/srv/t"}))
         assert KEEP_LOOPBACK not in env, host
         assert env["RAY_AUTH_MODE"] == "token"
+
+
+def test_is_loopback_reads_hosts_and_socket_addresses():
+    from tandem.stack import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.0.2.2", "::ffff:192.0.2.2", "host"]))

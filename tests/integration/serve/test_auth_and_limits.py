@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import is_loopback, listening_sockets, stack_processes
+from tests.conftest import listening_sockets
 
 from .conftest import LIMITED_KEY, MAX_QUEUED
 
@@ -68,10 +68,10 @@ def test_the_only_ports_beyond_loopback_are_serve_replicas_that_require_ray_toke
     (a hard-coded `[::]:0`, ray-project/ray#64544); every other port of the stack is on
     loopback (`test_stack.py`). Those servers refuse a call without the cluster's token."""
     import grpc
-    from tandem.stack import ray_token_file
+    from tandem.stack import is_loopback, processes, ray_token_file
 
     exposed = [(port, process) for address, port, process
-               in listening_sockets(stack_processes(served.home)) if not is_loopback(address)]
+               in listening_sockets(processes(served)) if not is_loopback(address)]
     print(f"\nports beyond loopback: {len(exposed)} (Serve replicas' gRPC servers)")
     token = ray_token_file(served).read_text().strip()
     for port, process in exposed:
