@@ -3,7 +3,7 @@
 Ray 2.60 turns `--node-ip-address 127.0.0.1` into the machine's own address, and its
 GCS, raylet and agent ports then listen on every interface. With
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which the stack sets for a loopback host (see
-`stack.ray_cluster_env`), every Ray process and client keeps a loopback address as it
+`settings.ray_cluster_env`), every Ray process and client keeps a loopback address as it
 is, and each port Ray opens binds that address; but `ray start` then also refuses to
 add a worker node to a cluster. This entry point lets it add one and keeps the address
 the node is given. Any other address passes through unchanged, as with plain `ray start`.

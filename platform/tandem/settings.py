@@ -7,6 +7,7 @@ started by the local stack sees the same settings as the CLI that started it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -113,3 +114,36 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "home": settings.home.expanduser().resolve(),
         "project_dir": settings.project_dir.expanduser().resolve(),
         "model_dirs": [path.expanduser().resolve() for path in settings.model_dirs]})
+
+
+def ray_token_file(settings: Settings) -> Path:
+    return settings.home / "secrets" / "ray_token"
+
+
+def ray_cluster_env(settings: Settings) -> dict[str, str]:
+    """Environment of every Ray process and client of this cluster: Ray's token auth with
+    the stack's own token, and, for a loopback host, loopback kept as it is. Ray otherwise
+    resolves a loopback address to the machine's own, and its GCS, raylet and agent ports
+    then listen on every interface (see `tandem.ray_node`)."""
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_token_file(settings)),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    if is_loopback(settings.host):
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return env
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address, IPv4 written as IPv6 (`::ffff:127.0.0.1`) included."""
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def pool_resource(pool: str) -> str:
+    """The custom resource a local pool's Ray node advertises and its replicas request."""
+    return f"pool:{pool}"

@@ -9,7 +9,6 @@ idempotent.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ import psutil
 import requests
 
 from tandem.errors import UserError
-from tandem.settings import Settings
+from tandem.settings import Settings, pool_resource, ray_cluster_env, ray_token_file
 
 START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
@@ -72,34 +71,6 @@ def ray_node_env(settings: Settings) -> dict[str, str]:
     Serve import paths like `apps.llm_app:build_app` resolve in the node's workers."""
     path = [str(settings.project_dir), os.environ.get("PYTHONPATH", "")]
     return {**ray_cluster_env(settings), "PYTHONPATH": os.pathsep.join(p for p in path if p)}
-
-
-def ray_token_file(settings: Settings) -> Path:
-    return settings.home / "secrets" / "ray_token"
-
-
-def ray_cluster_env(settings: Settings) -> dict[str, str]:
-    """Environment of every Ray process and client of this cluster: Ray's token auth with
-    the stack's own token, and, for a loopback host, loopback kept as it is. Ray otherwise
-    resolves a loopback address to the machine's own, and its GCS, raylet and agent ports
-    then listen on every interface (see `tandem.ray_node`)."""
-    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_token_file(settings)),
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    if is_loopback(settings.host):
-        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    return env
-
-
-def is_loopback(host: str) -> bool:
-    """`localhost` or a loopback address, IPv4 written as IPv6 (`::ffff:127.0.0.1`) included."""
-    if host == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return ip.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def ray_auth_headers(settings: Settings) -> dict[str, str]:
@@ -201,11 +172,6 @@ def node_temp_dir(settings: Settings, pool: str) -> Path:
 
     digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:8]
     return Path(tempfile.gettempdir()) / f"ray-tandem-{digest}-{pool}"
-
-
-def pool_resource(pool: str) -> str:
-    """The custom resource a local pool's Ray node advertises and its replicas request."""
-    return f"pool:{pool}"
 
 
 def _alive_node_resources(settings: Settings) -> list[dict[str, float]]:

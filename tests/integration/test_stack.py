@@ -11,8 +11,8 @@ import sys
 import psutil
 import pytest
 import requests
-from tandem.settings import load_settings
-from tandem.stack import is_loopback, processes, ray_auth_headers
+from tandem.settings import is_loopback, load_settings
+from tandem.stack import processes, ray_auth_headers
 
 from tests.conftest import listening_sockets, stack_environment
 

@@ -1,7 +1,6 @@
 """The environment the local stack gives Ray: loopback stays loopback only for a loopback host."""
 
-from tandem.settings import load_settings
-from tandem.stack import ray_cluster_env
+from tandem.settings import load_settings, ray_cluster_env
 
 KEEP_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -21,7 +20,7 @@ def test_a_stack_on_another_address_leaves_ray_alone():
 
 
 def test_is_loopback_reads_hosts_and_socket_addresses():
-    from tandem.stack import is_loopback
+    from tandem.settings import is_loopback
 
     assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.0.2.2", "::ffff:192.0.2.2", "host"]))

@@ -32,7 +32,7 @@ def connect(settings: Settings) -> None:
     """Attach this process to the stack's Ray cluster and make sure Serve listens on the API port."""
     import sys
 
-    from tandem.stack import ray_cluster_env
+    from tandem.settings import ray_cluster_env
 
     env = ray_cluster_env(settings)
     if "ray" in sys.modules and os.environ.get("RAY_AUTH_MODE") != env["RAY_AUTH_MODE"]:

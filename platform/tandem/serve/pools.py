@@ -48,7 +48,8 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
     from ray.serve.llm import LLMConfig
 
     from tandem.serve.engine_start import CALLBACK_CLASS
-    from tandem.stack import pool_resource
+    from tandem.serve.pool_server import PoolServer
+    from tandem.settings import pool_resource
 
     deployment: dict[str, Any] = {"max_ongoing_requests": pool.max_ongoing_requests}
     if pool.autoscaling is not None:
@@ -63,6 +64,7 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
         "deployment_config": deployment,
         "log_engine_metrics": True,
         "callback_config": {"callback_class": CALLBACK_CLASS},
+        "server_cls": PoolServer,
     }
     if pool.is_cpu:
         kwargs["accelerator_config"] = {"kind": "cpu"}

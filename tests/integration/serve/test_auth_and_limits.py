@@ -68,7 +68,8 @@ def test_the_only_ports_beyond_loopback_are_serve_replicas_that_require_ray_toke
     (a hard-coded `[::]:0`, ray-project/ray#64544); every other port of the stack is on
     loopback (`test_stack.py`). Those servers refuse a call without the cluster's token."""
     import grpc
-    from tandem.stack import is_loopback, processes, ray_token_file
+    from tandem.settings import is_loopback, ray_token_file
+    from tandem.stack import processes
 
     exposed = [(port, process) for address, port, process
                in listening_sockets(processes(served)) if not is_loopback(address)]

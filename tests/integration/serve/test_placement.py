@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 def test_pool_replicas_run_on_their_own_node(served):
     import ray
     from ray.util.state import list_actors
-    from tandem.stack import pool_resource
+    from tandem.settings import pool_resource
 
     node_pool = {}
     for node in ray.nodes():

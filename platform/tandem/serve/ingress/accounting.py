@@ -1,0 +1,48 @@
+"""The last stage: each answered request booked exactly once.
+
+Metrics, the router's observation of the pool's latency and the request's spend (200s
+only), and the request-log row, errors included. The cost is estimated from the pool's
+price, the request's time in it and the requests it shared the pool with.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tandem.serve.ingress.exchange import Exchange
+from tandem.serve.metrics import ServeMetrics
+from tandem.serve.router import PoolRouter
+from tandem.serve.validation import estimate_cost_usd
+from tandem.telemetry.request_log import RequestLog
+
+
+class Accounting:
+    def __init__(self, router: PoolRouter, metrics: ServeMetrics, requests: RequestLog) -> None:
+        self._router = router
+        self._metrics = metrics
+        self._requests = requests
+
+    def finish(self, exchange: Exchange, status: int) -> float:
+        """Book one answered request; returns its estimated cost (USD)."""
+        if exchange.finished:
+            return exchange.cost_usd
+        exchange.finished = True
+        elapsed = time.perf_counter() - exchange.started
+        exchange.status = status
+        router = self._router
+        if exchange.pool is not None and not exchange.released:
+            router.in_flight[exchange.pool] -= 1
+        if exchange.pool is not None and status == 200:
+            exchange.cost_usd = estimate_cost_usd(exchange.price_per_hour, elapsed,
+                                                  exchange.concurrency)
+            router.finished(exchange.state, exchange.features, time.time(), exchange.cost_usd,
+                            exchange.output_tokens(), elapsed * 1e3,
+                            exchange.ttft_ms() if exchange.stream else None,
+                            exchange.tpot_ms(elapsed) if exchange.stream else None)
+        labels = {"pool": exchange.pool or "none", "model": exchange.model or "unknown",
+                  "model_version": str(exchange.version or "none")}
+        ttft_s = exchange.ttft_s if status == 200 and exchange.stream else None
+        self._metrics.request_done(labels, str(status), elapsed, ttft_s, exchange.usage,
+                                   exchange.cost_usd)
+        self._requests.append(exchange.record(elapsed))
+        return exchange.cost_usd

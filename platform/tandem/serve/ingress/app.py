@@ -1,0 +1,248 @@
+"""The ingress's endpoints, and the wiring of its stages (see the package docstring).
+
+Every endpoint but `/healthz` needs a key: inference keys for `/v1/*`, admin keys for
+`/admin/*` (promote, rollback, routing decisions). Errors are OpenAI error bodies, never
+FastAPI's bare 422 and never a 5xx for bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from ray import serve
+from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
+from ray.serve.llm.ingress import OpenAiIngress
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from tandem.auth import ADMIN, AuthError, load_keys
+from tandem.serve import admin
+from tandem.serve import routes as route_table
+from tandem.serve.ingress.accounting import Accounting
+from tandem.serve.ingress.dispatch import Dispatcher
+from tandem.serve.ingress.edge import Edge
+from tandem.serve.ingress.exchange import Exchange
+from tandem.serve.ingress.parse import model_entry, parse_completion
+from tandem.serve.ingress.relay import relay
+from tandem.serve.ingress.watch import PoolWatch
+from tandem.serve.limits import RateLimiter
+from tandem.serve.metrics import ServeMetrics
+from tandem.serve.router import PoolRouter
+from tandem.serve.validation import RequestError, error_body, response_text
+from tandem.telemetry.feedback import FeedbackError, FeedbackStore, parse_feedback
+from tandem.telemetry.request_log import RequestLog
+
+app = FastAPI(title="Tandem", docs_url=None, redoc_url=None, openapi_url=None)  # no unkeyed schema endpoint
+
+
+def _error(status: int, message: str, param: str | None = None, code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, param, code), status_code=status,
+                        headers=headers)
+
+
+@app.exception_handler(RequestError)
+async def _request_error(request: Request, error: RequestError) -> JSONResponse:
+    headers = {"retry-after": str(error.retry_after or 1)} if error.status in (429, 503) else None
+    return _error(error.status, error.message, error.param, error.code, headers)
+
+
+@app.exception_handler(AuthError)
+async def _auth_error(request: Request, error: AuthError) -> JSONResponse:
+    headers = {"www-authenticate": "Bearer"} if error.status == 401 else None
+    code = "invalid_api_key" if error.status == 401 else "admin_key_required"
+    return _error(error.status, error.message, "authorization", code, headers)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    first = (error.errors() or [{}])[0]
+    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    return _error(400, f"invalid request: {first.get('msg', 'bad input')}", param)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    return _error(error.status_code, str(error.detail))
+
+
+class TandemIngress(OpenAiIngress):
+    """OpenAI API + pool choice. Constructed by `tandem.serve.deploy.build_ingress_application`."""
+
+    def __init__(self, config: dict[str, Any], table: dict[str, Any],
+                 pools: list | None = None) -> None:
+        """`pools`: handles of pool deployments composed into this application (`serve
+        deploy`); requests reach them, like any pool, by name through the route table."""
+        super().__init__(llm_deployments={}, model_cards={})
+        from tandem.serve.config import ServeAppConfig
+        from tandem.settings import load_settings
+
+        self._config = ServeAppConfig.model_validate(config)
+        self._max_model_len = min(p.engine.max_model_len for p in self._config.pools.values())
+        home = load_settings().home
+        telemetry = self._config.telemetry
+        telemetry_root = telemetry.root or str(home / "telemetry")
+        self._requests = RequestLog(telemetry_root, flush_rows=telemetry.flush_rows,
+                                    flush_interval_s=telemetry.flush_interval_s)
+        self._feedback = FeedbackStore(telemetry_root)
+        limits = self._config.limits
+        self._edge = Edge(load_keys(home), RateLimiter(limits.requests_per_s, limits.burst),
+                          self._config.max_body_bytes)
+        self._router = PoolRouter(self._config, home / "routing" / "decisions.jsonl")
+        metrics = ServeMetrics()
+        self._dispatcher = Dispatcher(self._router, metrics, limits.max_queued_requests)
+        self._accounting = Accounting(self._router, metrics, self._requests)
+        self._watch = PoolWatch(route_table.get_or_create(table), f"{os.getpid()}-{id(self)}",
+                                self._router, self._dispatcher.handle)
+
+    def __del__(self) -> None:
+        self._requests.close()
+
+    async def check_health(self) -> None:
+        self._watch.ensure_running()
+
+    # -- endpoints -----------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        self._watch.ensure_running()
+        return {"status": "ok", "models": {name: entry["version"]
+                                           for name, entry in self._watch.table["models"].items()}}
+
+    @app.get("/v1/models")
+    async def list_models(self, request: Request) -> dict[str, Any]:
+        self._edge.admit(request)
+        self._watch.ensure_running()
+        data = []
+        for name, entry in self._watch.table["models"].items():
+            data.append({
+                "id": name, "object": "model", "created": 0, "owned_by": "tandem",
+                "version": str(entry["version"]),
+                "pools": {pool: {"version": str(route["version"]), "gpu": route["gpu"],
+                                 "price_per_hour": route["price_per_hour"]}
+                          for pool, route in entry["pools"].items()},
+            })
+        return {"object": "list", "data": data}
+
+    @app.get("/v1/models/{model:path}")
+    async def get_model(self, model: str, request: Request) -> dict[str, Any]:
+        for card in (await self.list_models(request))["data"]:
+            if card["id"] == model:
+                return card
+        raise RequestError(404, f"model {model!r} is not served here", "model", "model_not_found")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._serve(request, "chat")
+
+    @app.post("/v1/completions")
+    async def text_completions(self, request: Request) -> Response:
+        return await self._serve(request, "completions")
+
+    # -- the request path ----------------------------------------------------------
+    async def _serve(self, request: Request, kind: str) -> Response:
+        """Answer one completion request; whatever happens, it is recorded exactly once."""
+        self._watch.ensure_running()
+        exchange = Exchange(request.headers.get("x-request-id") or uuid.uuid4().hex,
+                            time.time(), time.perf_counter())
+        finish = self._accounting.finish
+        try:
+            return await self._answer(request, kind, exchange)
+        except RequestError as error:
+            finish(exchange, error.status)
+            raise
+        except asyncio.CancelledError:
+            finish(exchange, 499)  # the client went away
+            raise
+        except BaseException:
+            finish(exchange, 500)
+            raise
+
+    async def _answer(self, request: Request, kind: str, exchange: Exchange) -> Response:
+        self._edge.admit(request)
+        body = await self._edge.read_json(request)
+        log_text = self._config.telemetry.log_text
+        parsed, entry = parse_completion(kind, body, request.headers, self._watch.table["models"],
+                                         exchange, self._max_model_len,
+                                         self._router.default_tier(), log_text)
+        first_item, stream = await self._dispatcher.send(request, kind, parsed, entry, exchange)
+        if isinstance(first_item, ErrorResponse):
+            status = int(first_item.error.code or 500)
+            if status >= 500 and "context" in first_item.error.message.lower():
+                status = 400
+            raise RequestError(status, first_item.error.message, None)
+        exchange.ttft_s = time.perf_counter() - exchange.started
+        headers = {"x-tandem-pool": exchange.pool, "x-tandem-model-version": str(exchange.version)}
+        if not isinstance(first_item, str | list) and hasattr(first_item, "model_dump"):
+            content = first_item.model_dump()
+            content["id"] = exchange.request_id
+            exchange.usage = content.get("usage") or {}
+            exchange.response = response_text(content) if log_text else None
+            cost = self._accounting.finish(exchange, 200)
+            headers["x-tandem-cost-usd"] = f"{cost:.10f}"
+            return JSONResponse(content, headers=headers)
+        headers["x-tandem-cost-usd"] = f"{exchange.predicted_cost():.10f}"
+        return StreamingResponse(relay(stream, exchange, log_text, self._accounting.finish,
+                                       self._router.failed),
+                                 media_type="text/event-stream", headers=headers)
+
+    # -- feedback ------------------------------------------------------------------
+    @app.post("/v1/feedback")
+    async def feedback(self, request: Request) -> Response:
+        self._edge.admit(request)
+        body = await self._edge.read_json(request)
+        try:
+            feedback = parse_feedback(body, self._config.telemetry.feedback_scale)
+        except FeedbackError as error:
+            raise RequestError(error.status, str(error), error.param) from None
+        record = await asyncio.to_thread(self._requests.find, feedback.request_id)
+        if record is None:
+            raise RequestError(404, f"request {feedback.request_id!r} was not answered here",
+                               "request_id", "request_not_found")
+        created = await asyncio.to_thread(self._feedback.add, feedback, record)
+        content = {"object": "feedback", "request_id": feedback.request_id,
+                   "feedback_id": feedback.feedback_id, "stored": created}
+        return JSONResponse(content, status_code=201 if created else 200)
+
+    # -- administration (admin key) ------------------------------------------------
+    @app.get("/admin/routes")
+    async def admin_routes(self, request: Request) -> dict[str, Any]:
+        """The live route table and this replica's latest routing decisions (`?last=N`)."""
+        self._edge.admit(request, ADMIN)
+        raw = request.query_params.get("last", "20")
+        if not raw.isdigit():
+            raise RequestError(400, "'last' must be a non-negative integer", "last")
+        return {"epoch": self._watch.epoch, "models": self._watch.table["models"],
+                "decisions": self._router.log.records(last=min(int(raw), 1000))}
+
+    @app.post("/admin/promote")
+    async def admin_promote(self, request: Request) -> Response:
+        """`{"model", "version"}` -> 202 and the id of the Ray job that runs the swap."""
+        return await self._admin_swap(request, "promote")
+
+    @app.post("/admin/rollback")
+    async def admin_rollback(self, request: Request) -> Response:
+        """`{"model"}` -> 202 and the id of the Ray job that swaps back to `previous`."""
+        return await self._admin_swap(request, "rollback")
+
+    async def _admin_swap(self, request: Request, action: str) -> Response:
+        from tandem.settings import load_settings
+
+        self._edge.admit(request, ADMIN)
+        model, version = admin.parse_target(await self._edge.read_json(request),
+                                            action == "promote")
+        model_entry(self._watch.table["models"], model)  # 404 unless served here
+        target = await asyncio.to_thread(admin.check_target, model, version,
+                                         load_settings().mlflow_url)
+        arguments = [action, model] + ([str(version)] if action == "promote" else [])
+        job_id = await asyncio.to_thread(admin.submit, arguments)
+        return JSONResponse({"object": "admin.job", "action": action, "model": model,
+                             "version": target, "job_id": job_id}, status_code=202)
+
+
+TandemIngressDeployment = serve.ingress(app)(TandemIngress)

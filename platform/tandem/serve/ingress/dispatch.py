@@ -1,0 +1,123 @@
+"""The third stage: pick a pool, call its LLMServer deployment, retry once elsewhere.
+
+While a canary runs, its share of a model's requests goes to the challenger's pools
+(`canary_or_champion`); the routing policy then picks the pool among that version's.
+A pool whose every replica already holds `limits.max_queued_requests` waiting requests
+is skipped, and when all are full the answer is 503. A call that fails before anything
+was streamed marks the pool down and is sent once more to the next best pool.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from fastapi import Request
+from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
+from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
+from ray.llm._internal.serve.core.protocol import RawRequestInfo
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
+
+from tandem.routing.policy import NoHealthyPool
+from tandem.serve.ingress.exchange import Exchange
+from tandem.serve.metrics import ServeMetrics
+from tandem.serve.router import PoolRouter
+from tandem.serve.validation import RequestError
+
+POOL_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError,
+                 ReplicaUnavailableError)
+
+
+def canary_or_champion(entry: dict[str, Any], draw: float) -> dict[str, Any]:
+    """The pools (routes of one version) a request goes to: the canary's when a canary runs
+    and `draw` (uniform in [0, 1)) falls within its share, else the champion's."""
+    canary = entry.get("canary")
+    if canary and canary["pools"] and draw < canary["share"]:
+        return canary["pools"]
+    return entry["pools"]
+
+
+class Dispatcher:
+    """Pool choice and the call to the chosen pool, for one ingress replica."""
+
+    def __init__(self, router: PoolRouter, metrics: ServeMetrics, max_queued_requests: int) -> None:
+        self._router = router
+        self._metrics = metrics
+        self._max_queued = max_queued_requests
+        self._handles: dict[tuple[str, str], Any] = {}
+
+    def handle(self, route: dict[str, Any]):
+        """The streaming handle of a route's deployment (cached: creating one is not free)."""
+        key = (route["app"], route["deployment"])
+        handle = self._handles.get(key)
+        if handle is None:
+            handle = serve.get_deployment_handle(route["deployment"], app_name=route["app"])
+            handle = self._handles[key] = handle.options(stream=True)
+        return handle
+
+    async def send(self, request: Request, kind: str, parsed, entry: dict[str, Any],
+                   exchange: Exchange):
+        """(first item, stream) of the pool that answered; the stream is None for a whole
+        response or an error, which the first item then holds."""
+        pools = canary_or_champion(entry, random.random())
+        failed_pool = None
+        for attempt in (1, 2):
+            first_item, stream = await self._send_once(request, kind, parsed, pools, exchange,
+                                                       failed_pool)
+            if stream is not None or attempt == 2:
+                break
+            failed_pool = exchange.pool  # the pool failed before streaming anything: once more
+        return first_item, stream
+
+    async def _send_once(self, request: Request, kind: str, parsed, pools: dict[str, Any],
+                         exchange: Exchange, failed_pool: str | None):
+        """Route among `pools` and send once. Returns (first item, stream), or (exception,
+        None) when the chosen pool failed before answering anything (the caller may retry
+        elsewhere)."""
+        router = self._router
+        now = time.time()
+        if failed_pool is not None:
+            router.failed(failed_pool)
+        states = router.states(pools, exclude=failed_pool)
+        if all(s.queued >= self._max_queued * s.replicas for s in states if s.healthy):
+            raise RequestError(503, "every pool's queue is full; retry shortly", code="overloaded")
+        try:
+            decision = router.choose(exchange.features, states, now, exchange.request_id)
+        except NoHealthyPool:
+            raise RequestError(503, "no healthy pool can take this request") from None
+        self._metrics.decision(decision.pool, exchange.model, exchange.features.tier,
+                               decision.slo_miss)
+        route = pools[decision.pool]
+        exchange.routed(decision, route, next(s for s in states if s.name == decision.pool))
+        router.in_flight[decision.pool] += 1
+        try:
+            stream = getattr(self.handle(route), kind).remote(
+                parsed, RawRequestInfo.from_starlette_request(request))
+            first, stream = await _peek_at_generator(stream)
+        except BackPressureError:
+            self._release(exchange)
+            raise RequestError(503, f"pool {decision.pool} is at its queue limit; retry shortly",
+                               code="overloaded") from None
+        except POOL_FAILURES as error:
+            self._release(exchange)
+            if failed_pool is not None:
+                raise
+            return error, None
+        except BaseException:
+            self._release(exchange)
+            raise
+        first_item = first[0] if isinstance(first, list) else first
+        if isinstance(first_item, ErrorResponse) or hasattr(first_item, "model_dump"):
+            self._release(exchange)  # answered whole: the pool is done with it
+        return first_item, stream
+
+    def _release(self, exchange: Exchange) -> None:
+        self._router.in_flight[exchange.pool] -= 1
+        exchange.released = True

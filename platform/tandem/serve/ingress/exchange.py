@@ -1,0 +1,79 @@
+"""One completion request as it moves through the ingress, and its request-log row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tandem.routing import PoolState, RequestFeatures
+from tandem.serve.validation import estimate_cost_usd
+
+
+class Exchange:
+    """What the stages learn about one request; `record` turns it into its request-log row."""
+
+    def __init__(self, request_id: str, wall_time: float, started: float) -> None:
+        self.request_id = request_id
+        self.wall_time = wall_time
+        self.started = started
+        self.model: str | None = None
+        self.stream = False
+        self.features = RequestFeatures(prompt_tokens=0, max_tokens=0)
+        self.prompt: str | None = None
+        self.response: str | None = None
+        self.pool: str | None = None
+        self.version: int | None = None
+        self.reason = ""
+        self.slo_miss: bool | None = None
+        self.state: PoolState | None = None
+        self.price_per_hour = 0.0
+        self.concurrency = 1
+        self.predicted_cost_usd: float | None = None
+        self.ttft_s: float | None = None
+        self.usage: dict[str, Any] = {}
+        self.cost_usd = 0.0
+        self.status = 0
+        self.released = False
+        self.finished = False
+
+    def routed(self, decision, route: dict[str, Any], state: PoolState) -> None:
+        self.pool = decision.pool
+        self.version = int(route["version"])
+        self.reason = decision.reason
+        self.slo_miss = decision.slo_miss
+        self.state = state
+        self.price_per_hour = route["price_per_hour"]
+        self.concurrency = state.in_flight + state.queued + 1
+        self.predicted_cost_usd = decision.predicted_cost_usd
+        self.released = False
+
+    def predicted_cost(self) -> float:
+        if self.predicted_cost_usd is not None:
+            return self.predicted_cost_usd
+        return estimate_cost_usd(self.price_per_hour, (self.ttft_s or 0.0) * 10, self.concurrency)
+
+    def ttft_ms(self) -> float | None:
+        return None if self.ttft_s is None else self.ttft_s * 1e3
+
+    def output_tokens(self) -> int:
+        return int(self.usage.get("completion_tokens") or 0)
+
+    def tpot_ms(self, elapsed_s: float) -> float | None:
+        out = self.output_tokens()
+        if self.ttft_s is None or out < 2:
+            return None
+        return (elapsed_s - self.ttft_s) / (out - 1) * 1e3
+
+    def record(self, elapsed_s: float) -> dict[str, Any]:
+        """The request-log row (`tandem.telemetry.schema.REQUEST_SCHEMA`)."""
+        return {
+            "request_id": self.request_id, "time": self.wall_time, "model": self.model or "",
+            "model_version": self.version, "pool": self.pool, "tier": self.features.tier,
+            "stream": self.stream,
+            "prompt_tokens": int(self.usage.get("prompt_tokens") or self.features.prompt_tokens),
+            "completion_tokens": self.output_tokens(),
+            "ttft_ms": self.ttft_ms() if self.status == 200 and self.stream else None,
+            "tpot_ms": self.tpot_ms(elapsed_s) if self.status == 200 and self.stream else None,
+            "e2e_ms": elapsed_s * 1e3, "status": self.status, "cost_usd": self.cost_usd,
+            "routing_reason": self.reason, "slo_miss": self.slo_miss, "prompt": self.prompt,
+            "response": self.response,
+        }

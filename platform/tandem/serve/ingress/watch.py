@@ -1,0 +1,144 @@
+"""Beside the requests: the route table, dead pools and probes, every half second.
+
+- The route table actor (`tandem.serve.routes`) is polled, so a version swap or a canary
+  never redeploys the ingress; each applied epoch is acknowledged.
+- A pool is marked down as soon as Serve reports none of its replicas RUNNING (killed, or
+  restarting): Serve would hold requests for it until the restart, which for an engine
+  takes tens of seconds, and no request would fail to tell the router. The replica states
+  come from the controller's raw instance details: `serve.status()` builds pydantic
+  models that pickle each deployment's request router class, which took a quarter of this
+  replica's CPU under load.
+- A failed pool gets its traffic back once a health check answers; an idle pool the router
+  has not observed lately gets a one-token probe (user requests are never probes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    CompletionRequest,
+    ErrorResponse,
+)
+from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
+from ray.llm._internal.serve.core.protocol import RawRequestInfo
+
+from tandem.routing import RequestFeatures
+from tandem.serve.router import PoolRouter
+from tandem.serve.validation import estimate_prompt_tokens
+
+POLL_S = 0.5
+DEAD_POOL_CHECK_EVERY = 2  # polls between asking Serve's controller for replica states
+PROBE_TIMEOUT_S = 2.0
+PROBE_PROMPT = "translate: probe =>"
+
+
+def running_replicas(details: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """(application, deployment) -> replicas in state RUNNING, from Serve's instance details
+    (`ServeControllerClient.get_serve_details()`)."""
+    counts = {}
+    for app_name, app in (details.get("applications") or {}).items():
+        for name, deployment in (app.get("deployments") or {}).items():
+            counts[(app_name, name)] = sum(
+                1 for replica in deployment.get("replicas") or ()
+                if getattr(replica.get("state"), "value", replica.get("state")) == "RUNNING")
+    return counts
+
+
+class PoolWatch:
+    """The background task of one ingress replica; `table` and `epoch` are what it last applied."""
+
+    def __init__(self, table_actor, replica: str, router: PoolRouter, handle) -> None:
+        import ray
+
+        self._actor = table_actor
+        self._replica = replica
+        self._router = router
+        self._handle = handle  # route -> streaming deployment handle
+        self.epoch, self.table = ray.get(table_actor.snapshot.remote(0))
+        self._task: asyncio.Task | None = None
+
+    def ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        polls = 0
+        while True:
+            await self._poll_table()
+            try:
+                await asyncio.to_thread(self._router.write_decisions,
+                                        self._router.take_decisions())
+            except OSError:
+                pass  # a full disk must not stop routing; the in-memory log still explains
+            polls += 1
+            if polls % DEAD_POOL_CHECK_EVERY == 0:
+                await self._mark_dead_pools()
+            await self._probe_down_pools()
+            await self._probe_slow_pools()
+            await asyncio.sleep(POLL_S)
+
+    async def _poll_table(self) -> None:
+        try:
+            changed = await self._actor.snapshot.remote(self.epoch)
+            if changed is not None:
+                self.epoch, self.table = changed
+            await self._actor.ack.remote(self._replica, self.epoch)
+        except Exception:  # the actor restarts or the cluster hiccups: keep the last table
+            pass
+
+    def _routes(self):
+        for model, entry in self.table["models"].items():
+            for pool, route in entry["pools"].items():
+                yield model, pool, route
+
+    async def _mark_dead_pools(self) -> None:
+        from ray.serve.context import _get_global_client
+
+        try:
+            details = await asyncio.to_thread(_get_global_client().get_serve_details)
+        except Exception:  # the controller is busy or restarting: judge again next poll
+            return
+        running = running_replicas(details)
+        for _, pool, route in self._routes():
+            if running.get((route["app"], route["deployment"])) == 0:
+                self._router.failed(pool)
+
+    async def _probe_down_pools(self) -> None:
+        from ray import serve
+
+        for _, pool, route in list(self._routes()):
+            if pool not in self._router.down:
+                continue
+            handle = serve.get_deployment_handle(route["deployment"], app_name=route["app"])
+            try:
+                await asyncio.wait_for(handle.check_health.remote(), PROBE_TIMEOUT_S)
+            except Exception:
+                continue
+            self._router.recovered(pool)
+
+    async def _probe_slow_pools(self) -> None:
+        router = self._router
+        now = time.time()
+        features = RequestFeatures(prompt_tokens=estimate_prompt_tokens({"prompt": PROBE_PROMPT}),
+                                   max_tokens=1, tier=router.default_tier())
+        for model, entry in self.table["models"].items():
+            for state in router.pools_to_probe(entry["pools"], now):
+                request = CompletionRequest(model=model, prompt=PROBE_PROMPT, max_tokens=1,
+                                            temperature=0)
+                router.in_flight[state.name] += 1
+                started = time.perf_counter()
+                try:
+                    replies = self._handle(entry["pools"][state.name]).completions.remote(
+                        request, RawRequestInfo())
+                    first, _ = await asyncio.wait_for(_peek_at_generator(replies),
+                                                      PROBE_TIMEOUT_S)
+                except Exception:  # a failing pool is the failure path's business
+                    continue
+                finally:
+                    router.in_flight[state.name] -= 1
+                if not isinstance(first[0] if isinstance(first, list) else first, ErrorResponse):
+                    router.probed(state, features, time.time(),
+                                  (time.perf_counter() - started) * 1e3)

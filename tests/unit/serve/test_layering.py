@@ -1,0 +1,31 @@
+"""Serving gets the local stack's facts (pool resources, Ray's environment) through
+`tandem.settings`: nothing under `tandem/serve/` or `apps/` imports `tandem.stack`, so a
+serving replica on a real cluster never loads the local stack's process management."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+def test_serving_code_does_not_import_the_local_stack():
+    files = sorted((REPO / "platform" / "tandem" / "serve").rglob("*.py"))
+    files += sorted((REPO / "apps").glob("*.py"))
+    assert len(files) > 10  # the walk found the package
+    offenders = {str(path.relative_to(REPO)): sorted(m for m in _imported_modules(path)
+                                                     if m == "tandem.stack")
+                 for path in files}
+    assert {path: found for path, found in offenders.items() if found} == {}
