@@ -36,8 +36,11 @@ up: install
 down: install
 	.venv/bin/tandem down
 
+# The serving bench first, in its own process: its baseline (vLLM's server) must run
+# before any stack is up.
 bench: install
-	$(PY) -m pytest -s -m "not gpu" tests/bench
+	$(PY) -m pytest -s -m "not gpu" tests/bench/test_serving_throughput.py
+	$(PY) -m pytest -s -m "not gpu" tests/bench --deselect tests/bench/test_serving_throughput.py
 
 lint: install
 	.venv/bin/ruff check .

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tandem.routing.types import RequestFeatures
+
 TIERS: tuple[str, ...] = ("interactive", "standard", "batch")
 Tier = Literal["interactive", "standard", "batch"]
 
@@ -59,6 +61,11 @@ class RoutingConfig(_Strict):
     def targets(self, tier: str) -> TierTargets:
         """The tier's targets; an unknown tier (never from a header) gets the default's."""
         return self.tiers.get(tier) or self.tiers[self.default_tier]
+
+    def latency_targets(self, request: RequestFeatures) -> tuple[float, float]:
+        """(TTFT, TPOT) ms a request is routed and judged against: its own, else its tier's."""
+        tier = self.targets(request.tier)
+        return request.ttft_target_ms or tier.ttft_ms, request.tpot_target_ms or tier.tpot_ms
 
     @classmethod
     def gpu_defaults(cls) -> RoutingConfig:

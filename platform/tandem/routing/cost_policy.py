@@ -124,8 +124,7 @@ class LatencyCostPolicy:
                   now: float) -> Decision:
         config = self.config
         tier = config.targets(request.tier)
-        ttft_target = request.ttft_target_ms or tier.ttft_ms
-        tpot_target = request.tpot_target_ms or tier.tpot_ms
+        ttft_target, tpot_target = config.latency_targets(request)
         candidates, best, saturated = self._evaluate(
             request, pools, now, ttft_target, tpot_target, config.max_queued_per_replica)
         note = ""
@@ -164,7 +163,7 @@ def _cheapest(candidates: list[Candidate]) -> Candidate:
 
 
 def _decision(chosen: Candidate, reason: str, candidates: list[Candidate],
-              slo_miss: bool) -> Decision:
+              predicted_slo_miss: bool) -> Decision:
     return Decision(pool=chosen.pool, reason=reason, predicted_ttft_ms=chosen.ttft_ms,
                     predicted_tpot_ms=chosen.tpot_ms, predicted_cost_usd=chosen.cost_usd,
-                    slo_miss=slo_miss, candidates=tuple(candidates))
+                    predicted_slo_miss=predicted_slo_miss, candidates=tuple(candidates))

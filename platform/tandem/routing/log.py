@@ -30,7 +30,7 @@ def decision_record(now: float, request: RequestFeatures, decision: Decision,
                     "max_cost_usd": request.max_cost_usd},
         "pool": decision.pool,
         "reason": decision.reason,
-        "slo_miss": decision.slo_miss,
+        "predicted_slo_miss": decision.predicted_slo_miss,
         "predicted": {"ttft_ms": decision.predicted_ttft_ms,
                       "tpot_ms": decision.predicted_tpot_ms,
                       "cost_usd": decision.predicted_cost_usd},
@@ -47,7 +47,7 @@ class DecisionLog:
         self._ring: deque[tuple[float, RequestFeatures, Decision, str | None]] = deque(
             maxlen=capacity)
         self.decisions_by_pool: Counter[str] = Counter()
-        self.slo_misses_by_tier: Counter[str] = Counter()
+        self.predicted_misses_by_tier: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._ring)
@@ -56,8 +56,8 @@ class DecisionLog:
                request_id: str | None = None) -> None:
         self._ring.append((now, request, decision, request_id))
         self.decisions_by_pool[decision.pool] += 1
-        if decision.slo_miss:
-            self.slo_misses_by_tier[request.tier] += 1
+        if decision.predicted_slo_miss:
+            self.predicted_misses_by_tier[request.tier] += 1
 
     def records(self, last: int | None = None) -> list[dict[str, Any]]:
         """The most recent decisions (all, or the `last` N), oldest first."""
@@ -114,7 +114,7 @@ def format_explain(records: Iterable[Mapping[str, Any]]) -> str:
                 f"prompt={request.get('prompt_tokens', '-')} max_tokens={request.get('max_tokens', '-')}"
                 + (f" {' '.join(targets)}" if targets else ""))
         predicted = record.get("predicted") or {}
-        verdict = "SLO MISS" if record.get("slo_miss") else "ok"
+        verdict = "predicted SLO miss" if record.get("predicted_slo_miss") else "ok"
         lines = [head,
                  f"  -> {record['pool']} ({verdict}): {record.get('reason', '')}; predicted "
                  f"ttft {_number(predicted.get('ttft_ms'), '.1f')} ms, "

@@ -56,7 +56,7 @@ class Candidate(NamedTuple):
 class Decision:
     """The chosen pool, why, and what the policy expects it to deliver.
 
-    `slo_miss` is True when the policy knowingly chose a pool predicted to miss the
+    `predicted_slo_miss` is True when the policy knowingly chose a pool predicted to miss the
     request's latency targets (none could meet them, or a budget cap spilled it);
     `candidates` holds the prediction for every pool considered, for `tandem route explain`.
     """
@@ -66,5 +66,5 @@ class Decision:
     predicted_ttft_ms: float | None = None
     predicted_tpot_ms: float | None = None
     predicted_cost_usd: float | None = None
-    slo_miss: bool = False
+    predicted_slo_miss: bool = False
     candidates: tuple[Candidate, ...] = ()

@@ -1,9 +1,12 @@
 """Tandem's own Prometheus metrics, exported through Ray's metrics endpoint.
 
 Per pool and model version: requests by status, TTFT, time per output token,
-end-to-end latency, tokens in and out, and estimated cost. vLLM's engine metrics
-come from the LLMServer deployments themselves (`log_engine_metrics`). Ray prefixes
-every name with `ray_`, e.g. `ray_tandem_requests_total`.
+end-to-end latency, tokens in and out, and estimated cost. Per model, pool and tier:
+SLO outcomes judged from measurements (`slo_misses` over `slo_judged`) beside the
+router's predicted misses. Per pool: its price and running replicas, whose product is
+the fleet's rent. vLLM's engine metrics come from the LLMServer deployments themselves
+(`log_engine_metrics`). Ray prefixes every name with `ray_`, e.g.
+`ray_tandem_requests_total`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ class ServeMetrics:
     """Counters and histograms the ingress updates once per finished request."""
 
     def __init__(self) -> None:
-        from ray.util.metrics import Counter, Histogram
+        from ray.util.metrics import Counter, Gauge, Histogram
 
         self.requests = Counter("tandem_requests_total", "Requests answered, by status.",
                                 tag_keys=(*TAGS, "status"))
@@ -35,13 +38,36 @@ class ServeMetrics:
                             tag_keys=TAGS)
         self.decisions = Counter("tandem_routing_decisions_total", "Routing decisions per pool.",
                                  tag_keys=("pool", "model", "tier"))
-        self.slo_misses = Counter("tandem_slo_misses_total", "Requests routed to a pool predicted "
-                                  "to miss their latency targets.", tag_keys=("model", "tier"))
+        slo_tags = ("model", "pool", "tier")
+        self.slo_misses = Counter("tandem_slo_misses_total", "Requests whose measured latency "
+                                  "missed their targets.", tag_keys=slo_tags)
+        self.slo_judged = Counter("tandem_slo_judged_total", "Requests judged against latency "
+                                  "targets (200s with a target).", tag_keys=slo_tags)
+        self.slo_predicted_misses = Counter(
+            "tandem_slo_predicted_misses_total", "Requests routed to a pool predicted to miss "
+            "their latency targets.", tag_keys=slo_tags)
+        self.price = Gauge("tandem_pool_price_per_hour", "Price of one replica of the pool, "
+                           "USD/hour.", tag_keys=("pool",))
+        self.replicas = Gauge("tandem_pool_replicas", "Running replicas of the pool.",
+                              tag_keys=("pool",))
 
-    def decision(self, pool: str, model: str, tier: str, slo_miss: bool) -> None:
+    def decision(self, pool: str, model: str, tier: str, predicted_slo_miss: bool) -> None:
         self.decisions.inc(1, {"pool": pool, "model": model, "tier": tier})
-        if slo_miss:
-            self.slo_misses.inc(1, {"model": model, "tier": tier})
+        if predicted_slo_miss:
+            self.slo_predicted_misses.inc(1, {"model": model, "pool": pool, "tier": tier})
+
+    def slo_outcome(self, model: str, pool: str, tier: str, met: bool | None) -> None:
+        """Count a request judged against its targets (`met` None: not judged)."""
+        if met is None:
+            return
+        tags = {"model": model, "pool": pool, "tier": tier}
+        self.slo_judged.inc(1, tags)
+        if not met:
+            self.slo_misses.inc(1, tags)
+
+    def pool(self, pool: str, price_per_hour: float, running_replicas: int) -> None:
+        self.price.set(price_per_hour, {"pool": pool})
+        self.replicas.set(running_replicas, {"pool": pool})
 
     def request_done(self, labels: dict[str, str], status: str, e2e_s: float,
                      ttft_s: float | None = None, usage: dict[str, Any] | None = None,

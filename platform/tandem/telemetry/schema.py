@@ -33,7 +33,12 @@ REQUEST_SCHEMA = pa.schema([
     pa.field("status", pa.int16(), nullable=False),
     pa.field("cost_usd", pa.float64(), nullable=False),
     pa.field("routing_reason", pa.string(), nullable=False),
-    pa.field("slo_miss", pa.bool_()),  # routed to a pool predicted to miss its targets; None: not routed
+    pa.field("ttft_target_ms", pa.float64()),  # the targets it was routed against; None: not routed
+    pa.field("tpot_target_ms", pa.float64()),
+    pa.field("predicted_ttft_ms", pa.float64()),  # the router's prediction at decision time
+    pa.field("predicted_tpot_ms", pa.float64()),
+    pa.field("predicted_slo_miss", pa.bool_()),  # routed to a pool predicted to miss its targets
+    pa.field("slo_met", pa.bool_()),  # measured: `tandem.routing.outcome`; None: no target or not 200
     pa.field("prompt", pa.string()),
     pa.field("response", pa.string()),
 ])

@@ -36,7 +36,9 @@ class TriggerWindow:
             first rated requests (or its evaluation), what "worse" is measured against.
         prompts, profile: recent prompts, and the profile of its training prompts.
         corrections_since_training: corrections received since its training run.
-        requests, slo_misses: requests answered in the window, and how many missed their SLO.
+        requests: requests answered in the window.
+        slo_judged, slo_misses: those judged against latency targets, and how many missed
+            them by measurement (the request log's `slo_met`, not the router's prediction).
         cost_per_request_usd: mean estimated cost of those requests.
         slo_miss_target, cost_target_usd: the highest acceptable miss fraction and cost.
     """
@@ -50,6 +52,7 @@ class TriggerWindow:
     profile: DataProfile | None = None
     corrections_since_training: int = 0
     requests: int = 0
+    slo_judged: int = 0
     slo_misses: int = 0
     cost_per_request_usd: float | None = None
     slo_miss_target: float | None = None
@@ -214,9 +217,9 @@ class LatencyCostAlert:
             return _decide(self.name, config, "alert", state, now, None,
                            f"only {window.requests} requests (need {config.min_requests})")
         findings, problems = [], []
-        if window.slo_miss_target is not None:
-            rate = window.slo_misses / window.requests
-            finding = (f"SLO misses {rate:.1%} of {window.requests} requests vs target "
+        if window.slo_miss_target is not None and window.slo_judged:
+            rate = window.slo_misses / window.slo_judged
+            finding = (f"SLO misses {rate:.1%} of {window.slo_judged} requests judged vs target "
                        f"{window.slo_miss_target:.1%}")
             findings.append(finding)
             if rate > window.slo_miss_target:

@@ -145,7 +145,7 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
     traffic = _between(requests, start, now)
     traffic = traffic.filter(pc.and_(pc.equal(traffic["model"], model),
                                      pc.less(traffic["status"], 400)))
-    rows = traffic.select(["prompt", "slo_miss", "cost_usd"]).to_pylist()
+    rows = traffic.select(["prompt", "slo_met", "cost_usd"]).to_pylist()
     return TriggerWindow(
         model=model, model_version=version,
         scores=tuple(normalized_score(r.score, scale) for r in recent),
@@ -153,6 +153,7 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
         baseline_negative_rate=baseline.negative_rate if baseline else None,
         prompts=tuple(prompt_text(row["prompt"]) for row in rows if row["prompt"] is not None),
         profile=profile, corrections_since_training=corrections, requests=len(rows),
-        slo_misses=sum(bool(row["slo_miss"]) for row in rows),
+        slo_judged=sum(row["slo_met"] is not None for row in rows),
+        slo_misses=sum(row["slo_met"] is False for row in rows),
         cost_per_request_usd=sum(row["cost_usd"] for row in rows) / len(rows) if rows else None,
         slo_miss_target=slo_miss_target, cost_target_usd=cost_target_usd)

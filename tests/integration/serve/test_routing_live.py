@@ -67,13 +67,38 @@ def test_under_mixed_load_interactive_goes_fast_and_batch_stays_cheap(served, ht
 
 def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(served, http):
     reply = http.post(f"{served.api_url}/v1/completions", timeout=60,
-                          headers={"x-tandem-tier": "interactive", "x-tandem-ttft-ms": "0.01"},
-                          json={"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 4})
+                      headers={"x-tandem-tier": "interactive", "x-tandem-ttft-ms": "0.01",
+                               "x-tandem-tpot-ms": "0.01"},
+                      json={"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 4})
     assert reply.status_code == 200, reply.text
-    record = decisions(served)[reply.headers["x-request-id"]]
-    assert record["slo_miss"] and "fastest" in record["reason"]
+    request_id = reply.headers["x-request-id"]
+    record = decisions(served)[request_id]
+    assert record["predicted_slo_miss"] and "fastest" in record["reason"]
     assert record["pool"] == min(record["candidates"], key=lambda c: c["ttft_ms"])["pool"]
-    assert _metric(served, "ray_tandem_slo_misses_total", 'tier="interactive"') >= 1
+    row = _logged(served, request_id)
+    assert (row["slo_met"], row["predicted_slo_miss"]) == (False, True)  # measured, then predicted
+    assert (row["ttft_target_ms"], row["tpot_target_ms"]) == (0.01, 0.01)
+    assert row["predicted_ttft_ms"] > 0.01
+    pool = f'pool="{record["pool"]}"'
+    for name in ("ray_tandem_slo_misses_total", "ray_tandem_slo_judged_total",
+                 "ray_tandem_slo_predicted_misses_total"):
+        assert _metric(served, name, pool) >= 1, name
+    assert _metric(served, "ray_tandem_pool_price_per_hour", 'pool="cheap"') == 0.10
+    assert _metric(served, "ray_tandem_pool_replicas", 'pool="fast"') == 1
+
+
+def _logged(served, request_id: str, timeout_s: float = 15.0) -> dict:
+    """The request-log row of `request_id`, once the ingress has flushed it (every 2 s)."""
+    from tandem.telemetry.request_log import read_requests
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = [row for row in read_requests(served.home / "telemetry").to_pylist()
+                if row["request_id"] == request_id]
+        if rows or time.monotonic() > deadline:
+            assert len(rows) == 1, rows
+            return rows[0]
+        time.sleep(1)
 
 
 @pytest.mark.parametrize("header, value", [("x-tandem-ttft-ms", "fast"),
@@ -142,7 +167,7 @@ def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served, 
                   and killed_at[0] + 3 <= r.started_at <= killed_at[0] + 15]
     assert len(after_kill) >= 3 and all(r.pool == "cheap" for r in after_kill), after_kill
     records = decisions(served)
-    assert any(records[r.request_id]["slo_miss"] for r in after_kill if r.request_id in records)
+    assert any(records[r.request_id]["predicted_slo_miss"] for r in after_kill if r.request_id in records)
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # Serve restarts the replica; the probe lets traffic back

@@ -56,6 +56,10 @@ def test_every_request_is_logged_exactly_once_with_its_status(served, http):
             assert row["completion_tokens"] == 4 and row["prompt"] and row["response"] is not None
             assert row["routing_reason"] and row["cost_usd"] > 0
             assert (row["ttft_ms"] is not None) == row["stream"]
+            assert row["ttft_target_ms"] > 0 and row["tpot_target_ms"] > 0  # the tier's
+            assert row["predicted_ttft_ms"] > 0 and row["slo_met"] is not None
+        else:
+            assert row["slo_met"] is None
     assert {row["model"] for row in rows if row["status"] == 404} == {"no-such-model"}
 
 

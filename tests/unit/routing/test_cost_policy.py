@@ -32,7 +32,7 @@ def test_tight_targets_avoid_the_slow_cheap_gpu_and_loose_ones_take_the_cheapest
     interactive = policy.pick_pool(RequestFeatures(500, 200, tier="interactive"), pools, 0.0)
     by_pool = {c.pool: c for c in interactive.candidates}
     assert not by_pool["L4"].meets_slo  # ~70 ms per token on L4 misses a 25 ms TPOT
-    assert interactive.pool != "L4" and not interactive.slo_miss
+    assert interactive.pool != "L4" and not interactive.predicted_slo_miss
     assert interactive.predicted_cost_usd == min(c.cost_usd for c in interactive.candidates
                                                  if c.meets_slo)
     assert interactive.reason.startswith("cheapest meeting")
@@ -50,7 +50,7 @@ def test_predictions_follow_the_roofline(priors):
 def test_no_pool_meets_the_targets_picks_the_fastest_and_flags_a_miss(priors):
     request = RequestFeatures(8000, 100, ttft_target_ms=1.0, tpot_target_ms=1.0)
     decision = LatencyCostPolicy(priors).pick_pool(request, fleet(priors), 0.0)
-    assert decision.slo_miss and "fastest" in decision.reason
+    assert decision.predicted_slo_miss and "fastest" in decision.reason
     fastest = min(decision.candidates, key=lambda c: (max(c.ttft_ms, c.tpot_ms), c.cost_usd))
     assert decision.pool == fastest.pool  # H100 and H200 prefill equally fast: H200 is cheaper
     assert decision.pool == "H200"
@@ -107,10 +107,10 @@ def test_tier_budget_cap_spills_to_the_cheapest_pool(priors):
     under = policy.pick_pool(request, pools, 0.0)
     cheapest = min(under.candidates, key=lambda c: c.cost_usd)
     assert cheapest.pool == "L4" and not cheapest.meets_slo  # misses TPOT 8 ms
-    assert under.pool != "L4" and not under.slo_miss
+    assert under.pool != "L4" and not under.predicted_slo_miss
     policy.set_spend_rates({"standard": 10.0, "interactive": 99.0})
     spilled = policy.pick_pool(request, pools, 0.0)
-    assert spilled.pool == cheapest.pool and spilled.slo_miss
+    assert spilled.pool == cheapest.pool and spilled.predicted_slo_miss
     assert "budget reached" in spilled.reason
     interactive = policy.pick_pool(RequestFeatures(500, 200, tier="interactive"), pools, 0.0)
     assert "budget" not in interactive.reason  # no cap on that tier
@@ -170,9 +170,9 @@ def test_property_choice_is_healthy_and_cheapest_meeting_targets(priors, loads, 
         chosen = next(c for c in decision.candidates if c.pool == decision.pool)
         assert chosen.ttft_ms <= request.ttft_target_ms and chosen.tpot_ms <= request.tpot_target_ms
         assert chosen.cost_usd == min(c.cost_usd for c in meeting)
-        assert not decision.slo_miss
+        assert not decision.predicted_slo_miss
     else:
-        assert decision.slo_miss
+        assert decision.predicted_slo_miss
 
 
 @settings(max_examples=150, deadline=None)
@@ -182,12 +182,12 @@ def test_property_cost_falls_or_holds_when_targets_loosen(priors, loads, request
     assume(any(p.healthy and p.replicas > 0 for p in pools))
     policy = LatencyCostPolicy(named_priors(priors, pools))
     tight = policy.pick_pool(request, pools, 0.0)
-    assume(not tight.slo_miss)  # from "met" to "met more easily"; a miss may be cheaper still
+    assume(not tight.predicted_slo_miss)  # from "met" to "met more easily"; a miss may be cheaper still
     loose_request = RequestFeatures(request.prompt_tokens, request.max_tokens,
                                     request.ttft_target_ms * looser,
                                     request.tpot_target_ms * looser, request.tier)
     loose = policy.pick_pool(loose_request, pools, 0.0)
-    assert not loose.slo_miss
+    assert not loose.predicted_slo_miss
     assert loose.predicted_cost_usd <= tight.predicted_cost_usd
 
 

@@ -33,7 +33,7 @@ def test_misses_are_counted_by_tier(priors):
                        price_per_hour=0.7)]
     decision = LatencyCostPolicy(priors).pick_pool(request, pools, 0.0)
     log.record(0.0, request, decision)
-    assert log.slo_misses_by_tier == {"batch": 1}
+    assert log.predicted_misses_by_tier == {"batch": 1}
 
 
 def test_jsonl_round_trip_and_explain(priors):

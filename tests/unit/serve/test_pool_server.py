@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-
 from tandem.serve.pool_server import first_then_batched
 
 

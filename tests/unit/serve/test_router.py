@@ -163,7 +163,7 @@ def test_batch_tier_spills_to_the_cheapest_pool_over_its_budget(tmp_path):
     for second in (1.0, 2.0):  # $0.02 within 60 s: $1.20/h
         router.finished(fast, batch, second, 0.01, 16, e2e_ms=120.0, ttft_ms=30.0, tpot_ms=6.0)
     spilled = router.choose(batch, router.states(ROUTES), 3.0, "b1")
-    assert spilled.pool == "cheap" and spilled.slo_miss
+    assert spilled.pool == "cheap" and spilled.predicted_slo_miss
     assert "budget" in spilled.reason
     interactive = router.choose(SHORT, router.states(ROUTES), 3.0, "i1")
     assert "budget" not in interactive.reason  # another tier's cap
@@ -181,7 +181,7 @@ def test_spend_under_the_budget_does_not_spill(tmp_path):
 
 def test_idle_interactive_request_goes_to_the_cheapest_pool_meeting_targets(router):
     decision = router.choose(SHORT, router.states(ROUTES), 0.0, "r")
-    assert decision.pool == "cheap" and not decision.slo_miss
+    assert decision.pool == "cheap" and not decision.predicted_slo_miss
     assert candidate(decision, "cheap").meets_slo and candidate(decision, "fast").meets_slo
     assert candidate(decision, "cheap").cost_usd < candidate(decision, "fast").cost_usd
     assert decision.predicted_ttft_ms == pytest.approx(40.0)
@@ -190,7 +190,7 @@ def test_idle_interactive_request_goes_to_the_cheapest_pool_meeting_targets(rout
 def test_a_busy_cheap_pool_sends_interactive_requests_to_fast(router):
     router.in_flight["cheap"] = 40
     decision = router.choose(SHORT, router.states(ROUTES), 0.0, "r")
-    assert decision.pool == "fast" and not decision.slo_miss
+    assert decision.pool == "fast" and not decision.predicted_slo_miss
     assert not candidate(decision, "cheap").meets_slo
 
 

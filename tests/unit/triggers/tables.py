@@ -12,7 +12,9 @@ def request(request_id: str, ago: float, **fields) -> dict:
               "model_version": 3, "pool": "fast", "tier": "standard", "stream": False,
               "prompt_tokens": 12, "completion_tokens": 5, "ttft_ms": 20.0, "tpot_ms": 4.0,
               "e2e_ms": 41.5, "status": 200, "cost_usd": 1e-6,
-              "routing_reason": "cheapest meeting TTFT<=500ms TPOT<=50ms", "slo_miss": False,
+              "routing_reason": "cheapest meeting TTFT<=500ms TPOT<=50ms", "predicted_slo_miss": False,
+              "ttft_target_ms": 500.0, "tpot_target_ms": 50.0, "predicted_ttft_ms": 18.0,
+              "predicted_tpot_ms": 4.0, "slo_met": True,
               "prompt": f"translate: {request_id} =>", "response": " fipo"}
     record.update(fields)
     return record

@@ -110,17 +110,19 @@ def test_new_labels_fire_at_k_corrections():
 
 def test_latency_cost_only_ever_alerts():
     alert = LatencyCostAlert()
-    slow = alert.evaluate(window(requests=500, slo_misses=60, slo_miss_target=0.05), TriggerState(), NOW)
+    slow = alert.evaluate(window(requests=500, slo_judged=400, slo_misses=60, slo_miss_target=0.05),
+                          TriggerState(), NOW)
     assert slow.fired and slow.action == "alert"
-    assert slow.reason == ("SLO misses 12.0% of 500 requests vs target 5.0%; "
+    assert slow.reason == ("SLO misses 15.0% of 400 requests judged vs target 5.0%; "
                            "run `tandem plan` to size the GPU mix")
     costly = alert.evaluate(window(requests=500, cost_per_request_usd=2e-4, cost_target_usd=1e-4),
                             TriggerState(), NOW)
     assert costly.fired and costly.action == "alert" and "cost $0.000200 per request" in costly.reason
-    fine = alert.evaluate(window(requests=500, slo_misses=10, slo_miss_target=0.05,
+    fine = alert.evaluate(window(requests=500, slo_judged=500, slo_misses=10, slo_miss_target=0.05,
                                  cost_per_request_usd=5e-5, cost_target_usd=1e-4), TriggerState(), NOW)
     assert not fine.fired and fine.action == "none"
-    few = alert.evaluate(window(requests=10, slo_misses=10, slo_miss_target=0.05), TriggerState(), NOW)
+    few = alert.evaluate(window(requests=10, slo_judged=10, slo_misses=10, slo_miss_target=0.05),
+                         TriggerState(), NOW)
     assert not few.fired
     assert alert.evaluate(window(requests=500), TriggerState(), NOW).reason == "no latency or cost target set"
 

@@ -18,7 +18,8 @@ NOW = 1_740_000_000.0
 HOUR = 3600.0
 LABELLED = TriggerWindow(model="tandem-tiny", model_version=3, corrections_since_training=5)
 QUIET = TriggerWindow(model="tandem-tiny", model_version=3, requests=500)
-SLOW = TriggerWindow(model="tandem-tiny", model_version=3, requests=100, slo_misses=50,
+SLOW = TriggerWindow(model="tandem-tiny", model_version=3, requests=100, slo_judged=100,
+                     slo_misses=50,
                      slo_miss_target=0.05)
 
 

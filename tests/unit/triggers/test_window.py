@@ -93,22 +93,23 @@ def test_feedback_on_a_request_missing_from_the_table_uses_the_stored_copy():
 def test_traffic_measures_cover_the_models_answered_requests_in_the_window():
     chat = json.dumps([{"role": "user", "content": "translate: storm moon"}])
     requests = requests_table(
-        request("ok", 100, cost_usd=2e-6),
+        request("ok", 100, cost_usd=2e-6, slo_met=False),  # predicted to meet, measured a miss
         request("miss", 90, cost_usd=4e-6,
-                routing_reason="no pool meets TTFT<=500ms TPOT<=50ms: fastest", slo_miss=True),
+                routing_reason="no pool meets TTFT<=500ms TPOT<=50ms: fastest",
+                predicted_slo_miss=True, slo_met=True),  # predicted to miss, measured in time
         request("saturated", 80, cost_usd=6e-6, model_version=2,
                 routing_reason="all pools saturated; no pool meets TTFT<=5ms TPOT<=5ms: fastest",
-                slo_miss=True),
+                predicted_slo_miss=True, slo_met=False),
         request("budget", 70, cost_usd=8e-6, prompt=chat,
                 routing_reason="batch tier budget reached ($2.00/h >= $1.00/h): cheapest pool",
-                slo_miss=True),
+                predicted_slo_miss=True, slo_met=None),  # not judged
         request("capped", 60, cost_usd=1e-5, prompt=None,
                 routing_reason="no pool within max cost $1e-09: cheapest"),
-        request("error", 50, status=503, cost_usd=0.0),
+        request("error", 50, status=503, cost_usd=0.0, slo_met=None),
         request("stale", 2 * HOUR), request("other", 40, model="other-model"))
     window = gather(requests, feedback_table(), cost_target_usd=1e-5)
     assert window.requests == 5
-    assert window.slo_misses == 3
+    assert (window.slo_judged, window.slo_misses) == (4, 2)  # outcomes, not predictions
     assert window.cost_per_request_usd == pytest.approx(6e-6)
     assert window.prompts == ("translate: ok =>", "translate: miss =>",
                               "translate: saturated =>", "translate: storm moon")

@@ -1,7 +1,8 @@
 """The last stage: each answered request booked exactly once.
 
-Metrics, the router's observation of the pool's latency and the request's spend (200s
-only), and the request-log row, errors included. The cost is estimated from the pool's
+Metrics (the SLO outcome among them, judged from the measurement), the router's
+observation of the pool's latency and the request's spend (200s only), and the
+request-log row, errors included. The cost is estimated from the pool's
 price, the request's time in it and the requests it shared the pool with.
 """
 
@@ -44,5 +45,9 @@ class Accounting:
         ttft_s = exchange.ttft_s if status == 200 and exchange.stream else None
         self._metrics.request_done(labels, str(status), elapsed, ttft_s, exchange.usage,
                                    exchange.cost_usd)
-        self._requests.append(exchange.record(elapsed))
+        record = exchange.record(elapsed)
+        if exchange.pool is not None:
+            self._metrics.slo_outcome(labels["model"], exchange.pool, exchange.features.tier,
+                                      record["slo_met"])
+        self._requests.append(record)
         return exchange.cost_usd

@@ -99,7 +99,7 @@ class TandemIngress(OpenAiIngress):
         self._dispatcher = Dispatcher(self._router, metrics, limits.max_queued_requests)
         self._accounting = Accounting(self._router, metrics, self._requests)
         self._watch = PoolWatch(route_table.get_or_create(table), f"{os.getpid()}-{id(self)}",
-                                self._router, self._dispatcher.handle)
+                                self._router, self._dispatcher.handle, metrics)
 
     def __del__(self) -> None:
         self._requests.close()

@@ -93,9 +93,10 @@ class Dispatcher:
         except NoHealthyPool:
             raise RequestError(503, "no healthy pool can take this request") from None
         self._metrics.decision(decision.pool, exchange.model, exchange.features.tier,
-                               decision.slo_miss)
+                               decision.predicted_slo_miss)
         route = pools[decision.pool]
-        exchange.routed(decision, route, next(s for s in states if s.name == decision.pool))
+        exchange.routed(decision, route, next(s for s in states if s.name == decision.pool),
+                        router.routing.latency_targets(exchange.features))
         router.in_flight[decision.pool] += 1
         try:
             stream = getattr(self.handle(route), kind).remote(

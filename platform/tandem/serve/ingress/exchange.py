@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tandem.routing import PoolState, RequestFeatures
+from tandem.routing.outcome import slo_met
 from tandem.serve.validation import estimate_cost_usd
 
 
@@ -23,7 +24,11 @@ class Exchange:
         self.pool: str | None = None
         self.version: int | None = None
         self.reason = ""
-        self.slo_miss: bool | None = None
+        self.ttft_target_ms: float | None = None
+        self.tpot_target_ms: float | None = None
+        self.predicted_ttft_ms: float | None = None
+        self.predicted_tpot_ms: float | None = None
+        self.predicted_slo_miss: bool | None = None
         self.state: PoolState | None = None
         self.price_per_hour = 0.0
         self.concurrency = 1
@@ -35,11 +40,17 @@ class Exchange:
         self.released = False
         self.finished = False
 
-    def routed(self, decision, route: dict[str, Any], state: PoolState) -> None:
+    def routed(self, decision, route: dict[str, Any], state: PoolState,
+               targets: tuple[float, float]) -> None:
+        """Sent to `decision.pool` against `targets` (TTFT, TPOT ms: the request's own, else
+        its tier's)."""
         self.pool = decision.pool
+        self.ttft_target_ms, self.tpot_target_ms = targets
+        self.predicted_ttft_ms = decision.predicted_ttft_ms
+        self.predicted_tpot_ms = decision.predicted_tpot_ms
         self.version = int(route["version"])
         self.reason = decision.reason
-        self.slo_miss = decision.slo_miss
+        self.predicted_slo_miss = decision.predicted_slo_miss
         self.state = state
         self.price_per_hour = route["price_per_hour"]
         self.concurrency = state.in_flight + state.queued + 1
@@ -63,6 +74,12 @@ class Exchange:
             return None
         return (elapsed_s - self.ttft_s) / (out - 1) * 1e3
 
+    def slo_met(self, elapsed_s: float) -> bool | None:
+        """Whether what was measured met the targets it was routed against."""
+        return slo_met(self.status, self.stream, self.ttft_target_ms, self.tpot_target_ms,
+                       self.ttft_ms(), self.tpot_ms(elapsed_s), elapsed_s * 1e3,
+                       self.output_tokens())
+
     def record(self, elapsed_s: float) -> dict[str, Any]:
         """The request-log row (`tandem.telemetry.schema.REQUEST_SCHEMA`)."""
         return {
@@ -74,6 +91,9 @@ class Exchange:
             "ttft_ms": self.ttft_ms() if self.status == 200 and self.stream else None,
             "tpot_ms": self.tpot_ms(elapsed_s) if self.status == 200 and self.stream else None,
             "e2e_ms": elapsed_s * 1e3, "status": self.status, "cost_usd": self.cost_usd,
-            "routing_reason": self.reason, "slo_miss": self.slo_miss, "prompt": self.prompt,
-            "response": self.response,
+            "routing_reason": self.reason, "ttft_target_ms": self.ttft_target_ms,
+            "tpot_target_ms": self.tpot_target_ms, "predicted_ttft_ms": self.predicted_ttft_ms,
+            "predicted_tpot_ms": self.predicted_tpot_ms,
+            "predicted_slo_miss": self.predicted_slo_miss, "slo_met": self.slo_met(elapsed_s),
+            "prompt": self.prompt, "response": self.response,
         }

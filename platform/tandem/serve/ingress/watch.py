@@ -8,6 +8,8 @@
   come from the controller's raw instance details: `serve.status()` builds pydantic
   models that pickle each deployment's request router class, which took a quarter of this
   replica's CPU under load.
+- Each pool's price and running replicas are exported (`ray_tandem_pool_price_per_hour`,
+  `ray_tandem_pool_replicas`): their product is the pool's rent.
 - A failed pool gets its traffic back once a health check answers; an idle pool the router
   has not observed lately gets a one-token probe (user requests are never probes).
 """
@@ -26,6 +28,7 @@ from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 
 from tandem.routing import RequestFeatures
+from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
 from tandem.serve.validation import estimate_prompt_tokens
 
@@ -50,12 +53,14 @@ def running_replicas(details: dict[str, Any]) -> dict[tuple[str, str], int]:
 class PoolWatch:
     """The background task of one ingress replica; `table` and `epoch` are what it last applied."""
 
-    def __init__(self, table_actor, replica: str, router: PoolRouter, handle) -> None:
+    def __init__(self, table_actor, replica: str, router: PoolRouter, handle,
+                 metrics: ServeMetrics) -> None:
         import ray
 
         self._actor = table_actor
         self._replica = replica
         self._router = router
+        self._metrics = metrics
         self._handle = handle  # route -> streaming deployment handle
         self.epoch, self.table = ray.get(table_actor.snapshot.remote(0))
         self._task: asyncio.Task | None = None
@@ -95,6 +100,8 @@ class PoolWatch:
                 yield model, pool, route
 
     async def _mark_dead_pools(self) -> None:
+        """Mark down each pool without a RUNNING replica; export each pool's price and running
+        replicas (its canary's included), whose product is what the pool rents."""
         from ray.serve.context import _get_global_client
 
         try:
@@ -102,9 +109,18 @@ class PoolWatch:
         except Exception:  # the controller is busy or restarting: judge again next poll
             return
         running = running_replicas(details)
-        for _, pool, route in self._routes():
-            if running.get((route["app"], route["deployment"])) == 0:
-                self._router.failed(pool)
+        rent: dict[str, tuple[float, int]] = {}
+        for entry in self.table["models"].values():
+            canary = (entry.get("canary") or {}).get("pools") or {}
+            for routes, champion in ((entry["pools"], True), (canary, False)):
+                for pool, route in routes.items():
+                    count = running.get((route["app"], route["deployment"]))
+                    if champion and count == 0:
+                        self._router.failed(pool)
+                    price, replicas = rent.get(pool, (route["price_per_hour"], 0))
+                    rent[pool] = (price, replicas + (count or 0))
+        for pool, (price, replicas) in rent.items():
+            self._metrics.pool(pool, price, replicas)
 
     async def _probe_down_pools(self) -> None:
         from ray import serve
