@@ -108,7 +108,7 @@ def make_plan(trace: Trace, catalog: Catalog, model: ModelProfile, precision: st
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
-    """The JSON contract (DESIGN.md "plan JSON") plus detail for reports."""
+    """The plan JSON contract (README, `tandem plan --json`) plus detail for reports."""
     sim = plan.best.simulation
     savings = plan.savings
     return {

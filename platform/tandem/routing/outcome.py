@@ -1,11 +1,16 @@
 """Whether a request met its latency targets, judged from what was measured.
 
 The router's decision only *predicts* that a pool meets a request's targets; this is
-the outcome that SLO metrics, attainment figures and the latency trigger count. Pure, so
-the ingress, the benchmarks and the tests judge a request the same way.
+the outcome that SLO metrics, attainment figures and the latency trigger count, and
+`ttft_calibration` compares the two. Pure, so the ingress, the benchmarks and the tests
+judge a request the same way.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from statistics import median
 
 
 def slo_met(status: int, stream: bool, ttft_target_ms: float | None,
@@ -27,3 +32,32 @@ def slo_met(status: int, stream: bool, ttft_target_ms: float | None,
         return ttft_ok and tpot_ok
     budget = (ttft_target_ms or 0.0) + (tpot_target_ms or 0.0) * max(0, completion_tokens - 1)
     return e2e_ms <= budget
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How well one pool's TTFT predictions matched measurements."""
+
+    pool: str
+    requests: int  # the requests the figures rest on (after the skipped first ones)
+    median_error: float  # median of |predicted - measured| / measured
+    predicted_p50_ms: float
+    measured_p50_ms: float
+
+
+def ttft_calibration(rows: Iterable[Mapping], skip_first: int = 20) -> dict[str, Calibration]:
+    """Per pool, the TTFT prediction logged at decision time against the TTFT measured, over
+    each pool's requests after its first `skip_first` (request-log rows in time order; rows
+    without both figures are left out)."""
+    by_pool: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if row.get("pool") and row.get("predicted_ttft_ms") and row.get("ttft_ms"):
+            by_pool.setdefault(row["pool"], []).append((row["predicted_ttft_ms"], row["ttft_ms"]))
+    out = {}
+    for pool, pairs in sorted(by_pool.items()):
+        pairs = pairs[skip_first:]
+        if pairs:
+            out[pool] = Calibration(
+                pool, len(pairs), median(abs(p - m) / m for p, m in pairs),
+                median(p for p, _ in pairs), median(m for _, m in pairs))
+    return out

@@ -1,7 +1,7 @@
 """Request checks the ingress does before any engine sees a request.
 
 Pure functions of the parsed body and headers, so bad input is answered with the
-status and OpenAI error body of DESIGN.md's contract, never a 5xx, and unit tests
+status and OpenAI error body of the HTTP contract (README), never a 5xx, and unit tests
 need no server. Accepted fields are OpenAI's plus vLLM's sampling extensions:
 exactly the fields of vLLM's own request models.
 """

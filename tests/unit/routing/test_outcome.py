@@ -26,3 +26,17 @@ def test_no_target_or_no_success_is_not_judged():
     assert slo_met(200, True, None, None, 10.0, 1.0, 20.0, 8) is None
     for status in (400, 429, 499, 502, 503):
         assert slo_met(status, True, 50.0, 10.0, 10.0, 1.0, 20.0, 8) is None
+
+
+def test_ttft_calibration_skips_each_pools_first_requests_and_takes_medians():
+    from tandem.routing.outcome import ttft_calibration
+
+    rows = [{"pool": "fast", "predicted_ttft_ms": 10.0, "ttft_ms": 100.0}] * 3  # learning
+    rows += [{"pool": "fast", "predicted_ttft_ms": p, "ttft_ms": 50.0} for p in (40, 55, 75)]
+    rows += [{"pool": "cheap", "predicted_ttft_ms": 30.0, "ttft_ms": None},  # not streamed
+             {"pool": None, "predicted_ttft_ms": None, "ttft_ms": 20.0}]  # a 400
+    calibration = ttft_calibration(rows, skip_first=3)
+    assert list(calibration) == ["fast"]
+    fast = calibration["fast"]
+    assert fast.requests == 3 and fast.median_error == 0.2  # errors 0.2, 0.1, 0.5
+    assert (fast.predicted_p50_ms, fast.measured_p50_ms) == (55.0, 50.0)
