@@ -1,7 +1,10 @@
-"""`tandem route explain`: why recent requests went to the pools they did.
+"""`tandem route explain`: why recent requests went to the pools they did, and how right
+the router's predictions were.
 
 The ingress writes its decision log to `$TANDEM_HOME/routing/decisions.jsonl`; this
-verb prints the last N with every candidate pool's predicted TTFT, TPOT and cost.
+verb prints the last N with every candidate pool's predicted TTFT, TPOT and cost, then
+each pool's calibration from the request log: the TTFT predicted at decision time
+against the TTFT measured, and how many requests that rests on.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 from pathlib import Path
 
 DECISIONS_FILE = Path("routing") / "decisions.jsonl"
+SKIP_FIRST = 20  # a pool's first requests are what the router learns from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,16 +24,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="How many of the most recent decisions (default 10).")
     explain.add_argument("--file", type=Path, default=None, metavar="PATH",
                          help="Decision log to read (default $TANDEM_HOME/routing/decisions.jsonl).")
+    explain.add_argument("--telemetry", default=None, metavar="ROOT",
+                         help="Request log root for the calibration (default $TANDEM_HOME/telemetry; "
+                              "the Serve config's telemetry.root if it sets one).")
 
 
 def run(args: argparse.Namespace) -> int:
     from tandem.errors import UserError
     from tandem.routing.log import format_explain, parse_jsonl
+    from tandem.routing.outcome import format_calibration, ttft_calibration
     from tandem.settings import load_settings
+    from tandem.telemetry.request_log import read_requests
 
     if args.last < 1:
         raise UserError(f"--last must be at least 1, got {args.last}")
-    path = args.file or load_settings().home / DECISIONS_FILE
+    home = load_settings().home
+    path = args.file or home / DECISIONS_FILE
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -42,4 +52,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"no routing decisions in {path} yet")
         return 0
     print(format_explain(records))
+    telemetry = args.telemetry or str(home / "telemetry")
+    try:
+        rows = read_requests(telemetry).to_pylist()
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the request log under {telemetry}: {error}") from None
+    print()
+    print(format_calibration(ttft_calibration(rows, SKIP_FIRST), SKIP_FIRST))
     return 0

@@ -61,3 +61,18 @@ def ttft_calibration(rows: Iterable[Mapping], skip_first: int = 20) -> dict[str,
                 pool, len(pairs), median(abs(p - m) / m for p, m in pairs),
                 median(p for p, _ in pairs), median(m for _, m in pairs))
     return out
+
+
+def format_calibration(calibration: Mapping[str, Calibration], skip_first: int) -> str:
+    """`tandem route explain`'s calibration table: one line per pool."""
+    if not calibration:
+        return (f"calibration: no pool has more than {skip_first} streamed requests with a "
+                "logged prediction yet")
+    lines = [f"calibration (TTFT, ingress clock; each pool's requests after its first "
+             f"{skip_first}):",
+             f"  {'pool':<12} {'requests':>8} {'median |err|':>12} {'predicted p50':>13} "
+             f"{'measured p50':>12}"]
+    for row in calibration.values():
+        lines.append(f"  {row.pool:<12} {row.requests:>8} {row.median_error:>12.1%} "
+                     f"{row.predicted_p50_ms:>10.1f} ms {row.measured_p50_ms:>9.1f} ms")
+    return "\n".join(lines)

@@ -29,3 +29,25 @@ def test_route_explain_with_file_and_user_errors(tmp_path, monkeypatch, capsys):
     assert main(["route", "explain"]) == 2  # nothing recorded under TANDEM_HOME yet
     assert "no routing decisions" in capsys.readouterr().err
     assert main(["route", "explain", "--file", str(path), "--last", "0"]) == 2
+
+
+def test_route_explain_shows_each_pools_calibration_from_the_request_log(tmp_path, monkeypatch,
+                                                                         capsys):
+    from tandem.telemetry.request_log import RequestLog
+
+    from tests.unit.triggers.tables import request
+
+    monkeypatch.setenv("TANDEM_HOME", str(tmp_path))
+    write_log(tmp_path / "routing" / "decisions.jsonl", 1)
+    assert main(["route", "explain"]) == 0
+    assert "no pool has more than 20" in capsys.readouterr().out
+
+    log = RequestLog(str(tmp_path / "telemetry"), flush_rows=1)
+    for index in range(30):  # 20 to learn from, then predicted 30 ms, measured 25 ms
+        log.append(request(f"r{index}", 100 - index, pool="fast", stream=True,
+                           predicted_ttft_ms=30.0, ttft_ms=25.0))
+    log.close()
+    assert main(["route", "explain"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.strip().startswith("fast"))
+    assert line.split()[1:3] == ["10", "20.0%"]
