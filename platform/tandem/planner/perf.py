@@ -35,8 +35,6 @@ class ReplicaModel:
         step(B, K) = overhead + max(mem_fixed + mem_per_token * K, flop_per_token * B)
     Prefill of P prompt tokens (riding along with a decode of the running batch):
         overhead + max(memory part, flop_per_token * (P + B) + attn_per_token2 * sum(L^2))
-    A request's first token also waits `request_overhead`: the serving path's own latency
-    (HTTP, the ingress, the hops to the engine), fixed per request and spent off the engine.
     """
 
     gpu: str
@@ -53,7 +51,6 @@ class ReplicaModel:
     mem_per_token: float
     flop_per_token: float
     attn_per_token2: float
-    request_overhead: float = 0.0
 
     def decode_step(self, batch: int, kv_tokens: float) -> float:
         return self.overhead + max(self.mem_fixed + self.mem_per_token * kv_tokens,

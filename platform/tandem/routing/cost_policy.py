@@ -83,7 +83,7 @@ class LatencyCostPolicy:
             name = pool.name
             # `latency._roofline`, inlined (a call per pool is a third of the budget);
             # tests/unit/routing/test_cost_policy.py checks the two agree.
-            overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs, path = (
+            overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs = (
                 cache.get(name) or latency._constants(pool))
             running = pool.in_flight / replicas
             waiting = queued / replicas
@@ -93,10 +93,9 @@ class LatencyCostPolicy:
             step = overhead + (memory if memory > compute else compute)
             prefill_compute = flop * (prompt + running) + attn * attention
             prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
-            prefill = overhead + (prefill_compute if prefill_compute > prefill_memory
+            service = overhead + (prefill_compute if prefill_compute > prefill_memory
                                   else prefill_memory)
-            queue = waiting * prefill
-            service = path + prefill
+            queue = waiting * service
             step += running * prefill_compute / (output if output > 32 else 32)
             slots = kv_capacity // size if size > 0 else max_seqs
             if slots > max_seqs:

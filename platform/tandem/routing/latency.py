@@ -36,21 +36,19 @@ _QUEUE_SHARE_FOR_QUEUE_UPDATE = 0.2  # learn the queue ratio only where waiting 
 def flat_prior(ttft_ms: float, tpot_ms: float, price_per_hour: float, *,
                name: str = "custom", reference_prompt_tokens: int = 512,
                max_num_seqs: int = 16, kv_capacity: int = 131_072,
-               context_length: int = 4096, overhead_ms: float = 0.0) -> ReplicaModel:
+               context_length: int = 4096) -> ReplicaModel:
     """A prior for hardware the catalog does not describe (e.g. the local CPU pools).
 
-    Idle TTFT is `ttft_ms` for a `reference_prompt_tokens` prompt: `overhead_ms` fixed (the
-    serving path's own latency) plus a part linear in the prompt; decode is `tpot_ms` per
-    step until the batch turns it compute-bound. Observations correct it like any other
-    prior.
+    Idle TTFT is `ttft_ms` for a `reference_prompt_tokens` prompt (linear in the prompt),
+    decode is `tpot_ms` per step until the batch turns it compute-bound. Observations
+    correct it like any other prior.
     """
-    per_prompt_ms = max(ttft_ms - overhead_ms, 0.05 * ttft_ms)
     return ReplicaModel(
         gpu=name, model=name, precision="fp16", precision_note="measured prior", tp=1,
         price_per_hour=price_per_hour, kv_capacity=kv_capacity, max_num_seqs=max_num_seqs,
         context_length=context_length, overhead=0.0, mem_fixed=tpot_ms / 1e3,
-        mem_per_token=0.0, flop_per_token=per_prompt_ms / 1e3 / reference_prompt_tokens,
-        attn_per_token2=0.0, request_overhead=min(overhead_ms, ttft_ms) / 1e3)
+        mem_per_token=0.0, flop_per_token=ttft_ms / 1e3 / reference_prompt_tokens,
+        attn_per_token2=0.0)
 
 
 class Prediction(NamedTuple):
@@ -58,7 +56,7 @@ class Prediction(NamedTuple):
 
     ttft_ms: float
     tpot_ms: float
-    busy_s: float  # time the request holds: service (serving path included) + every decode step
+    busy_s: float  # replica time the request occupies: prefill + every decode step
     concurrency: float  # sequences sharing those steps (the batch it joins, itself included)
 
 
@@ -113,7 +111,7 @@ class LatencyModel:
             m = self.prior_for(pool)
             constants = self._cache[pool.name] = (
                 m.overhead, m.mem_fixed, m.mem_per_token, m.flop_per_token, m.attn_per_token2,
-                m.kv_capacity, m.max_num_seqs, m.request_overhead)
+                m.kv_capacity, m.max_num_seqs)
         return constants
 
     def _priors(self, pool: PoolState, request: RequestFeatures) -> tuple[float, float, float, float]:
@@ -224,10 +222,8 @@ def _roofline(constants: tuple, in_flight: int, queued: int, replicas: int, prom
     replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
     batch is full). The decode step also carries the prefills of the batch mates' successors:
     each running sequence is replaced once per lifetime (~`output` steps), and that prefill
-    stalls every decode. The request's fixed serving-path overhead is part of its service
-    time but not of the engine time the requests queued ahead of it hold.
-    Returns (service s, queue wait s, decode step s, batch it joins)."""
-    overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs, path = constants
+    stalls every decode. Returns (prefill s, queue wait s, decode step s, batch it joins)."""
+    overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs = constants
     if replicas < 1:
         replicas = 1
     running = in_flight / replicas
@@ -239,8 +235,8 @@ def _roofline(constants: tuple, in_flight: int, queued: int, replicas: int, prom
     step = overhead + (memory if memory > compute else compute)
     prefill_compute = flop * (prompt + running) + attn * prompt * prompt
     prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
-    prefill = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
-    queue = waiting * prefill
+    service = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
+    queue = waiting * service
     step += running * prefill_compute / (output if output > 32 else 32)
     size = prompt + output
     slots = kv_capacity // size if size > 0 else max_seqs
@@ -249,4 +245,4 @@ def _roofline(constants: tuple, in_flight: int, queued: int, replicas: int, prom
     excess = batch + waiting - slots
     if excess > 0:
         queue += excess / (slots if slots > 0 else 1) * output * step
-    return path + prefill, queue, step, batch
+    return service, queue, step, batch

@@ -86,11 +86,6 @@ class PoolConfig(StrictConfig):
     prior: LatencyPrior | None = Field(
         None, description="The router's starting latency estimate; required for cpu pools "
         "(GPU pools derive theirs from the catalog and `model_profile`).")
-    overhead_ms: float = Field(
-        20.0, ge=0, description="The serving path's own share of a request's TTFT (HTTP, the "
-        "ingress, the hops to the engine), fixed per request; the router starts from it and "
-        "learns the rest. 20 ms: the local stack's idle TTFT on the ingress clock (~26 ms) "
-        "less the engine's own (~5 ms for a short prompt, vLLM's server alone).")
 
     @model_validator(mode="after")
     def _cpu_needs_kv_size(self) -> PoolConfig:

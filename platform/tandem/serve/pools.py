@@ -34,9 +34,8 @@ class Route:
 def pool_app_name(model_name: str, pool: str, version: int, spec: PoolConfig) -> str:
     """`<model>-<pool>-v<version>-<config hash>`: a changed pool config is a new application,
     so `tandem deploy` starts it beside the old one instead of keeping the stale one (the
-    router's `prior` and `overhead_ms` are not part of the engine, so changing them restarts
-    nothing)."""
-    engine_side = spec.model_copy(update={"prior": None, "overhead_ms": 0.0})
+    router's `prior` is not part of the engine, so changing it restarts nothing)."""
+    engine_side = spec.model_copy(update={"prior": None})
     return f"{model_name}-{pool}-v{version}-{engine_side.config_hash()[:6]}"
 
 

@@ -32,14 +32,12 @@ MAX_DECISIONS_FILE_BYTES = 20 * 1024 * 1024
 
 
 def pool_prior(pool: PoolConfig, model_profile: str | None) -> ReplicaModel:
-    """The latency model a pool starts from: its configured prior, or the catalog roofline,
-    with the pool's fixed serving-path overhead on every request's first token."""
+    """The latency model a pool starts from: its configured prior, or the catalog roofline."""
     if pool.prior is not None:
         return flat_prior(pool.prior.ttft_ms, pool.prior.tpot_ms, pool.price_per_hour,
                           name=pool.gpu, reference_prompt_tokens=32,
                           max_num_seqs=pool.engine.max_num_seqs,
-                          context_length=pool.engine.max_model_len,
-                          overhead_ms=pool.overhead_ms)
+                          context_length=pool.engine.max_model_len)
     from tandem.catalog import load_catalog
     from tandem.planner.perf import build_replica_model
 
@@ -48,8 +46,7 @@ def pool_prior(pool: PoolConfig, model_profile: str | None) -> ReplicaModel:
     precision = pool.engine.quantization or ("fp16" if pool.engine.dtype == "float16" else "bf16")
     prior = build_replica_model(catalog, pool.gpu, model, precision)
     return replace(prior, max_num_seqs=pool.engine.max_num_seqs,
-                   context_length=min(model.context_length, pool.engine.max_model_len),
-                   request_overhead=pool.overhead_ms / 1e3)
+                   context_length=min(model.context_length, pool.engine.max_model_len))
 
 
 def build_policy(config: ServeAppConfig):

@@ -103,26 +103,6 @@ def test_flat_prior_for_local_pools():
     assert prediction.tpot_ms == pytest.approx(15.0, rel=0.1)
 
 
-def test_a_fixed_serving_path_overhead_does_not_grow_with_load_or_queue_wait():
-    """Local pools' TTFT is mostly the serving path; without a fixed term the prior put it
-    all on the prompt, so a short prompt beside 3 running requests was predicted ~60 %
-    slower than idle (measured: no slower)."""
-    short = RequestFeatures(prompt_tokens=5, max_tokens=16)
-    with_path = LatencyModel({"cpu": flat_prior(30.0, 6.0, 0.4, name="cpu",
-                                                reference_prompt_tokens=32, overhead_ms=20.0)})
-    without = LatencyModel({"cpu": flat_prior(30.0, 6.0, 0.4, name="cpu",
-                                              reference_prompt_tokens=32)})
-    idle = with_path.predict(pool("cpu"), short, 0.0)
-    engine_ms = 6.0  # the prompt's part (10 ms x 5/32) is below the flat prior's step floor
-    assert idle.ttft_ms == pytest.approx(20.0 + engine_ms)
-    busy = with_path.predict(pool("cpu", in_flight=8), short, 0.0)
-    assert busy.ttft_ms / idle.ttft_ms < 1.1
-    assert (without.predict(pool("cpu", in_flight=8), short, 0.0).ttft_ms
-            / without.predict(pool("cpu"), short, 0.0).ttft_ms) > 1.5
-    queued = with_path.predict(pool("cpu", queued=2), short, 0.0)  # waits for 2 engine services
-    assert queued.ttft_ms - idle.ttft_ms == pytest.approx(2 * engine_ms)
-
-
 def predicted_e2e_ms(prediction, request):
     return prediction.ttft_ms + (request.max_tokens - 1) * prediction.tpot_ms
 

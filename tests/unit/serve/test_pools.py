@@ -26,16 +26,6 @@ def test_gpu_pool_uses_accelerator_type_and_autoscaling():
     resized = pool.model_copy(update={"num_replicas": pool.num_replicas + 1})
     assert route_for("tandem-tiny", 3, "h100", resized).app != route.app  # a changed pool redeploys
     assert route_for("tandem-tiny", 3, "h100", pool).app == route.app
-    router_only = pool.model_copy(update={"overhead_ms": 5.0, "prior": {"ttft_ms": 9, "tpot_ms": 1}})
-    assert route_for("tandem-tiny", 3, "h100", router_only).app == route.app  # no engine restart
-
-
-def test_pool_replicas_use_tandems_pool_server():
-    from tandem.serve.pool_server import PoolServer
-
-    pool = PoolConfig.model_validate({"price_per_hour": 0.1, "engine": {
-        "kv_cache_memory_bytes": 1 << 27}})
-    assert llm_config("tandem-tiny", "/m", "cheap", pool).server_cls is PoolServer
 
 
 def test_engines_skip_rays_download_step_only_for_a_model_on_disk(tmp_path):

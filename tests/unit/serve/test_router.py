@@ -298,9 +298,7 @@ def test_a_baseline_policy_routes_logs_and_takes_feedback(tmp_path):
 
 def test_pool_prior_of_a_cpu_pool_is_its_configured_prior(config):
     prior = pool_prior(config.pools["fast"], None)
-    overhead = config.pools["fast"].overhead_ms / 1e3  # the serving path's share of idle TTFT
-    assert prior.request_overhead == pytest.approx(overhead) and overhead > 0
-    assert prior.request_overhead + prior.prefill_time(32) == pytest.approx(0.030)
+    assert prior.prefill_time(32) == pytest.approx(0.030)
     assert prior.decode_step(1, 0) == pytest.approx(0.006)
     assert prior.max_num_seqs == 32 and prior.context_length == 128
     assert prior.price_per_hour == 0.40
@@ -311,7 +309,6 @@ def test_pool_prior_of_a_gpu_pool_comes_from_the_catalog():
     prior = pool_prior(pool, "llama-3.1-8b")
     assert isinstance(prior, ReplicaModel)
     assert prior.gpu == "H100" and prior.model == "llama-3.1-8b"
-    assert prior.request_overhead == pytest.approx(pool.overhead_ms / 1e3)
     assert prior.precision == "bf16"
     fp8 = pool_prior(PoolConfig(gpu="H100", price_per_hour=2.1,
                                 engine={"quantization": "fp8"}), "llama-3.1-8b")
