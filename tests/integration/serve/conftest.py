@@ -15,13 +15,17 @@ REPO = Path(__file__).resolve().parents[3]
 MODEL = "tandem-serve"
 LIMITED_KEY = {"name": "limited-tenant", "key": "tdm-test-limited", "requests_per_s": 0.5,
                "burst": 3}
+# For load runs that test serving, not the rate limit: 16 clients of short streams send more
+# than the default key's 50 requests/s.
+LOAD_KEY = {"name": "load-test", "key": "tdm-test-load", "requests_per_s": 1000.0, "burst": 2000}
 MAX_QUEUED = 8  # waiting requests per pool replica beyond its batch slots; then 503
 
 
 @pytest.fixture(scope="package")
 def served(stack, registered) -> Iterator:
-    """The Serve stack from apps/serve.local.yaml, answering on stack.api_url, with one more
-    inference key (a tenant with a low rate limit) and a short queue, so limits can be hit."""
+    """The Serve stack from apps/serve.local.yaml, answering on stack.api_url, with two more
+    inference keys (a tenant with a low rate limit; a load generator with a high one) and a
+    short queue, so limits can be hit."""
     import json
 
     from tandem.auth import keys_file
@@ -30,8 +34,9 @@ def served(stack, registered) -> Iterator:
 
     path = keys_file(stack.home)
     keys = json.loads(path.read_text())
-    if LIMITED_KEY not in keys["api_keys"]:
-        keys["api_keys"].append(LIMITED_KEY)
+    missing = [key for key in (LIMITED_KEY, LOAD_KEY) if key not in keys["api_keys"]]
+    if missing:
+        keys["api_keys"].extend(missing)
         path.write_text(json.dumps(keys))
     deploy(load_serve_config(REPO / "apps" / "serve.local.yaml", {
         "model": f"models:/{MODEL}@champion", "limits": {"max_queued_requests": MAX_QUEUED}}),
