@@ -1,4 +1,6 @@
-"""`platform/` must never shadow the stdlib `platform` module (see DESIGN.md)."""
+"""`platform/` must never shadow the stdlib `platform` module: a `platform/__init__.py` on
+the import path breaks `import uuid`, Ray workers (Ray puts the working directory first on
+PYTHONPATH) and pytest. So `platform/` holds no `__init__.py`; the package is `platform/tandem/`."""
 
 import subprocess
 import sys

@@ -21,6 +21,21 @@ LOAD_KEY = {"name": "load-test", "key": "tdm-test-load", "requests_per_s": 1000.
 MAX_QUEUED = 8  # waiting requests per pool replica beyond its batch slots; then 503
 
 
+def logged_rows(served, request_ids: set[str], timeout_s: float = 15.0) -> list[dict]:
+    """Request-log rows of `request_ids` (duplicates included, so a test can check each is
+    logged once), once the ingress has flushed them all (it flushes every 2 s)."""
+    from tandem.telemetry.request_log import read_requests
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = [row for row in read_requests(served.home / "telemetry").to_pylist()
+                if row["request_id"] in request_ids]
+        if len({row["request_id"] for row in rows}) == len(request_ids) \
+                or time.monotonic() > deadline:
+            return rows
+        time.sleep(1)
+
+
 @pytest.fixture(scope="package")
 def served(stack, registered) -> Iterator:
     """The Serve stack from apps/serve.local.yaml, answering on stack.api_url, with two more

@@ -12,20 +12,12 @@ from pathlib import Path
 import pytest
 from tandem.serve.loadgen import Stream, run_load
 
-from .conftest import LOAD_KEY
+from .conftest import LOAD_KEY, logged_rows
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "tandem-serve"
-
-
-def _logged(served, request_ids: set[str]) -> int:
-    from tandem.telemetry.request_log import read_requests
-
-    time.sleep(4)  # the request log flushes every 2 s
-    rows = read_requests(served.home / "telemetry").column("request_id").to_pylist()
-    return sum(1 for request_id in rows if request_id in request_ids)
 
 
 def test_streaming_clients_get_no_5xx_and_every_request_is_logged_once(served):
@@ -36,7 +28,7 @@ def test_streaming_clients_get_no_5xx_and_every_request_is_logged_once(served):
     assert statuses == [200], [r for r in results if r.status != 200][:5]
     ids = {r.request_id for r in results}
     assert len(ids) == len(results)
-    assert _logged(served, ids) == len(results)
+    assert len(logged_rows(served, ids)) == len(results)  # each exactly once
     ttfts = sorted(r.ttft_ms for r in results if r.ttft_ms is not None)
     print(f"\n16 streaming clients, 20 s: {len(results)} requests, TTFT p50 "
           f"{statistics.median(ttfts):.0f} ms, p99 {ttfts[int(0.99 * (len(ttfts) - 1))]:.0f} ms")

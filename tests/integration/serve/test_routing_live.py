@@ -13,6 +13,8 @@ from tandem.routing.config import RoutingConfig
 from tandem.routing.log import parse_jsonl
 from tandem.serve.loadgen import Stream, run_load, summarize
 
+from .conftest import logged_rows
+
 pytestmark = pytest.mark.integration
 
 MODEL = "tandem-serve"
@@ -75,7 +77,7 @@ def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(se
     record = decisions(served)[request_id]
     assert record["predicted_slo_miss"] and "fastest" in record["reason"]
     assert record["pool"] == min(record["candidates"], key=lambda c: c["ttft_ms"])["pool"]
-    row = _logged(served, request_id)
+    [row] = logged_rows(served, {request_id})
     assert (row["slo_met"], row["predicted_slo_miss"]) == (False, True)  # measured, then predicted
     assert (row["ttft_target_ms"], row["tpot_target_ms"]) == (0.01, 0.01)
     assert row["predicted_ttft_ms"] > 0.01
@@ -85,20 +87,6 @@ def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(se
         assert _metric(served, name, pool) >= 1, name
     assert _metric(served, "ray_tandem_pool_price_per_hour", 'pool="cheap"') == 0.10
     assert _metric(served, "ray_tandem_pool_replicas", 'pool="fast"') == 1
-
-
-def _logged(served, request_id: str, timeout_s: float = 15.0) -> dict:
-    """The request-log row of `request_id`, once the ingress has flushed it (every 2 s)."""
-    from tandem.telemetry.request_log import read_requests
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = [row for row in read_requests(served.home / "telemetry").to_pylist()
-                if row["request_id"] == request_id]
-        if rows or time.monotonic() > deadline:
-            assert len(rows) == 1, rows
-            return rows[0]
-        time.sleep(1)
 
 
 @pytest.mark.parametrize("header, value", [("x-tandem-ttft-ms", "fast"),

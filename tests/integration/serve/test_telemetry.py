@@ -3,12 +3,12 @@ exactly once (errors and streams included), feedback is stored once per feedback
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 from tandem.telemetry.feedback import read_feedback
-from tandem.telemetry.request_log import read_requests
+
+from .conftest import logged_rows
 
 pytestmark = pytest.mark.integration
 
@@ -17,17 +17,6 @@ MODEL = "tandem-serve"
 
 def _post(served, http, body, **headers):
     return http.post(f"{served.api_url}/v1/completions", json=body, headers=headers, timeout=60)
-
-
-def _logged(served, ids: set[str], timeout_s: float = 15.0) -> list[dict]:
-    """Request-log rows of `ids`, once the ingress has flushed them (every 2 s)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = [row for row in read_requests(served.home / "telemetry").to_pylist()
-                if row["request_id"] in ids]
-        if len({row["request_id"] for row in rows}) == len(ids) or time.monotonic() > deadline:
-            return rows
-        time.sleep(1)
 
 
 def test_every_request_is_logged_exactly_once_with_its_status(served, http):
@@ -47,7 +36,7 @@ def test_every_request_is_logged_exactly_once_with_its_status(served, http):
         sent[reply.headers["x-request-id"]] = reply.status_code
     assert sorted(sent.values()) == [200] * 6 + [400, 404]
 
-    rows = _logged(served, set(sent))
+    rows = logged_rows(served, set(sent))
     assert sorted(row["request_id"] for row in rows) == sorted(sent)  # each exactly once
     for row in rows:
         assert row["status"] == sent[row["request_id"]]

@@ -94,11 +94,6 @@ class PoolWatch:
         except Exception:  # the actor restarts or the cluster hiccups: keep the last table
             pass
 
-    def _routes(self):
-        for model, entry in self.table["models"].items():
-            for pool, route in entry["pools"].items():
-                yield model, pool, route
-
     async def _mark_dead_pools(self) -> None:
         """Mark down each pool without a RUNNING replica; export each pool's price and running
         replicas (its canary's included), whose product is what the pool rents."""
@@ -125,9 +120,9 @@ class PoolWatch:
     async def _probe_down_pools(self) -> None:
         from ray import serve
 
-        for _, pool, route in list(self._routes()):
-            if pool not in self._router.down:
-                continue
+        down = [(pool, route) for entry in self.table["models"].values()
+                for pool, route in entry["pools"].items() if pool in self._router.down]
+        for pool, route in down:
             handle = serve.get_deployment_handle(route["deployment"], app_name=route["app"])
             try:
                 await asyncio.wait_for(handle.check_health.remote(), PROBE_TIMEOUT_S)
