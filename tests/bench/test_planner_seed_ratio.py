@@ -5,7 +5,7 @@ ratio three ways; run with `pytest tests/bench/test_planner_seed_ratio.py -s`.
 """
 
 from tandem.catalog import load_catalog
-from tandem.planner.perf import build_replica_model, generation_throughput
+from tandem.perf import build_replica_model, generation_throughput
 
 BATCH, PROMPT, OUTPUT = 64, 128, 2048
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 from tandem.catalog import load_catalog
-from tandem.planner.perf import build_replica_model
+from tandem.perf import build_replica_model
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.log import DecisionLog
 from tandem.routing.types import PoolState, RequestFeatures

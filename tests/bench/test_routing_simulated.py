@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 from tandem.catalog import load_catalog
-from tandem.planner.perf import build_replica_model
+from tandem.perf import build_replica_model
 from tandem.planner.simulator import Slo, simulate
 from tandem.planner.trace import bundled_trace_path, load_trace
 from tandem.routing.config import TIERS, RoutingConfig

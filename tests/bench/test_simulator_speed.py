@@ -6,7 +6,7 @@ Target (issue 4): under 10 s of CPU time. Run: `pytest tests/bench/test_simulato
 import time
 
 from tandem.catalog import load_catalog
-from tandem.planner.perf import build_replica_model
+from tandem.perf import build_replica_model
 from tandem.planner.simulator import Slo, simulate
 from tandem.planner.trace import bundled_trace_path, load_trace
 

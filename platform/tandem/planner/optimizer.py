@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tandem.errors import UserError
-from tandem.planner.perf import ReplicaModel
+from tandem.perf import ReplicaModel
 from tandem.planner.simulator import SimulationResult, Slo, simulate
 from tandem.planner.trace import Trace
 from tandem.routing.policy import SizeBucketPolicy

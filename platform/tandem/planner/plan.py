@@ -13,13 +13,13 @@ from typing import Any
 
 from tandem.catalog import Catalog, ModelProfile
 from tandem.errors import UserError
+from tandem.perf import ReplicaModel, build_replica_model
 from tandem.planner.optimizer import (
     ValidatedFleet,
     optimize_mix,
     require_feasible,
     size_homogeneous,
 )
-from tandem.planner.perf import ReplicaModel, build_replica_model
 from tandem.planner.simulator import Slo
 from tandem.planner.trace import Trace
 

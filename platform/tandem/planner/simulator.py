@@ -13,7 +13,10 @@ Routing goes through the same `RoutingPolicy` the live ingress uses; inside a po
 least-loaded replica takes the request, as Ray Serve's replica choice would. A policy
 that learns (one with an `observe` method, like `LatencyCostPolicy`) is told each
 request's TTFT at its first token and TPOT at its finish, in simulated-time order and
-never before they happen, just as the ingress would tell it.
+never before they happen, just as the ingress would tell it. Both are what the client
+sees: each replica's `request_overhead` (the serving path) is added to them.
+
+The fleet's cost is its rent over the trace (`tandem.perf.rent_usd`), whoever it served.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tandem.planner.perf import MAX_PREFILL_TOKENS, ReplicaModel
+from tandem.perf import MAX_PREFILL_TOKENS, ReplicaModel, fleet_rent_per_hour, rent_usd
 from tandem.planner.trace import Trace
 from tandem.routing.policy import LeastLoadedPolicy, RoutingPolicy
 from tandem.routing.types import PoolState, RequestFeatures
@@ -90,22 +93,8 @@ class _Replica:
         self.busy = 0.0
 
     def segment_time(self, n: int) -> float:
-        """Seconds for n decode iterations of the current batch (closed form)."""
-        if n <= 0:
-            return 0.0
-        m = self.model
-        batch = len(self.running)
-        base = m.mem_fixed + m.mem_per_token * self.kv
-        slope = m.mem_per_token * batch
-        compute = m.flop_per_token * batch
-        if compute <= base:
-            bound = 0
-        elif slope > 0:
-            bound = min(n, math.ceil((compute - base) / slope))
-        else:
-            bound = n
-        memory = (n - bound) * base + slope * (n * (n - 1) - bound * (bound - 1)) / 2
-        return n * m.overhead + bound * compute + memory
+        """Seconds for n decode iterations of the current batch."""
+        return self.model.decode_segment_time(n, len(self.running), self.kv)
 
     def steps_to_reach(self, elapsed: float, limit: int) -> int:
         """Fewest iterations (at most `limit`) whose total time reaches `elapsed`."""
@@ -183,9 +172,9 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         running = replica.running
         while running and running[0][0] <= replica.steps:
             _, request = heapq.heappop(running)
-            finish[request] = replica.clock
+            finish[request] = replica.clock + replica.model.request_overhead
             if observe is not None:
-                heapq.heappush(observations, (replica.clock, 1, request))
+                heapq.heappush(observations, (finish[request], 1, request))
             size = prompts[request] + outputs[request]
             replica.kv -= size
             replica.reserved -= size
@@ -229,9 +218,9 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
             queued[pool] -= len(admitted)
             in_flight[pool] += len(admitted)
             for request in admitted:
-                first[request] = replica.clock
+                first[request] = replica.clock + replica.model.request_overhead
                 if observe is not None:
-                    heapq.heappush(observations, (replica.clock, 0, request))
+                    heapq.heappush(observations, (first[request], 0, request))
                 replica.kv += prompts[request] + 1
                 heapq.heappush(replica.running, (replica.steps + outputs[request] - 1, request))
             finish_done(replica)
@@ -324,9 +313,9 @@ def _summarise(trace: Trace, names: list[str], models: list[ReplicaModel],
     meets = (ttft <= slo.ttft_ms) & ((tpot_all[served] <= slo.tpot_ms) | (outputs[served] <= 1))
     served_count = int(served.sum())
     span = float(np.nanmax(finish)) if served_count else trace.duration_s
-    cost_per_hour = sum(m.price_per_hour * len(group) for m, group in zip(models, replicas))
-    hours = trace.duration_s / 3600
-    cost = cost_per_hour * hours
+    cost_per_hour = fleet_rent_per_hour((m.price_per_hour, len(group))
+                                        for m, group in zip(models, replicas))
+    cost = rent_usd(cost_per_hour, trace.duration_s)
     reports = [
         PoolReport(name=name, gpu=m.gpu, replicas=len(group), tp=m.tp,
                    cost_per_hour=m.price_per_hour * len(group),

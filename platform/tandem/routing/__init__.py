@@ -4,10 +4,11 @@ The live ingress and the planner's simulator plug the same policy object in, so 
 policy tested offline behaves the same under real traffic.
 """
 
+from tandem.perf import flat_prior
 from tandem.routing.config import RoutingConfig, TierTargets
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.hints import InvalidRoutingHint, RoutingHints, parse_routing_hints
-from tandem.routing.latency import LatencyModel, Prediction, flat_prior
+from tandem.routing.latency import LatencyModel, Prediction
 from tandem.routing.log import DecisionLog, format_explain
 from tandem.routing.policy import NoHealthyPool, RoutingPolicy
 from tandem.routing.types import Candidate, Decision, PoolState, RequestFeatures

@@ -1,9 +1,9 @@
 """The Tandem policy: the cheapest pool predicted to meet the request's latency targets.
 
 For every healthy, unsaturated pool the latency model predicts TTFT and TPOT given the
-pool's current load, and the request's cost is the replica time it occupies shared by
-the batch it rides in: `$/hour x (prefill + max_tokens x TPOT) / concurrent requests`.
-Among the pools meeting both targets (and `max_cost_usd`, if set) the cheapest wins;
+pool's current load, and `tandem.perf.request_cost_usd` prices the request: the rent of
+the replica time it takes on a full replica of that pool (its load does not make a busy
+pool look cheap). Among the pools meeting both targets (and `max_cost_usd`, if set) the cheapest wins;
 if none meets them, the fastest relative to the targets wins (the smallest of
 predicted/target over TTFT and TPOT), and the decision is marked an SLO miss. A tier
 whose spend rate has reached its cap spills to the cheapest pool whatever its latency.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tandem.planner.perf import ReplicaModel
+from tandem.perf import ReplicaModel, join_pool, request_cost_usd
 from tandem.routing.config import RoutingConfig
 from tandem.routing.latency import LatencyModel
 from tandem.routing.policy import NoHealthyPool
@@ -53,20 +53,14 @@ class LatencyCostPolicy:
     def _evaluate(self, request: RequestFeatures, pools: Sequence[PoolState], now: float,
                   ttft_target: float, tpot_target: float, queue_limit: float | None,
                   ) -> tuple[list[Candidate], Candidate | None, list[PoolState]]:
-        """Predict every usable pool in one pass (the hot path: no per-pool method calls).
+        """Predict and price every usable pool.
 
         Returns the candidates, the cheapest one meeting targets and max cost (or None),
         and the healthy pools skipped as saturated.
         """
         latency = self.latency
-        cache = latency._cache
-        corrections = latency.corrections
         prompt = request.prompt_tokens
         output = request.max_tokens
-        context = prompt + 0.5 * output
-        size = prompt + output
-        attention = prompt * prompt
-        decode_steps = output - 1 if output > 1 else 0
         max_cost = request.max_cost_usd
         new = tuple.__new__
         candidates: list[Candidate] = []
@@ -76,41 +70,14 @@ class LatencyCostPolicy:
             replicas = pool.replicas
             if not pool.healthy or replicas <= 0:
                 continue
-            queued = pool.queued
-            if queue_limit is not None and queued >= queue_limit * replicas:
+            if queue_limit is not None and pool.queued >= queue_limit * replicas:
                 saturated.append(pool)
                 continue
             name = pool.name
-            # `latency._roofline`, inlined (a call per pool is a third of the budget);
-            # tests/unit/routing/test_cost_policy.py checks the two agree.
-            overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs = (
-                cache.get(name) or latency._constants(pool))
-            running = pool.in_flight / replicas
-            waiting = queued / replicas
-            batch = running + 1.0
-            memory = mem_fixed + mem_per_token * batch * context
-            compute = flop * batch
-            step = overhead + (memory if memory > compute else compute)
-            prefill_compute = flop * (prompt + running) + attn * attention
-            prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
-            service = overhead + (prefill_compute if prefill_compute > prefill_memory
-                                  else prefill_memory)
-            queue = waiting * service
-            step += running * prefill_compute / (output if output > 32 else 32)
-            slots = kv_capacity // size if size > 0 else max_seqs
-            if slots > max_seqs:
-                slots = max_seqs
-            excess = batch + waiting - slots
-            if excess > 0:
-                queue += excess / (slots if slots > 0 else 1) * output * step
-            if name in corrections:
-                service_ratio, queue_ratio, tpot_ratio = latency._ratios(name, now)
-                service *= service_ratio
-                queue *= queue_ratio
-                step *= tpot_ratio
-            ttft = (service + queue) * 1e3
-            tpot = step * 1e3
-            cost = pool.price_per_hour * (service + decode_steps * step) / (3600.0 * batch)
+            constants = latency.constants(pool)
+            ttft, tpot = latency.apply(name, join_pool(constants, pool.in_flight, pool.queued,
+                                                       replicas, prompt, output), now)
+            cost = request_cost_usd(constants, pool.price_per_hour, prompt, output)
             meets = ttft <= ttft_target and tpot <= tpot_target
             within = max_cost is None or cost <= max_cost
             candidate = new(Candidate, (name, ttft, tpot, cost, meets, within))

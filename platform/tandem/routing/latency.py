@@ -1,54 +1,40 @@
-"""Per-pool latency prediction: the planner's roofline prior, corrected by what pools deliver.
+"""Per-pool latency prediction: the roofline prior, corrected by what pools deliver.
 
-The prior (`tandem.planner.perf.ReplicaModel`, the same model the planner sizes fleets
-with) knows the hardware: prefill is FLOP-bound on prompt tokens, a decode step streams
-the weights plus the running batch's KV cache. It is right about shape and wrong about
-constants (engine overheads, fragmentation, a noisy neighbour, a throttled card), so
-each pool keeps three observed/predicted ratios, learned online:
+The prior (`tandem.perf`, the model the planner sizes fleets with) knows the hardware:
+prefill is FLOP-bound on prompt tokens, a decode step streams the weights plus the
+running batch's KV cache, and every request pays the serving path's fixed overhead. It
+is right about shape and wrong about constants (engine overheads, fragmentation, a noisy
+neighbour, a throttled card), so each pool learns online:
 
-* `service`: TTFT of requests that found no queue, over the predicted prefill time;
-* `queue`: the part of TTFT a queued request spent waiting, over the predicted wait
-  (queue-depth effect: a pool whose waiting line moves slower than modelled);
+* TTFT of requests that found no queue = `overhead + service x` the predicted prefill: a
+  least-squares line through recent (predicted prefill, measured TTFT) pairs, held to
+  the prior (overhead as configured, slope 1) by a twentieth of an observation, so the
+  fixed serving-path latency and the load-dependent part are learned apart and short
+  prompts on an idle pool are not underpredicted;
+* `queue`: the part of TTFT a queued request spent waiting, over the predicted wait;
 * `tpot`: time per output token over the predicted decode step.
 
-Each is a running mean for the first `1/alpha` observations (so the very first
-observation already counts fully) and an EWMA after, so a pool that slows down is
-predicted slow within a few requests. Corrections decay back to the prior while a pool
-sees no traffic, and an idle pool that has gone unobserved for a while is probed
-(`unobserved_for`), so a pool that recovered gets its traffic back. Everything is plain data:
-the caller passes the pool state a request was dispatched with, what it observed and
-`now`; predictions are functions of that state.
+Recent observations weigh most (each older one counts `1 - alpha` less), so a pool that
+slows down is predicted slow within a few requests. Corrections decay back to the prior
+while a pool sees no traffic, and an idle pool unobserved for a while is probed
+(`unobserved_for`), so a pool that recovered gets its traffic back. Everything is plain
+data: the caller passes the pool state a request was dispatched with, what it observed
+and `now`; predictions are functions of that state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tandem.planner.perf import ReplicaModel
+from tandem.perf import PoolConstants, ReplicaModel, flat_prior, join_pool, pool_constants
 from tandem.routing.types import PoolState, RequestFeatures
 
 _RATIO_BOUNDS = (0.02, 100.0)  # one wild observation may not swing a pool further
 _QUEUE_SHARE_FOR_QUEUE_UPDATE = 0.2  # learn the queue ratio only where waiting dominates
-
-
-def flat_prior(ttft_ms: float, tpot_ms: float, price_per_hour: float, *,
-               name: str = "custom", reference_prompt_tokens: int = 512,
-               max_num_seqs: int = 16, kv_capacity: int = 131_072,
-               context_length: int = 4096) -> ReplicaModel:
-    """A prior for hardware the catalog does not describe (e.g. the local CPU pools).
-
-    Idle TTFT is `ttft_ms` for a `reference_prompt_tokens` prompt (linear in the prompt),
-    decode is `tpot_ms` per step until the batch turns it compute-bound. Observations
-    correct it like any other prior.
-    """
-    return ReplicaModel(
-        gpu=name, model=name, precision="fp16", precision_note="measured prior", tp=1,
-        price_per_hour=price_per_hour, kv_capacity=kv_capacity, max_num_seqs=max_num_seqs,
-        context_length=context_length, overhead=0.0, mem_fixed=tpot_ms / 1e3,
-        mem_per_token=0.0, flop_per_token=ttft_ms / 1e3 / reference_prompt_tokens,
-        attn_per_token2=0.0)
+_FIT_MEMORY = 0.9  # weight of the previous TTFT observations in the overhead/service fit
+_PRIOR_WEIGHT = 0.05  # pseudo-observations holding the fit to the prior
 
 
 class Prediction(NamedTuple):
@@ -56,21 +42,41 @@ class Prediction(NamedTuple):
 
     ttft_ms: float
     tpot_ms: float
-    busy_s: float  # replica time the request occupies: prefill + every decode step
-    concurrency: float  # sequences sharing those steps (the batch it joins, itself included)
 
 
 @dataclass(slots=True)
 class PoolCorrection:
-    """Learned observed/predicted ratios of one pool (1.0 = the prior is right)."""
+    """What one pool has shown: the learned TTFT line and observed/predicted ratios."""
 
+    prior_overhead: float  # seconds, from the prior
+    overhead: float  # seconds, learned
     service: float = 1.0
     queue: float = 1.0
     tpot: float = 1.0
-    service_count: int = 0
+    # decayed sums of (weight, x, y, x^2, xy) over no-queue TTFT observations
+    fit: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
     queue_count: int = 0
     tpot_count: int = 0
     updated_at: float | None = None
+
+    def learn_ttft(self, prefill_s: float, ttft_s: float) -> None:
+        """Refit `overhead + service x prefill` with one more no-queue observation."""
+        keep = _FIT_MEMORY
+        w, sx, sy, sxx, sxy = self.fit
+        w, sx, sy = keep * w + 1.0, keep * sx + prefill_s, keep * sy + ttft_s
+        sxx, sxy = keep * sxx + prefill_s * prefill_s, keep * sxy + prefill_s * ttft_s
+        self.fit = (w, sx, sy, sxx, sxy)
+        mean_x = sx / w
+        lam, lam_x = _PRIOR_WEIGHT, _PRIOR_WEIGHT * mean_x * mean_x
+        a11, a12, a22 = w + lam, sx, sxx + lam_x
+        b1, b2 = sy + lam * self.prior_overhead, sxy + lam_x
+        det = a11 * a22 - a12 * a12
+        low, high = _RATIO_BOUNDS
+        overhead, service = (b1 * a22 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
+        if overhead < 0.0:  # no negative fixed cost: all of it is load-dependent
+            overhead, service = 0.0, b2 / a22
+        self.overhead = overhead
+        self.service = min(max(service, low), high)
 
 
 class LatencyModel:
@@ -78,8 +84,8 @@ class LatencyModel:
 
     Args:
         priors: pool name -> replica model; a pool not listed uses `default_prior`.
-        alpha: EWMA weight of a new observation.
-        stale_half_life_s: corrections decay halfway to 1.0 after this long unobserved.
+        alpha: EWMA weight of a new queue or TPOT observation.
+        stale_half_life_s: corrections decay halfway to the prior after this long unobserved.
         default_prior: for pools without a prior (the ones a PoolState's own
             `predicted_ttft_ms`/`predicted_tpot_ms` do not describe either).
     """
@@ -92,7 +98,7 @@ class LatencyModel:
         self.stale_half_life_s = stale_half_life_s
         self.default_prior = default_prior or flat_prior(500.0, 50.0, 1.0, name="unknown")
         self.corrections: dict[str, PoolCorrection] = {}
-        self._cache: dict[str, tuple] = {}  # pool -> prior constants, flattened for speed
+        self._constants: dict[str, PoolConstants] = {}
 
     def prior_for(self, pool: PoolState) -> ReplicaModel:
         prior = self.priors.get(pool.name)
@@ -105,30 +111,33 @@ class LatencyModel:
             self.priors[pool.name] = prior
         return prior
 
-    def _constants(self, pool: PoolState) -> tuple:
-        constants = self._cache.get(pool.name)
+    def constants(self, pool: PoolState) -> PoolConstants:
+        """The pool's prior flattened for `tandem.perf.join_pool` (cached)."""
+        constants = self._constants.get(pool.name)
         if constants is None:
-            m = self.prior_for(pool)
-            constants = self._cache[pool.name] = (
-                m.overhead, m.mem_fixed, m.mem_per_token, m.flop_per_token, m.attn_per_token2,
-                m.kv_capacity, m.max_num_seqs)
+            constants = self._constants[pool.name] = pool_constants(self.prior_for(pool))
         return constants
 
-    def _priors(self, pool: PoolState, request: RequestFeatures) -> tuple[float, float, float, float]:
-        """Roofline (service, queue wait, decode step) seconds and batch for `request` on `pool`."""
-        return _roofline(self._constants(pool), pool.in_flight, pool.queued, pool.replicas,
-                         request.prompt_tokens, request.max_tokens)
-
-    def _ratios(self, name: str, now: float) -> tuple[float, float, float]:
+    def corrected(self, name: str, now: float) -> tuple[float, float, float, float] | None:
+        """(overhead s, service, queue, tpot ratios) of pool `name` at `now`, decayed towards
+        the prior for the time it went unobserved; None while nothing was observed."""
         correction = self.corrections.get(name)
         if correction is None:
-            return 1.0, 1.0, 1.0
+            return None
+        keep = self._kept(correction, now)
+        if keep == 1.0:
+            return correction.overhead, correction.service, correction.queue, correction.tpot
+        prior = correction.prior_overhead
+        return (prior + (correction.overhead - prior) * keep,
+                1.0 + (correction.service - 1.0) * keep, 1.0 + (correction.queue - 1.0) * keep,
+                1.0 + (correction.tpot - 1.0) * keep)
+
+    def _kept(self, correction: PoolCorrection, now: float) -> float:
+        """The share of a correction still standing after the time it went unobserved."""
         half_life = self.stale_half_life_s
         if half_life is None or correction.updated_at is None or now <= correction.updated_at:
-            return correction.service, correction.queue, correction.tpot
-        keep = 0.5 ** ((now - correction.updated_at) / half_life)
-        return (1.0 + (correction.service - 1.0) * keep, 1.0 + (correction.queue - 1.0) * keep,
-                1.0 + (correction.tpot - 1.0) * keep)
+            return 1.0
+        return 0.5 ** ((now - correction.updated_at) / half_life)
 
     def unobserved_for(self, name: str, now: float, seconds: float) -> bool:
         """True when pool `name` was observed once but not in the last `seconds`. A pool
@@ -139,30 +148,21 @@ class LatencyModel:
                 and now - correction.updated_at >= seconds)
 
     def predict(self, pool: PoolState, request: RequestFeatures, now: float) -> Prediction:
-        """Predicted TTFT/TPOT (ms), busy time and concurrency of `request` on `pool`."""
-        return Prediction(*self.predict_many((pool,), request, now)[0])
+        """Predicted TTFT and TPOT (ms) of `request` on `pool`."""
+        joining = join_pool(self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
+                            request.prompt_tokens, request.max_tokens)
+        return Prediction(*self.apply(pool.name, joining, now))
 
-    def predict_many(self, pools: Sequence[PoolState], request: RequestFeatures,
-                     now: float) -> list[tuple[float, float, float, float]]:
-        """`predict` for several pools at once as plain tuples (the router's hot path)."""
-        prompt = request.prompt_tokens
-        output = request.max_tokens
-        decode_steps = output - 1 if output > 1 else 0
-        cache = self._cache
-        corrections = self.corrections
-        out = []
-        for pool in pools:
-            constants = cache.get(pool.name) or self._constants(pool)
-            service, queue, step, batch = _roofline(constants, pool.in_flight, pool.queued,
-                                                    pool.replicas, prompt, output)
-            if pool.name in corrections:
-                service_ratio, queue_ratio, tpot_ratio = self._ratios(pool.name, now)
-                service *= service_ratio
-                queue *= queue_ratio
-                step *= tpot_ratio
-            out.append(((service + queue) * 1e3, step * 1e3, service + decode_steps * step,
-                        batch))
-        return out
+    def apply(self, name: str, joining, now: float) -> tuple[float, float]:
+        """TTFT and TPOT (ms) of a `tandem.perf.Joining` with pool `name`'s corrections."""
+        overhead, service, queue, step, _ = joining
+        corrected = self.corrected(name, now) if name in self.corrections else None
+        if corrected is not None:
+            overhead, service_ratio, queue_ratio, tpot_ratio = corrected
+            service *= service_ratio
+            queue *= queue_ratio
+            step *= tpot_ratio
+        return (overhead + service + queue) * 1e3, step * 1e3
 
     def observe(self, pool: PoolState, request: RequestFeatures, now: float, *,
                 ttft_ms: float | None = None, tpot_ms: float | None = None,
@@ -178,35 +178,35 @@ class LatencyModel:
             e2e_ms: observed end-to-end time, for a request whose first token was not seen
                 (a non-streamed response): it scales TTFT and TPOT by the same ratio.
         """
-        service, queue, step, _ = self._priors(pool, request)
-        if ttft_ms is None and tpot_ms is None and e2e_ms is not None and e2e_ms > 0:
-            service_ratio, queue_ratio, tpot_ratio = self._ratios(pool.name, now)
-            first = service * service_ratio + queue * queue_ratio
-            decode = max(0, request.max_tokens - 1) * step * tpot_ratio
-            if first + decode <= 0:
-                return
-            scale = e2e_ms / 1e3 / (first + decode)
-            ttft_ms = first * scale * 1e3
-            tpot_ms = step * tpot_ratio * scale * 1e3 if decode > 0 else None
+        prior_overhead, service, queue, step, _ = join_pool(
+            self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
+            request.prompt_tokens, request.max_tokens)
         correction = self.corrections.get(pool.name)
         if correction is None:
-            correction = self.corrections[pool.name] = PoolCorrection()
-        correction.service, correction.queue, correction.tpot = self._ratios(pool.name, now)
+            correction = self.corrections[pool.name] = PoolCorrection(prior_overhead,
+                                                                      prior_overhead)
+        keep = self._kept(correction, now)
+        if keep < 1.0:  # what went stale weighs less in the next fit too
+            correction.fit = tuple(moment * keep for moment in correction.fit)
+            (correction.overhead, correction.service, correction.queue,
+             correction.tpot) = self.corrected(pool.name, now)
+        if ttft_ms is None and tpot_ms is None and e2e_ms is not None and e2e_ms > 0:
+            first = correction.overhead + service * correction.service + queue * correction.queue
+            decode = max(0, request.max_tokens - 1) * step * correction.tpot
+            scale = e2e_ms / 1e3 / (first + decode)
+            ttft_ms = first * scale * 1e3
+            tpot_ms = step * correction.tpot * scale * 1e3 if decode > 0 else None
         low, high = _RATIO_BOUNDS
         if ttft_ms is not None and ttft_ms > 0:
             observed = ttft_ms / 1e3
-            total = service + queue
-            if queue > _QUEUE_SHARE_FOR_QUEUE_UPDATE * total and queue > 0:
-                waited = observed - correction.service * service
+            if queue > 0 and queue > _QUEUE_SHARE_FOR_QUEUE_UPDATE * (service + queue):
+                waited = observed - correction.overhead - correction.service * service
                 sample = min(max(waited / queue, low), high)
                 correction.queue_count += 1
                 weight = max(self.alpha, 1.0 / correction.queue_count)
                 correction.queue += weight * (sample - correction.queue)
             elif service > 0:
-                sample = min(max(observed / total, low), high)
-                correction.service_count += 1
-                weight = max(self.alpha, 1.0 / correction.service_count)
-                correction.service += weight * (sample - correction.service)
+                correction.learn_ttft(service, observed)
         if tpot_ms is not None and tpot_ms > 0 and step > 0:
             sample = min(max(tpot_ms / 1e3 / step, low), high)
             correction.tpot_count += 1
@@ -214,35 +214,3 @@ class LatencyModel:
             correction.tpot += weight * (sample - correction.tpot)
         if correction.updated_at is None or now > correction.updated_at:
             correction.updated_at = now
-
-
-def _roofline(constants: tuple, in_flight: int, queued: int, replicas: int, prompt: int,
-              output: int) -> tuple[float, float, float, float]:
-    """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
-    replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
-    batch is full). The decode step also carries the prefills of the batch mates' successors:
-    each running sequence is replaced once per lifetime (~`output` steps), and that prefill
-    stalls every decode. Returns (prefill s, queue wait s, decode step s, batch it joins)."""
-    overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs = constants
-    if replicas < 1:
-        replicas = 1
-    running = in_flight / replicas
-    waiting = queued / replicas
-    context = prompt + 0.5 * output  # the request's own size stands in for its batch mates'
-    batch = running + 1.0
-    memory = mem_fixed + mem_per_token * batch * context
-    compute = flop * batch
-    step = overhead + (memory if memory > compute else compute)
-    prefill_compute = flop * (prompt + running) + attn * prompt * prompt
-    prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
-    service = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
-    queue = waiting * service
-    step += running * prefill_compute / (output if output > 32 else 32)
-    size = prompt + output
-    slots = kv_capacity // size if size > 0 else max_seqs
-    if slots > max_seqs:
-        slots = max_seqs
-    excess = batch + waiting - slots
-    if excess > 0:
-        queue += excess / (slots if slots > 0 else 1) * output * step
-    return service, queue, step, batch

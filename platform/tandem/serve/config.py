@@ -86,6 +86,10 @@ class PoolConfig(StrictConfig):
     prior: LatencyPrior | None = Field(
         None, description="The router's starting latency estimate; required for cpu pools "
         "(GPU pools derive theirs from the catalog and `model_profile`).")
+    overhead_ms: float = Field(
+        10.0, ge=0, description="The serving path's fixed share of each request's TTFT (proxy, "
+        "ingress, engine admission): the router's prior for it, then learned. Part of a cpu "
+        "pool's `prior.ttft_ms`; added to a GPU pool's catalog roofline.")
 
     @model_validator(mode="after")
     def _cpu_needs_kv_size(self) -> PoolConfig:

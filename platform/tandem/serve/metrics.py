@@ -1,8 +1,8 @@
 """Tandem's own Prometheus metrics, exported through Ray's metrics endpoint.
 
 Per pool and model version: requests by status, TTFT, time per output token,
-end-to-end latency, tokens in and out, and estimated cost. Per model, pool and tier:
-SLO outcomes judged from measurements (`slo_misses` over `slo_judged`) beside the
+end-to-end latency, tokens in and out, and cost (each answer's x-tandem-cost-usd). Per
+model, pool and tier: SLO outcomes judged from measurements (`slo_misses` over `slo_judged`) beside the
 router's predicted misses. Per pool: its price and running replicas, whose product is
 the fleet's rent. vLLM's engine metrics come from the LLMServer deployments themselves
 (`log_engine_metrics`). Ray prefixes every name with `ray_`, e.g.
@@ -34,7 +34,8 @@ class ServeMetrics:
                              boundaries=LATENCY_BUCKETS_S, tag_keys=TAGS)
         self.tokens = Counter("tandem_tokens_total", "Prompt (in) and completion (out) tokens.",
                               tag_keys=(*TAGS, "direction"))
-        self.cost = Counter("tandem_cost_usd_total", "Estimated cost of answered requests, USD.",
+        self.cost = Counter("tandem_cost_usd_total", "Rent of the replica time answered "
+                            "requests take (their x-tandem-cost-usd), USD.",
                             tag_keys=TAGS)
         self.decisions = Counter("tandem_routing_decisions_total", "Routing decisions per pool.",
                                  tag_keys=("pool", "model", "tier"))

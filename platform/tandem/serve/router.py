@@ -18,10 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tandem.planner.perf import ReplicaModel
+from tandem.perf import ReplicaModel, flat_prior, pool_constants, request_cost_usd
 from tandem.routing import PoolState, RequestFeatures
 from tandem.routing.cost_policy import LatencyCostPolicy
-from tandem.routing.latency import flat_prior
 from tandem.routing.log import DecisionLog, decision_record
 from tandem.routing.policy import LeastLoadedPolicy, RoundRobinPolicy
 from tandem.routing.types import Decision
@@ -37,25 +36,33 @@ def pool_prior(pool: PoolConfig, model_profile: str | None) -> ReplicaModel:
         return flat_prior(pool.prior.ttft_ms, pool.prior.tpot_ms, pool.price_per_hour,
                           name=pool.gpu, reference_prompt_tokens=32,
                           max_num_seqs=pool.engine.max_num_seqs,
-                          context_length=pool.engine.max_model_len)
+                          context_length=pool.engine.max_model_len, overhead_ms=pool.overhead_ms)
     from tandem.catalog import load_catalog
-    from tandem.planner.perf import build_replica_model
+    from tandem.perf import build_replica_model
 
     catalog = load_catalog()
     model = catalog.model(model_profile)
     precision = pool.engine.quantization or ("fp16" if pool.engine.dtype == "float16" else "bf16")
-    prior = build_replica_model(catalog, pool.gpu, model, precision)
+    prior = build_replica_model(catalog, pool.gpu, model, precision,
+                                request_overhead_ms=pool.overhead_ms)
     return replace(prior, max_num_seqs=pool.engine.max_num_seqs,
                    context_length=min(model.context_length, pool.engine.max_model_len))
 
 
-def build_policy(config: ServeAppConfig):
+def pool_priors(config: ServeAppConfig) -> dict[str, ReplicaModel]:
+    """The performance model of every pool that has one (a `prior`, or a GPU pool with the
+    config's `model_profile`); the tandem policy requires one for every pool."""
+    return {name: pool_prior(pool, config.model_profile) for name, pool in config.pools.items()
+            if pool.prior is not None or (not pool.is_cpu and config.model_profile)}
+
+
+def build_policy(config: ServeAppConfig, priors: Mapping[str, ReplicaModel] | None = None):
     if config.routing_policy == "round-robin":
         return RoundRobinPolicy()
     if config.routing_policy == "least-loaded":
         return LeastLoadedPolicy()
-    priors = {name: pool_prior(pool, config.model_profile) for name, pool in config.pools.items()}
-    return LatencyCostPolicy(priors, config.routing_config())
+    return LatencyCostPolicy(dict(pool_priors(config) if priors is None else priors),
+                             config.routing_config())
 
 
 class PoolRouter:
@@ -64,7 +71,9 @@ class PoolRouter:
     def __init__(self, config: ServeAppConfig, decisions_path: Path | None) -> None:
         self.config = config
         self.routing = config.routing_config()
-        self.policy = build_policy(config)
+        self.priors = pool_priors(config)
+        self._pool_constants = {name: pool_constants(prior) for name, prior in self.priors.items()}
+        self.policy = build_policy(config, self.priors)
         self.log = DecisionLog()
         self.in_flight: Counter[str] = Counter()
         self.down: set[str] = set()
@@ -102,6 +111,19 @@ class PoolRouter:
         self.log.record(now, features, decision, request_id)
         self._unwritten.append(decision_record(now, features, decision, request_id))
         return decision
+
+    def price(self, decision: Decision, features: RequestFeatures,
+              price_per_hour: float) -> float | None:
+        """The request's cost, one meaning whatever the policy: the rent of the replica time
+        it takes on a full replica of the chosen pool (`tandem.perf.request_cost_usd`, for
+        its prompt and `max_tokens`). None for a pool without a performance model."""
+        if decision.predicted_cost_usd is not None:
+            return decision.predicted_cost_usd
+        constants = self._pool_constants.get(decision.pool)
+        if constants is None:
+            return None
+        return request_cost_usd(constants, price_per_hour, features.prompt_tokens,
+                                features.max_tokens)
 
     def failed(self, pool: str) -> None:
         """A call to `pool` failed: skip it until `recovered` (the ingress probes it)."""

@@ -146,8 +146,3 @@ def response_text(content: dict[str, Any]) -> str:
     if choice.get("text") is not None:
         return str(choice["text"])
     return str((choice.get("message") or {}).get("content") or "")
-
-
-def estimate_cost_usd(price_per_hour: float, busy_s: float, concurrency: int) -> float:
-    """A replica-hour's price spread over the requests sharing the replica while this one ran."""
-    return price_per_hour / 3600.0 * busy_s / max(1, concurrency)

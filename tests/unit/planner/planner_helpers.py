@@ -1,7 +1,7 @@
 """Small hand-computable fixtures shared by the planner tests."""
 
 import numpy as np
-from tandem.planner.perf import ReplicaModel
+from tandem.perf import ReplicaModel
 from tandem.planner.trace import Trace
 
 

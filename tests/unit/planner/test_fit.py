@@ -3,8 +3,8 @@ import csv
 import pytest
 from tandem.catalog import load_catalog
 from tandem.errors import UserError
+from tandem.perf import build_replica_model
 from tandem.planner.fit import COLUMNS, fit_efficiency
-from tandem.planner.perf import build_replica_model
 
 
 def test_recovers_the_efficiency_that_generated_the_data(tmp_path, catalog):

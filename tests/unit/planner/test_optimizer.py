@@ -4,6 +4,7 @@ from dataclasses import replace
 import pytest
 from planner_helpers import fixed_step_replica
 from tandem.errors import UserError
+from tandem.perf import build_replica_model
 from tandem.planner.optimizer import (
     Bucket,
     bucket_index,
@@ -13,7 +14,6 @@ from tandem.planner.optimizer import (
     size_homogeneous,
     solve_mix,
 )
-from tandem.planner.perf import build_replica_model
 from tandem.planner.simulator import Slo, simulate
 
 SLO = Slo(ttft_ms=2000, tpot_ms=100)

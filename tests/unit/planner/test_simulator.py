@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 from planner_helpers import fixed_step_replica, make_trace
-from tandem.planner.perf import build_replica_model
+from tandem.perf import build_replica_model
 from tandem.planner.simulator import Slo, simulate
 from tandem.routing.types import Decision
 

@@ -1,6 +1,6 @@
 import pytest
 from tandem.catalog import load_catalog
-from tandem.planner.perf import build_replica_model
+from tandem.perf import build_replica_model
 
 GPUS = ("H100", "H200", "A100-80G", "L4")
 

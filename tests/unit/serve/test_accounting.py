@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tandem.perf import pool_constants, request_cost_usd
 from tandem.routing import RequestFeatures
 from tandem.serve.config import load_serve_config
 from tandem.serve.ingress.accounting import Accounting
@@ -42,8 +43,9 @@ def test_a_request_slower_than_its_target_is_a_miss_even_when_predicted_to_meet_
     states = router.states(ROUTES)
     decision = router.choose(exchange.features, states, time.time(), "req-1")
     assert not decision.predicted_slo_miss and decision.predicted_ttft_ms < 50.0
+    cost = router.price(decision, exchange.features, ROUTES["fast"]["price_per_hour"])
     exchange.routed(decision, ROUTES["fast"], states[0],
-                    router.routing.latency_targets(exchange.features))
+                    router.routing.latency_targets(exchange.features), cost)
     router.in_flight["fast"] += 1
     exchange.ttft_s = 0.09  # measured 90 ms against a 50 ms target
     exchange.usage = {"prompt_tokens": 8, "completion_tokens": 4}
@@ -58,3 +60,19 @@ def test_a_request_slower_than_its_target_is_a_miss_even_when_predicted_to_meet_
     assert row["predicted_ttft_ms"] == decision.predicted_ttft_ms
     assert row["predicted_tpot_ms"] == decision.predicted_tpot_ms
     assert router.in_flight["fast"] == 0
+    assert row["cost_usd"] == cost == decision.predicted_cost_usd > 0
+
+
+def test_a_request_has_one_price_whatever_the_policy():
+    """The cost (x-tandem-cost-usd, the log's cost_usd) is the rent of the replica time the
+    request takes on a full replica, from `tandem.perf`, with or without the tandem policy."""
+    config = load_serve_config(REPO / "apps" / "serve.local.yaml")
+    features = RequestFeatures(prompt_tokens=40, max_tokens=16, tier="batch")
+    prices = {}
+    for policy in ("tandem", "round-robin", "least-loaded"):
+        router = PoolRouter(config.model_copy(update={"routing_policy": policy}), None)
+        decision = router.choose(features, router.states(ROUTES), time.time(), "req")
+        prices[policy] = router.price(decision, features, ROUTES["fast"]["price_per_hour"])
+    prior = PoolRouter(config, None).priors["fast"]
+    expected = request_cost_usd(pool_constants(prior), 0.40, 40, 16)
+    assert prices == {"tandem": expected, "round-robin": expected, "least-loaded": expected}

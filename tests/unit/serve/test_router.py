@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from tandem.errors import UserError
-from tandem.planner.perf import ReplicaModel
+from tandem.perf import ReplicaModel
 from tandem.routing import LatencyCostPolicy, RequestFeatures, RoutingConfig, TierTargets
 from tandem.routing.log import parse_jsonl
 from tandem.routing.policy import LeastLoadedPolicy, RoundRobinPolicy
@@ -298,7 +298,8 @@ def test_a_baseline_policy_routes_logs_and_takes_feedback(tmp_path):
 
 def test_pool_prior_of_a_cpu_pool_is_its_configured_prior(config):
     prior = pool_prior(config.pools["fast"], None)
-    assert prior.prefill_time(32) == pytest.approx(0.030)
+    assert prior.request_overhead + prior.prefill_time(32) == pytest.approx(0.030)
+    assert prior.request_overhead == pytest.approx(config.pools["fast"].overhead_ms / 1e3)
     assert prior.decode_step(1, 0) == pytest.approx(0.006)
     assert prior.max_num_seqs == 32 and prior.context_length == 128
     assert prior.price_per_hour == 0.40

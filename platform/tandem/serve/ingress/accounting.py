@@ -2,8 +2,8 @@
 
 Metrics (the SLO outcome among them, judged from the measurement), the router's
 observation of the pool's latency and the request's spend (200s only), and the
-request-log row, errors included. The cost is estimated from the pool's
-price, the request's time in it and the requests it shared the pool with.
+request-log row, errors included. The cost is the one the request was priced at when it
+was routed (`PoolRouter.price`), so the header, the log and the tier budgets agree.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 from tandem.serve.ingress.exchange import Exchange
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
-from tandem.serve.validation import estimate_cost_usd
 from tandem.telemetry.request_log import RequestLog
 
 
@@ -23,10 +22,10 @@ class Accounting:
         self._metrics = metrics
         self._requests = requests
 
-    def finish(self, exchange: Exchange, status: int) -> float:
-        """Book one answered request; returns its estimated cost (USD)."""
+    def finish(self, exchange: Exchange, status: int) -> None:
+        """Book one answered request."""
         if exchange.finished:
-            return exchange.cost_usd
+            return
         exchange.finished = True
         elapsed = time.perf_counter() - exchange.started
         exchange.status = status
@@ -34,9 +33,8 @@ class Accounting:
         if exchange.pool is not None and not exchange.released:
             router.in_flight[exchange.pool] -= 1
         if exchange.pool is not None and status == 200:
-            exchange.cost_usd = estimate_cost_usd(exchange.price_per_hour, elapsed,
-                                                  exchange.concurrency)
-            router.finished(exchange.state, exchange.features, time.time(), exchange.cost_usd,
+            router.finished(exchange.state, exchange.features, time.time(),
+                            exchange.cost_usd or 0.0,
                             exchange.output_tokens(), elapsed * 1e3,
                             exchange.ttft_ms() if exchange.stream else None,
                             exchange.tpot_ms(elapsed) if exchange.stream else None)
@@ -44,10 +42,9 @@ class Accounting:
                   "model_version": str(exchange.version or "none")}
         ttft_s = exchange.ttft_s if status == 200 and exchange.stream else None
         self._metrics.request_done(labels, str(status), elapsed, ttft_s, exchange.usage,
-                                   exchange.cost_usd)
+                                   (exchange.cost_usd or 0.0) if status == 200 else 0.0)
         record = exchange.record(elapsed)
         if exchange.pool is not None:
             self._metrics.slo_outcome(labels["model"], exchange.pool, exchange.features.tier,
                                       record["slo_met"])
         self._requests.append(record)
-        return exchange.cost_usd

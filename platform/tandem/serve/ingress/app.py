@@ -178,15 +178,15 @@ class TandemIngress(OpenAiIngress):
             raise RequestError(status, first_item.error.message, None)
         exchange.ttft_s = time.perf_counter() - exchange.started
         headers = {"x-tandem-pool": exchange.pool, "x-tandem-model-version": str(exchange.version)}
+        if exchange.cost_usd is not None:
+            headers["x-tandem-cost-usd"] = f"{exchange.cost_usd:.10f}"
         if not isinstance(first_item, str | list) and hasattr(first_item, "model_dump"):
             content = first_item.model_dump()
             content["id"] = exchange.request_id
             exchange.usage = content.get("usage") or {}
             exchange.response = response_text(content) if log_text else None
-            cost = self._accounting.finish(exchange, 200)
-            headers["x-tandem-cost-usd"] = f"{cost:.10f}"
+            self._accounting.finish(exchange, 200)
             return JSONResponse(content, headers=headers)
-        headers["x-tandem-cost-usd"] = f"{exchange.predicted_cost():.10f}"
         return StreamingResponse(relay(stream, exchange, log_text, self._accounting.finish,
                                        self._router.failed),
                                  media_type="text/event-stream", headers=headers)

@@ -96,7 +96,8 @@ class Dispatcher:
                                decision.predicted_slo_miss)
         route = pools[decision.pool]
         exchange.routed(decision, route, next(s for s in states if s.name == decision.pool),
-                        router.routing.latency_targets(exchange.features))
+                        router.routing.latency_targets(exchange.features),
+                        router.price(decision, exchange.features, route["price_per_hour"]))
         router.in_flight[decision.pool] += 1
         try:
             stream = getattr(self.handle(route), kind).remote(

@@ -6,7 +6,6 @@ from typing import Any
 
 from tandem.routing import PoolState, RequestFeatures
 from tandem.routing.outcome import slo_met
-from tandem.serve.validation import estimate_cost_usd
 
 
 class Exchange:
@@ -30,20 +29,17 @@ class Exchange:
         self.predicted_tpot_ms: float | None = None
         self.predicted_slo_miss: bool | None = None
         self.state: PoolState | None = None
-        self.price_per_hour = 0.0
-        self.concurrency = 1
-        self.predicted_cost_usd: float | None = None
         self.ttft_s: float | None = None
         self.usage: dict[str, Any] = {}
-        self.cost_usd = 0.0
+        self.cost_usd: float | None = None  # see `PoolRouter.price`
         self.status = 0
         self.released = False
         self.finished = False
 
     def routed(self, decision, route: dict[str, Any], state: PoolState,
-               targets: tuple[float, float]) -> None:
+               targets: tuple[float, float], cost_usd: float | None) -> None:
         """Sent to `decision.pool` against `targets` (TTFT, TPOT ms: the request's own, else
-        its tier's)."""
+        its tier's), priced at `cost_usd`."""
         self.pool = decision.pool
         self.ttft_target_ms, self.tpot_target_ms = targets
         self.predicted_ttft_ms = decision.predicted_ttft_ms
@@ -52,15 +48,8 @@ class Exchange:
         self.reason = decision.reason
         self.predicted_slo_miss = decision.predicted_slo_miss
         self.state = state
-        self.price_per_hour = route["price_per_hour"]
-        self.concurrency = state.in_flight + state.queued + 1
-        self.predicted_cost_usd = decision.predicted_cost_usd
+        self.cost_usd = cost_usd
         self.released = False
-
-    def predicted_cost(self) -> float:
-        if self.predicted_cost_usd is not None:
-            return self.predicted_cost_usd
-        return estimate_cost_usd(self.price_per_hour, (self.ttft_s or 0.0) * 10, self.concurrency)
 
     def ttft_ms(self) -> float | None:
         return None if self.ttft_s is None else self.ttft_s * 1e3
@@ -90,7 +79,8 @@ class Exchange:
             "completion_tokens": self.output_tokens(),
             "ttft_ms": self.ttft_ms() if self.status == 200 and self.stream else None,
             "tpot_ms": self.tpot_ms(elapsed_s) if self.status == 200 and self.stream else None,
-            "e2e_ms": elapsed_s * 1e3, "status": self.status, "cost_usd": self.cost_usd,
+            "e2e_ms": elapsed_s * 1e3, "status": self.status,
+            "cost_usd": (self.cost_usd or 0.0) if self.status == 200 else 0.0,
             "routing_reason": self.reason, "ttft_target_ms": self.ttft_target_ms,
             "tpot_target_ms": self.tpot_target_ms, "predicted_ttft_ms": self.predicted_ttft_ms,
             "predicted_tpot_ms": self.predicted_tpot_ms,

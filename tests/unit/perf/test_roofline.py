@@ -1,6 +1,6 @@
 import pytest
 from tandem.catalog import load_catalog
-from tandem.planner.perf import build_replica_model, generation_throughput
+from tandem.perf import build_replica_model, generation_throughput
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,16 @@ Serving is two different workloads. Prefill pushes every prompt token through ev
 weight at once, so it is bound by FLOPs. Decode produces one token per running sequence
 per iteration and must stream all weights plus the batch's whole KV cache from memory
 each time, so it is bound by bandwidth until the batch is large enough to turn it
-compute-bound. Both are written as `fixed + slope x load` so the simulator can sum
-iterations in closed form, and both take efficiency factors that measurements refine
-(`tandem.planner.fit`). The same model is the router's prior.
+compute-bound. Both are written as `fixed + slope x load` so decode iterations sum in
+closed form (`decode_segment_time`, the simulator's inner loop), and both take efficiency
+factors that measurements refine (`tandem.planner.fit`). Around the engine, every request
+also pays the serving path's own latency (HTTP proxy, ingress, engine admission): a
+fixed `request_overhead` that is part of its TTFT but occupies no GPU time.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tandem.catalog import (
@@ -35,6 +38,7 @@ class ReplicaModel:
         step(B, K) = overhead + max(mem_fixed + mem_per_token * K, flop_per_token * B)
     Prefill of P prompt tokens (riding along with a decode of the running batch):
         overhead + max(memory part, flop_per_token * (P + B) + attn_per_token2 * sum(L^2))
+    A request's TTFT adds `request_overhead`, the serving path's fixed share.
     """
 
     gpu: str
@@ -51,6 +55,7 @@ class ReplicaModel:
     mem_per_token: float
     flop_per_token: float
     attn_per_token2: float
+    request_overhead: float = 0.0
 
     def decode_step(self, batch: int, kv_tokens: float) -> float:
         return self.overhead + max(self.mem_fixed + self.mem_per_token * kv_tokens,
@@ -64,6 +69,23 @@ class ReplicaModel:
         memory = self.mem_fixed + self.mem_per_token * (kv_tokens + prompt_tokens)
         return self.overhead + max(compute, memory)
 
+    def decode_segment_time(self, steps: int, batch: int, kv_tokens: float) -> float:
+        """Seconds for `steps` decode iterations of a fixed `batch` whose KV cache starts at
+        `kv_tokens` and grows by `batch` per step: the sum of `decode_step`, in closed form."""
+        if steps <= 0:
+            return 0.0
+        base = self.mem_fixed + self.mem_per_token * kv_tokens
+        slope = self.mem_per_token * batch
+        compute = self.flop_per_token * batch
+        if compute <= base:
+            bound = 0
+        elif slope > 0:
+            bound = min(steps, math.ceil((compute - base) / slope))
+        else:
+            bound = steps
+        memory = (steps - bound) * base + slope * (steps * (steps - 1) - bound * (bound - 1)) / 2
+        return steps * self.overhead + bound * compute + memory
+
     def decode_tokens_per_s(self, batch: int, context_tokens: float) -> float:
         """Generated tokens per second with `batch` sequences of `context_tokens` each."""
         return batch / self.decode_step(batch, batch * context_tokens)
@@ -76,8 +98,11 @@ class ReplicaModel:
 
 
 def build_replica_model(catalog: Catalog, gpu: GpuSpec | str, model: ModelProfile,
-                        precision: str, tp: int | None = None) -> ReplicaModel:
-    """The latency model of one replica; picks the smallest fitting TP degree unless given."""
+                        precision: str, tp: int | None = None, *,
+                        request_overhead_ms: float = 0.0) -> ReplicaModel:
+    """The latency model of one replica; picks the smallest fitting TP degree unless given.
+    `request_overhead_ms` is the serving path's fixed share of each TTFT (0: the engine's
+    own latency, as a datasheet describes it)."""
     spec = catalog.gpu(gpu) if isinstance(gpu, str) else gpu
     choice = resolve_precision(spec, precision)
     effective = choice.effective
@@ -99,7 +124,28 @@ def build_replica_model(catalog: Catalog, gpu: GpuSpec | str, model: ModelProfil
         mem_fixed=model.weight_bytes(effective) / bandwidth,
         mem_per_token=model.kv_bytes_per_token(effective) / bandwidth,
         flop_per_token=2 * model.params_b * 1e9 / flops,
-        attn_per_token2=attn_flops_per_token2 / flops)
+        attn_per_token2=attn_flops_per_token2 / flops,
+        request_overhead=request_overhead_ms / 1e3)
+
+
+def flat_prior(ttft_ms: float, tpot_ms: float, price_per_hour: float, *,
+               name: str = "custom", reference_prompt_tokens: int = 512,
+               max_num_seqs: int = 16, kv_capacity: int = 131_072,
+               context_length: int = 4096, overhead_ms: float = 0.0) -> ReplicaModel:
+    """A model of hardware the catalog does not describe (e.g. the local CPU pools).
+
+    Idle TTFT is `ttft_ms` for a `reference_prompt_tokens` prompt: `overhead_ms` of it is
+    the fixed serving path, the rest linear in the prompt. Decode is `tpot_ms` per step
+    until the batch turns it compute-bound. The router corrects it like any other prior.
+    """
+    overhead = min(overhead_ms, ttft_ms * 0.9)
+    return ReplicaModel(
+        gpu=name, model=name, precision="fp16", precision_note="measured prior", tp=1,
+        price_per_hour=price_per_hour, kv_capacity=kv_capacity, max_num_seqs=max_num_seqs,
+        context_length=context_length, overhead=0.0, mem_fixed=tpot_ms / 1e3,
+        mem_per_token=0.0,
+        flop_per_token=(ttft_ms - overhead) / 1e3 / reference_prompt_tokens,
+        attn_per_token2=0.0, request_overhead=overhead / 1e3)
 
 
 def generation_throughput(replica: ReplicaModel, batch: int, prompt_tokens: int,

@@ -1,0 +1,73 @@
+"""One request joining a loaded pool: the roofline applied to what the router can see.
+
+The router knows a pool's requests in flight and queued and its replica count, not each
+replica's batch, so a request is assumed to join the least-loaded replica of an even
+spread. `pool_constants` flattens a `ReplicaModel` once per pool, because the router
+evaluates every pool for every request (`tests/bench/test_routing_decision_time.py`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from tandem.perf.roofline import ReplicaModel
+
+
+class PoolConstants(NamedTuple):
+    request_overhead: float
+    step_overhead: float
+    mem_fixed: float
+    mem_per_token: float
+    flop_per_token: float
+    attn_per_token2: float
+    kv_capacity: int
+    max_num_seqs: int
+
+
+class Joining(NamedTuple):
+    """Seconds a request joining a pool is predicted to spend, by cause."""
+
+    overhead: float  # the serving path's fixed share (no GPU time)
+    service: float  # its prefill iteration
+    queue: float  # waiting for the requests ahead of it, and for a KV slot
+    step: float  # each decode step after the first token
+    batch: float  # sequences sharing those steps, itself included
+
+
+def pool_constants(model: ReplicaModel) -> PoolConstants:
+    return PoolConstants(model.request_overhead, model.overhead, model.mem_fixed,
+                         model.mem_per_token, model.flop_per_token, model.attn_per_token2,
+                         model.kv_capacity, model.max_num_seqs)
+
+
+def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: int,
+              prompt: int, output: int) -> Joining:
+    """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
+    replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
+    batch is full). The decode step also carries the prefills of the batch mates' successors:
+    each running sequence is replaced once per lifetime (~`output` steps), and that prefill
+    stalls every decode."""
+    (request_overhead, overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity,
+     max_seqs) = constants
+    if replicas < 1:
+        replicas = 1
+    running = in_flight / replicas
+    waiting = queued / replicas
+    context = prompt + 0.5 * output  # the request's own size stands in for its batch mates'
+    batch = running + 1.0
+    memory = mem_fixed + mem_per_token * batch * context
+    compute = flop * batch
+    step = overhead + (memory if memory > compute else compute)
+    prefill_compute = flop * (prompt + running) + attn * prompt * prompt
+    prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
+    service = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
+    queue = waiting * service
+    step += running * prefill_compute / (output if output > 32 else 32)
+    size = prompt + output
+    slots = kv_capacity // size if size > 0 else max_seqs
+    if slots > max_seqs:
+        slots = max_seqs
+    excess = batch + waiting - slots
+    if excess > 0:
+        queue += excess / (slots if slots > 0 else 1) * output * step
+    return Joining(request_overhead, service, queue, step, batch)
