@@ -11,7 +11,7 @@ from tandem.perf.cost import (
     replica_seconds_at_capacity,
     request_cost_usd,
 )
-from tandem.perf.pool import Joining, PoolConstants, join_pool, pool_constants
+from tandem.perf.pool import JOINING, PoolConstants, join_pool, pool_constants
 from tandem.perf.roofline import (
     MAX_NUM_SEQS,
     MAX_PREFILL_TOKENS,
@@ -21,7 +21,7 @@ from tandem.perf.roofline import (
     generation_throughput,
 )
 
-__all__ = ["MAX_NUM_SEQS", "MAX_PREFILL_TOKENS", "Joining", "PoolConstants", "ReplicaModel",
+__all__ = ["JOINING", "MAX_NUM_SEQS", "MAX_PREFILL_TOKENS", "PoolConstants", "ReplicaModel",
            "build_replica_model", "fleet_rent_per_hour", "flat_prior", "generation_throughput",
            "join_pool", "pool_constants", "rent_usd", "replica_seconds_at_capacity",
            "request_cost_usd"]

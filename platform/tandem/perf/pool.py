@@ -2,8 +2,9 @@
 
 The router knows a pool's requests in flight and queued and its replica count, not each
 replica's batch, so a request is assumed to join the least-loaded replica of an even
-spread. `pool_constants` flattens a `ReplicaModel` once per pool, because the router
-evaluates every pool for every request (`tests/bench/test_routing_decision_time.py`).
+spread. The same pass prices the request (`tandem.perf.cost`): the router evaluates
+every pool for every request, so `pool_constants` flattens a `ReplicaModel` once per
+pool and `join_pool` is one call per pool (`tests/bench/test_routing_decision_time.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tandem.perf.roofline import ReplicaModel
+
+SECONDS_PER_HOUR = 3600.0
 
 
 class PoolConstants(NamedTuple):
@@ -24,14 +27,13 @@ class PoolConstants(NamedTuple):
     max_num_seqs: int
 
 
-class Joining(NamedTuple):
-    """Seconds a request joining a pool is predicted to spend, by cause."""
-
-    overhead: float  # the serving path's fixed share (no GPU time)
-    service: float  # its prefill iteration
-    queue: float  # waiting for the requests ahead of it, and for a KV slot
-    step: float  # each decode step after the first token
-    batch: float  # sequences sharing those steps, itself included
+# What `join_pool` returns, in this order (a plain tuple: it is built per pool per request):
+JOINING = ("overhead",  # s, the serving path's fixed share (no GPU time)
+           "service",  # s, its prefill iteration
+           "queue",  # s, waiting for the requests ahead of it, and for a KV slot
+           "step",  # s, each decode step after the first token
+           "batch",  # sequences sharing those steps, itself included
+           "cost_usd")  # rent of the replica time it takes on a full replica
 
 
 def pool_constants(model: ReplicaModel) -> PoolConstants:
@@ -40,13 +42,17 @@ def pool_constants(model: ReplicaModel) -> PoolConstants:
                          model.kv_capacity, model.max_num_seqs)
 
 
-def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: int,
-              prompt: int, output: int) -> Joining:
+def join_pool(constants: PoolConstants, price_per_hour: float, in_flight: int, queued: int,
+              replicas: int, prompt: int, output: int) -> tuple[float, ...]:
     """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
     replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
     batch is full). The decode step also carries the prefills of the batch mates' successors:
     each running sequence is replaced once per lifetime (~`output` steps), and that prefill
-    stalls every decode."""
+    stalls every decode. Returns the `JOINING` figures.
+
+    The cost does not depend on the load: it is the rent of the request's prefill compute
+    and of its share of decode steps when the replica holds as many sequences of its size
+    as fit, so a busy expensive pool does not look cheap."""
     (request_overhead, overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity,
      max_seqs) = constants
     if replicas < 1:
@@ -58,7 +64,8 @@ def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: i
     memory = mem_fixed + mem_per_token * batch * context
     compute = flop * batch
     step = overhead + (memory if memory > compute else compute)
-    prefill_compute = flop * (prompt + running) + attn * prompt * prompt
+    own_compute = flop * prompt + attn * prompt * prompt
+    prefill_compute = own_compute + flop * running
     prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
     service = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
     queue = waiting * service
@@ -70,4 +77,11 @@ def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: i
     excess = batch + waiting - slots
     if excess > 0:
         queue += excess / (slots if slots > 0 else 1) * output * step
-    return Joining(request_overhead, service, queue, step, batch)
+    if slots < 1:
+        slots = 1
+    full_memory = mem_fixed + mem_per_token * slots * context
+    full_compute = flop * slots
+    full_step = overhead + (full_memory if full_memory > full_compute else full_compute)
+    replica_s = own_compute + (output - 1 if output > 1 else 0) * full_step / slots
+    return (request_overhead, service, queue, step, batch,
+            price_per_hour * replica_s / SECONDS_PER_HOUR)

@@ -1,7 +1,7 @@
 """The Tandem policy: the cheapest pool predicted to meet the request's latency targets.
 
 For every healthy, unsaturated pool the latency model predicts TTFT and TPOT given the
-pool's current load, and `tandem.perf.request_cost_usd` prices the request: the rent of
+pool's current load, and the same `tandem.perf.join_pool` pass prices the request: the rent of
 the replica time it takes on a full replica of that pool (its load does not make a busy
 pool look cheap). Among the pools meeting both targets (and `max_cost_usd`, if set) the cheapest wins;
 if none meets them, the fastest relative to the targets wins (the smallest of
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tandem.perf import ReplicaModel, join_pool, request_cost_usd
+from tandem.perf import ReplicaModel, join_pool
 from tandem.routing.config import RoutingConfig
 from tandem.routing.latency import LatencyModel
 from tandem.routing.policy import NoHealthyPool
@@ -59,6 +59,8 @@ class LatencyCostPolicy:
         and the healthy pools skipped as saturated.
         """
         latency = self.latency
+        apply = latency.apply
+        cached = latency.pool_constants
         prompt = request.prompt_tokens
         output = request.max_tokens
         max_cost = request.max_cost_usd
@@ -74,10 +76,10 @@ class LatencyCostPolicy:
                 saturated.append(pool)
                 continue
             name = pool.name
-            constants = latency.constants(pool)
-            ttft, tpot = latency.apply(name, join_pool(constants, pool.in_flight, pool.queued,
-                                                       replicas, prompt, output), now)
-            cost = request_cost_usd(constants, pool.price_per_hour, prompt, output)
+            joining = join_pool(cached.get(name) or latency.constants(pool), pool.price_per_hour,
+                                pool.in_flight, pool.queued, replicas, prompt, output)
+            ttft, tpot = apply(name, joining, now)
+            cost = joining[5]  # tandem.perf.JOINING
             meets = ttft <= ttft_target and tpot <= tpot_target
             within = max_cost is None or cost <= max_cost
             candidate = new(Candidate, (name, ttft, tpot, cost, meets, within))

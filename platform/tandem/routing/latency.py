@@ -28,7 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tandem.perf import PoolConstants, ReplicaModel, flat_prior, join_pool, pool_constants
+from tandem.perf import (
+    PoolConstants,
+    ReplicaModel,
+    flat_prior,
+    join_pool,
+    pool_constants,
+)
 from tandem.routing.types import PoolState, RequestFeatures
 
 _RATIO_BOUNDS = (0.02, 100.0)  # one wild observation may not swing a pool further
@@ -98,7 +104,7 @@ class LatencyModel:
         self.stale_half_life_s = stale_half_life_s
         self.default_prior = default_prior or flat_prior(500.0, 50.0, 1.0, name="unknown")
         self.corrections: dict[str, PoolCorrection] = {}
-        self._constants: dict[str, PoolConstants] = {}
+        self.pool_constants: dict[str, PoolConstants] = {}  # filled by `constants`
 
     def prior_for(self, pool: PoolState) -> ReplicaModel:
         prior = self.priors.get(pool.name)
@@ -113,9 +119,9 @@ class LatencyModel:
 
     def constants(self, pool: PoolState) -> PoolConstants:
         """The pool's prior flattened for `tandem.perf.join_pool` (cached)."""
-        constants = self._constants.get(pool.name)
+        constants = self.pool_constants.get(pool.name)
         if constants is None:
-            constants = self._constants[pool.name] = pool_constants(self.prior_for(pool))
+            constants = self.pool_constants[pool.name] = pool_constants(self.prior_for(pool))
         return constants
 
     def corrected(self, name: str, now: float) -> tuple[float, float, float, float] | None:
@@ -149,20 +155,26 @@ class LatencyModel:
 
     def predict(self, pool: PoolState, request: RequestFeatures, now: float) -> Prediction:
         """Predicted TTFT and TPOT (ms) of `request` on `pool`."""
-        joining = join_pool(self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
-                            request.prompt_tokens, request.max_tokens)
+        joining = join_pool(self.constants(pool), pool.price_per_hour, pool.in_flight,
+                            pool.queued, pool.replicas, request.prompt_tokens, request.max_tokens)
         return Prediction(*self.apply(pool.name, joining, now))
 
-    def apply(self, name: str, joining, now: float) -> tuple[float, float]:
-        """TTFT and TPOT (ms) of a `tandem.perf.Joining` with pool `name`'s corrections."""
-        overhead, service, queue, step, _ = joining
-        corrected = self.corrected(name, now) if name in self.corrections else None
-        if corrected is not None:
-            overhead, service_ratio, queue_ratio, tpot_ratio = corrected
-            service *= service_ratio
-            queue *= queue_ratio
-            step *= tpot_ratio
-        return (overhead + service + queue) * 1e3, step * 1e3
+    def apply(self, name: str, joining: tuple[float, ...], now: float) -> tuple[float, float]:
+        """TTFT and TPOT (ms) of a `tandem.perf.join_pool` result with pool `name`'s corrections (the
+        router's hot path: `corrected`, written out)."""
+        correction = self.corrections.get(name)
+        if correction is None:
+            return (joining[0] + joining[1] + joining[2]) * 1e3, joining[3] * 1e3
+        updated, half_life = correction.updated_at, self.stale_half_life_s
+        if updated is None or now <= updated or half_life is None:
+            return ((correction.overhead + joining[1] * correction.service
+                     + joining[2] * correction.queue) * 1e3, joining[3] * correction.tpot * 1e3)
+        keep = 0.5 ** ((now - updated) / half_life)
+        prior = correction.prior_overhead
+        return ((prior + (correction.overhead - prior) * keep
+                 + joining[1] * (1.0 + (correction.service - 1.0) * keep)
+                 + joining[2] * (1.0 + (correction.queue - 1.0) * keep)) * 1e3,
+                joining[3] * (1.0 + (correction.tpot - 1.0) * keep) * 1e3)
 
     def observe(self, pool: PoolState, request: RequestFeatures, now: float, *,
                 ttft_ms: float | None = None, tpot_ms: float | None = None,
@@ -178,9 +190,9 @@ class LatencyModel:
             e2e_ms: observed end-to-end time, for a request whose first token was not seen
                 (a non-streamed response): it scales TTFT and TPOT by the same ratio.
         """
-        prior_overhead, service, queue, step, _ = join_pool(
-            self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
-            request.prompt_tokens, request.max_tokens)
+        prior_overhead, service, queue, step, _, _ = join_pool(
+            self.constants(pool), pool.price_per_hour, pool.in_flight, pool.queued,
+            pool.replicas, request.prompt_tokens, request.max_tokens)
         correction = self.corrections.get(pool.name)
         if correction is None:
             correction = self.corrections[pool.name] = PoolCorrection(prior_overhead,

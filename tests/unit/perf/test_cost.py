@@ -23,8 +23,8 @@ def test_a_request_costs_the_rent_of_its_replica_time(catalog):
     h100 = _model(catalog, "H100")
     constants = pool_constants(h100)
     seconds = replica_seconds_at_capacity(constants, 500, 200)
-    assert request_cost_usd(constants, h100.price_per_hour, 500, 200) == rent_usd(
-        h100.price_per_hour, seconds)
+    assert request_cost_usd(constants, h100.price_per_hour, 500, 200) == pytest.approx(
+        rent_usd(h100.price_per_hour, seconds), rel=1e-12)
     # a full replica: far less than the request alone would hold it (prefill + 199 steps)
     alone = h100.prefill_time(500) + sum(h100.decode_step(1, 500 + i) for i in range(199))
     assert 0 < seconds < alone / 10

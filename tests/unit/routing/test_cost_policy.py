@@ -223,9 +223,11 @@ def test_property_deterministic_and_order_independent(priors, loads, request, se
        prompt=st.integers(1, 10000), output=st.integers(1, 4000))
 def test_property_roofline_is_finite_and_monotone_in_load(constants, in_flight, queued, replicas,
                                                           prompt, output):
-    overhead, service, queue, step, batch = join_pool(constants, in_flight, queued, replicas,
-                                                      prompt, output)
-    assert all(math.isfinite(x) and x >= 0 for x in (overhead, service, queue, step))
-    more = join_pool(constants, in_flight + replicas, queued + replicas, replicas, prompt, output)
-    assert more.service + more.queue >= service + queue and more.step >= step
-    assert more.overhead == overhead  # the serving path's share does not grow with load
+    overhead, service, queue, step, batch, cost = join_pool(constants, 2.0, in_flight, queued,
+                                                            replicas, prompt, output)
+    assert all(math.isfinite(x) and x >= 0 for x in (overhead, service, queue, step, cost))
+    more = join_pool(constants, 2.0, in_flight + replicas, queued + replicas, replicas, prompt,
+                     output)
+    assert more[1] + more[2] >= service + queue and more[3] >= step
+    assert more[0] == overhead  # the serving path's share does not grow with load
+    assert more[5] == cost  # nor does the price: a busy pool does not look cheap
