@@ -43,6 +43,9 @@ class Calibration:
     median_error: float  # median of |predicted - measured| / measured
     predicted_p50_ms: float
     measured_p50_ms: float
+    # the same error for a predictor that always said `measured_p50_ms`: the spread of the
+    # measurements themselves, which no prediction from load and size alone gets below
+    constant_error: float
 
 
 def ttft_calibration(rows: Iterable[Mapping], skip_first: int = 20) -> dict[str, Calibration]:
@@ -57,9 +60,11 @@ def ttft_calibration(rows: Iterable[Mapping], skip_first: int = 20) -> dict[str,
     for pool, pairs in sorted(by_pool.items()):
         pairs = pairs[skip_first:]
         if pairs:
+            measured_p50 = median(m for _, m in pairs)
             out[pool] = Calibration(
                 pool, len(pairs), median(abs(p - m) / m for p, m in pairs),
-                median(p for p, _ in pairs), median(m for _, m in pairs))
+                median(p for p, _ in pairs), measured_p50,
+                median(abs(measured_p50 - m) / m for _, m in pairs))
     return out
 
 
@@ -71,8 +76,10 @@ def format_calibration(calibration: Mapping[str, Calibration], skip_first: int) 
     lines = [f"calibration (TTFT, ingress clock; each pool's requests after its first "
              f"{skip_first}):",
              f"  {'pool':<12} {'requests':>8} {'median |err|':>12} {'predicted p50':>13} "
-             f"{'measured p50':>12}"]
+             f"{'measured p50':>12} {'|err| of p50':>12}"]
     for row in calibration.values():
         lines.append(f"  {row.pool:<12} {row.requests:>8} {row.median_error:>12.1%} "
-                     f"{row.predicted_p50_ms:>10.1f} ms {row.measured_p50_ms:>9.1f} ms")
+                     f"{row.predicted_p50_ms:>10.1f} ms {row.measured_p50_ms:>9.1f} ms "
+                     f"{row.constant_error:>12.1%}")
+    lines.append("  (|err| of p50: the error of always predicting the measured median)")
     return "\n".join(lines)

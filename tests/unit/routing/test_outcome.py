@@ -40,3 +40,13 @@ def test_ttft_calibration_skips_each_pools_first_requests_and_takes_medians():
     fast = calibration["fast"]
     assert fast.requests == 3 and fast.median_error == 0.2  # errors 0.2, 0.1, 0.5
     assert (fast.predicted_p50_ms, fast.measured_p50_ms) == (55.0, 50.0)
+
+
+def test_ttft_calibration_reports_how_far_the_measurements_spread():
+    from tandem.routing.outcome import format_calibration, ttft_calibration
+
+    rows = [{"pool": "cheap", "predicted_ttft_ms": 30.0, "ttft_ms": m} for m in (20, 25, 40)]
+    cheap = ttft_calibration(rows, skip_first=0)["cheap"]
+    # always predicting the median (25) errs 0.25, 0, 0.375: median 0.25
+    assert cheap.constant_error == 0.25
+    assert "25.0%" in format_calibration({"cheap": cheap}, 0)
