@@ -125,7 +125,7 @@ def test_tandem_against_baselines_on_the_same_fleet_and_on_its_cheapest_fleet():
 
     # (b) the cheapest fleet meeting both tiers at 99 %, per policy
     candidates = _fleets_up_to(models, planned.cost_per_hour)
-    cheapest = {}
+    cheapest, closest = {}, {}
     for name, make in policies.items():
         started = time.process_time()
         tried = 0
@@ -135,6 +135,8 @@ def test_tandem_against_baselines_on_the_same_fleet_and_on_its_cheapest_fleet():
             if min(attainment.values()) >= GOAL:
                 cheapest[name] = (fleet, _rent(models, fleet), attainment)
                 break
+            if name not in closest or min(attainment.values()) > min(closest[name][1].values()):
+                closest[name] = (fleet, attainment)
         print(f"  searched {tried} fleets for {name} in {time.process_time() - started:.0f} s")
     print(f"(b) cheapest fleet meeting both tiers at {GOAL:.0%} (fleets up to "
           f"${planned.cost_per_hour:.2f}/h, {len(candidates)} of them):")
@@ -147,6 +149,10 @@ def test_tandem_against_baselines_on_the_same_fleet_and_on_its_cheapest_fleet():
         fleet, rent, _ = cheapest[name]
         ratio = f"{rent / reference[1]:.2f}x" if reference else "-"
         print(f"  | {name:<14} | {_describe(fleet):<28} | {rent:>7.2f} | {ratio:>15} |")
+    print("  closest miss among the cheaper fleets:")
+    for name, (fleet, attainment) in closest.items():
+        print(f"  | {name:<14} | {_describe(fleet):<28} | {_rent(models, fleet):>7.2f} | "
+              f"interactive {attainment['interactive']:.2%}, batch {attainment['batch']:.2%}")
     print("targets: (a) tandem >= every baseline on every tier; (b) tandem's fleet the "
           "cheapest and <= 0.85x least-loaded's")
 

@@ -67,6 +67,11 @@ class RoutingConfig(_Strict):
         tier = self.targets(request.tier)
         return request.ttft_target_ms or tier.ttft_ms, request.tpot_target_ms or tier.tpot_ms
 
+    def strictest_targets(self) -> tuple[float, float]:
+        """The tightest TTFT and TPOT (ms) any tier has: what the fastest pools are for."""
+        return (min(tier.ttft_ms for tier in self.tiers.values()),
+                min(tier.tpot_ms for tier in self.tiers.values()))
+
     @classmethod
     def gpu_defaults(cls) -> RoutingConfig:
         """A 7-8B model on datacenter GPUs: interactive needs H100-class decode speed."""

@@ -112,9 +112,14 @@ class LatencyCostPolicy:
                           f"${budget:.2f}/h): cheapest pool")
                 return _decision(pool, reason, candidates, not pool.meets_slo)
         if best is not None:
-            return Decision(best[0], f"{note}cheapest meeting TTFT<={ttft_target:g}ms "
-                                     f"TPOT<={tpot_target:g}ms", best[1], best[2], best[3],
-                            False, tuple(candidates))
+            reason = f"{note}cheapest meeting TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms"
+            slower = self._leave_fast_pools_free(candidates, ttft_target, tpot_target)
+            if slower is not None and slower is not best:
+                best = slower
+                ttft_strict, tpot_strict = config.strictest_targets()
+                reason += (f" among pools too slow for TTFT<={ttft_strict:g}ms "
+                           f"TPOT<={tpot_strict:g}ms (the fast ones stay free for that tier)")
+            return Decision(best[0], reason, best[1], best[2], best[3], False, tuple(candidates))
         affordable = [c for c in candidates if c.within_cost]
         if not affordable:
             pool = _cheapest(candidates)
@@ -125,6 +130,21 @@ class LatencyCostPolicy:
         reason = (f"{note}no pool meets TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms: "
                   "fastest")
         return _decision(pool, reason, candidates, True)
+
+
+    def _leave_fast_pools_free(self, candidates: list[Candidate], ttft_target: float,
+                               tpot_target: float) -> Candidate | None:
+        """A request with looser targets than the strictest tier's goes to the cheapest pool
+        that meets its own targets but not the strictest ones, when there is one: the pools
+        fast enough for the strictest tier stay free for it. Without this, loose traffic
+        fills the fast pools first (they are often the cheapest per request) and the tight
+        tier they were bought for queues behind it. None: no such pool, keep the cheapest."""
+        ttft_strict, tpot_strict = self.config.strictest_targets()
+        if ttft_target <= ttft_strict and tpot_target <= tpot_strict:
+            return None
+        slower = [c for c in candidates if c.meets_slo and c.within_cost
+                  and not (c.ttft_ms <= ttft_strict and c.tpot_ms <= tpot_strict)]
+        return _cheapest(slower) if slower else None
 
 
 def _cheapest(candidates: list[Candidate]) -> Candidate:
