@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tandem.errors import UserError
-from tandem.perf import ReplicaModel
+from tandem.perf import ReplicaModel, fleet_rent_per_hour
 from tandem.planner.simulator import SimulationResult, Slo, simulate
 from tandem.planner.trace import Trace
 from tandem.routing.policy import SizeBucketPolicy
@@ -152,7 +152,7 @@ def solve_mix(buckets: list[Bucket], replicas: Mapping[str, ReplicaModel], slo: 
     for column, (bucket, gpu, _) in enumerate(pairs):
         if result.x[column] > 1e-6:
             shares.setdefault(bucket, {})[gpu] = float(result.x[column])
-    cost_per_hour = sum(replicas[g].price_per_hour * n for g, n in counts.items())
+    cost_per_hour = fleet_rent_per_hour((replicas[g].price_per_hour, n) for g, n in counts.items())
     return Mix(counts={g: n for g, n in counts.items() if n > 0}, shares=shares,
                cost_per_hour=cost_per_hour)
 
@@ -241,7 +241,8 @@ def size_homogeneous(trace: Trace, replica: ReplicaModel, name: str, slo: Slo,
             high = middle
         else:
             low = middle
-    return ValidatedFleet({name: high}, replica.price_per_hour * high, results[high], True)
+    return ValidatedFleet({name: high}, fleet_rent_per_hour([(replica.price_per_hour, high)]),
+                          results[high], True)
 
 
 def require_feasible(mix: ValidatedFleet | None, homogeneous: Mapping[str, ValidatedFleet | None],

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tandem.perf import rent_usd
 from tandem.planner.optimizer import bucket_trace, replica_capacity, solve_mix
 from tandem.planner.plan import Plan
 
@@ -47,7 +48,8 @@ def write_plot(plan: Plan, path: Path) -> Path:
         for prompt in PROMPT_SIZES:
             capacity = replica_capacity(replica, prompt, output, plan.slo)
             ok = capacity.meets_slo and capacity.rate > 0
-            costs.append(replica.price_per_hour / 3600 / capacity.rate * 1e3 if ok else np.nan)
+            # $ per 1k requests: the rent of the replica time 1k requests take at capacity
+            costs.append(rent_usd(replica.price_per_hour, 1e3 / capacity.rate) if ok else np.nan)
         right.plot(PROMPT_SIZES, costs, marker="o", label=name)
     right.set(xscale="log", yscale="log", xlabel=f"prompt tokens (output {output:.0f})",
               ylabel="$ per 1k requests at full load",
