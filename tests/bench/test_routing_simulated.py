@@ -5,9 +5,10 @@ the same weights) serves the bundled Azure conversation trace, rate-scaled so th
 is busy; each request gets a tier (30 % interactive, 50 % standard, 20 % batch, seeded)
 whose targets are `RoutingConfig.gpu_defaults()`. The simulator drives each policy
 object exactly as the ingress would, feeding `LatencyCostPolicy` the TTFT/TPOT it
-observes. Reported per policy: SLO attainment per tier, and $ per 1k requests two ways:
-the whole fleet's rental (identical for every policy on a fixed fleet) and the GPU time
-the policy actually kept busy, priced per pool (what an autoscaled fleet would pay).
+observes. Reported per policy: SLO attainment per tier; the cost, the fleet's rent in
+$/hour (identical for every policy on a fixed fleet: what differs is what it buys); and,
+labelled as an attribution, the GPU time the policy kept busy priced per pool, per 1k
+requests (`busy $/1k`).
 
 Run: `pytest tests/bench/test_routing_simulated.py -s` (env ROUTING_BENCH_REQUESTS,
 ROUTING_BENCH_RATE_SCALE change the slice and load).
@@ -86,7 +87,7 @@ def test_tandem_policy_against_baselines_on_the_conversation_trace():
         elapsed = time.process_time() - started
         attainment, busy_per_1k = _score(trace, result, tiers, config)
         shares = {report.name: report.requests / max(1, result.served) for report in result.pools}
-        rows[name] = (attainment, result.cost_per_1k_requests, busy_per_1k, shares, elapsed)
+        rows[name] = (attainment, result.cost_per_hour, busy_per_1k, shares, elapsed)
 
     fleet = ", ".join(f"{count}x{gpu}" for gpu, count in FLEET.items())
     print(f"\n{len(trace)} requests of the conversation trace at {RATE_SCALE:g}x rate "
@@ -95,12 +96,12 @@ def test_tandem_policy_against_baselines_on_the_conversation_trace():
         f"{tier} TTFT<={config.targets(tier).ttft_ms:g}ms TPOT<={config.targets(tier).tpot_ms:g}ms"
         for tier in TIERS))
     print(f"| {'policy':<22} | {'interactive':>11} | {'standard':>8} | {'batch':>6} | "
-          f"{'fleet $/1k':>10} | {'busy $/1k':>9} | share H100/H200/A100/L4 | sim s |")
+          f"{'fleet $/h':>10} | {'busy $/1k':>9} | share H100/H200/A100/L4 | sim s |")
     print(f"|{'-' * 24}|{'-' * 13}|{'-' * 10}|{'-' * 8}|{'-' * 12}|{'-' * 11}|{'-' * 25}|{'-' * 7}|")
-    for name, (attainment, fleet_per_1k, busy_per_1k, shares, elapsed) in rows.items():
+    for name, (attainment, rent, busy_per_1k, shares, elapsed) in rows.items():
         split = "/".join(f"{shares.get(gpu, 0) * 100:.0f}" for gpu in FLEET)
         print(f"| {name:<22} | {attainment['interactive']:>11.1%} | {attainment['standard']:>8.1%} "
-              f"| {attainment['batch']:>6.1%} | {fleet_per_1k:>10.4f} | {busy_per_1k:>9.4f} | "
+              f"| {attainment['batch']:>6.1%} | {rent:>10.2f} | {busy_per_1k:>9.4f} | "
               f"{split:<23} | {elapsed:>5.1f} |")
 
     tandem = rows["tandem (latency+cost)"]
