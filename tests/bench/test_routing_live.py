@@ -1,12 +1,12 @@
 """Live routing on the local two-pool stack: the Tandem policy vs round-robin vs
-everything on the fast pool, same mixed load, one run.
+least-loaded vs everything on the fast pool, same mixed load, one run.
 
 Load: 1 interactive client (16 tokens) and 6 batch clients (64 tokens), closed loop,
 `DURATION_S` each. SLO attainment per tier is measured by the client against the
 local tier targets. The cost is the fleet's rent over the run: each deployed pool's
-price x replicas, $/hour (what a user pays). The ingress's per-request attribution from
-the request log (replica price x time held / requests sharing the replica) is printed
-beside it, labelled as one. "All fast" deploys the same config with the `fast` pool
+price x replicas, $/hour (what a user pays; `tandem.perf.fleet_rent_per_hour`). The
+requests' `cost_usd` from the request log (the rent of the replica time each takes on a
+full replica) is printed beside it per 1k requests, labelled as an attribution. "All fast" deploys the same config with the `fast` pool
 alone (the cheap pool is removed). Target (issue 5): interactive attainment >= 99 %
 and cost <= 0.7x all-fast.
 Run: `.venv/bin/python -m pytest -s -m "integration" tests/bench/test_routing_live.py`
@@ -49,6 +49,7 @@ def _run(stack, streams) -> dict:
 
 
 def test_live_routing_policies(stack, registered):
+    from tandem.perf import fleet_rent_per_hour
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy, shutdown
     from tandem.serve.loadgen import Stream
@@ -60,13 +61,15 @@ def test_live_routing_policies(stack, registered):
     fast_only = config.model_copy(update={"pools": {"fast": config.pools["fast"]}})
     table = {}
     try:
-        for name, variant in (("tandem", config),
-                              ("round-robin", config.model_copy(update={"routing_policy": "round-robin"})),
-                              ("all-fast", fast_only)):
+        for name, variant in (
+                ("tandem", config),
+                ("round-robin", config.model_copy(update={"routing_policy": "round-robin"})),
+                ("least-loaded", config.model_copy(update={"routing_policy": "least-loaded"})),
+                ("all-fast", fast_only)):
             deploy(variant, stack, log=lambda _: None)
             table[name] = _run(stack, mixed)
-            table[name]["all"]["fleet_usd_per_hour"] = sum(
-                pool.price_per_hour * pool.num_replicas for pool in variant.pools.values())
+            table[name]["all"]["fleet_usd_per_hour"] = fleet_rent_per_hour(
+                (pool.price_per_hour, pool.num_replicas) for pool in variant.pools.values())
     finally:
         shutdown(stack, log=lambda _: None)
 
