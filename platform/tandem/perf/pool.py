@@ -43,12 +43,15 @@ def pool_constants(model: ReplicaModel) -> PoolConstants:
 
 
 def join_pool(constants: PoolConstants, price_per_hour: float, in_flight: int, queued: int,
-              replicas: int, prompt: int, output: int) -> tuple[float, ...]:
+              replicas: int, prompt: int, output: int, mate_output: float = 0.0
+              ) -> tuple[float, ...]:
     """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
     replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
     batch is full). The decode step also carries the prefills of the batch mates' successors:
-    each running sequence is replaced once per lifetime (~`output` steps), and that prefill
-    stalls every decode. Returns the `JOINING` figures.
+    each running sequence is replaced once per lifetime (~`mate_output` steps), and that
+    prefill stalls every decode. `mate_output` is the mean output of the requests already
+    there (0: unknown, the request's own stands in): a short request behind long ones
+    waits for theirs. Returns the `JOINING` figures.
 
     The cost does not depend on the load: it is the rent of the request's prefill compute
     and of its share of decode steps when the replica holds as many sequences of its size
@@ -59,7 +62,9 @@ def join_pool(constants: PoolConstants, price_per_hour: float, in_flight: int, q
         replicas = 1
     running = in_flight / replicas
     waiting = queued / replicas
-    context = prompt + 0.5 * output  # the request's own size stands in for its batch mates'
+    if mate_output <= 0.0:
+        mate_output = output
+    context = prompt + 0.5 * output  # its own prompt stands in for its batch mates'
     batch = running + 1.0
     memory = mem_fixed + mem_per_token * batch * context
     compute = flop * batch
@@ -69,14 +74,14 @@ def join_pool(constants: PoolConstants, price_per_hour: float, in_flight: int, q
     prefill_memory = mem_fixed + mem_per_token * (running * context + prompt)
     service = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
     queue = waiting * service
-    step += running * prefill_compute / (output if output > 32 else 32)
+    step += running * prefill_compute / (mate_output if mate_output > 32 else 32)
     size = prompt + output
     slots = kv_capacity // size if size > 0 else max_seqs
     if slots > max_seqs:
         slots = max_seqs
     excess = batch + waiting - slots
     if excess > 0:
-        queue += excess / (slots if slots > 0 else 1) * output * step
+        queue += excess / (slots if slots > 0 else 1) * mate_output * step
     if slots < 1:
         slots = 1
     full_memory = mem_fixed + mem_per_token * slots * context

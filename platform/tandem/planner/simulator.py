@@ -139,6 +139,7 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
                 for p, name in enumerate(names)]
     loads = [[0] * len(group) for group in replicas]  # running + waiting, per replica
     in_flight = [0] * len(names)
+    owed = [0] * len(names)  # output tokens of the requests dispatched and not finished
     queued = [0] * len(names)
     pool_index = {name: p for p, name in enumerate(names)}
 
@@ -180,6 +181,7 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
             replica.reserved -= size
             loads[replica.pool][replica.index] -= 1
             in_flight[replica.pool] -= 1
+            owed[replica.pool] -= outputs[request]
 
     def plan_next(replica: _Replica) -> None:
         if replica.waiting and can_admit(replica, replica.waiting[0]):
@@ -230,6 +232,7 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         replica.waiting.append(request)
         loads[replica.pool][replica.index] += 1
         queued[replica.pool] += 1
+        owed[replica.pool] += outputs[request]
         served_by[request] = replica.pool
         if len(replica.waiting) > 1 or not can_admit(replica, request):
             return  # an event is already due, or a finish must free room first
@@ -277,7 +280,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         size = prompts[request] + outputs[request]
         states = [PoolState(name=name, gpu=models[p].gpu, healthy=True,
                             replicas=len(replicas[p]), in_flight=in_flight[p],
-                            queued=queued[p], price_per_hour=models[p].price_per_hour)
+                            queued=queued[p], price_per_hour=models[p].price_per_hour,
+                            owed_output_tokens=owed[p])
                   for p, name in enumerate(names) if size <= fitting[p]]
         if not states:
             rejected += 1

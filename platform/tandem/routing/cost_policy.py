@@ -77,7 +77,8 @@ class LatencyCostPolicy:
                 continue
             name = pool.name
             joining = join_pool(cached.get(name) or latency.constants(pool), pool.price_per_hour,
-                                pool.in_flight, pool.queued, replicas, prompt, output)
+                                pool.in_flight, pool.queued, replicas, prompt, output,
+                                pool.mean_owed_output)
             ttft, tpot = apply(name, joining, now)
             cost = joining[5]  # tandem.perf.JOINING
             meets = ttft <= ttft_target and tpot <= tpot_target

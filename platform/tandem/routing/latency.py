@@ -156,7 +156,8 @@ class LatencyModel:
     def predict(self, pool: PoolState, request: RequestFeatures, now: float) -> Prediction:
         """Predicted TTFT and TPOT (ms) of `request` on `pool`."""
         joining = join_pool(self.constants(pool), pool.price_per_hour, pool.in_flight,
-                            pool.queued, pool.replicas, request.prompt_tokens, request.max_tokens)
+                            pool.queued, pool.replicas, request.prompt_tokens, request.max_tokens,
+                            pool.mean_owed_output)
         return Prediction(*self.apply(pool.name, joining, now))
 
     def apply(self, name: str, joining: tuple[float, ...], now: float) -> tuple[float, float]:
@@ -192,7 +193,7 @@ class LatencyModel:
         """
         prior_overhead, service, queue, step, _, _ = join_pool(
             self.constants(pool), pool.price_per_hour, pool.in_flight, pool.queued,
-            pool.replicas, request.prompt_tokens, request.max_tokens)
+            pool.replicas, request.prompt_tokens, request.max_tokens, pool.mean_owed_output)
         correction = self.corrections.get(pool.name)
         if correction is None:
             correction = self.corrections[pool.name] = PoolCorrection(prior_overhead,

@@ -35,10 +35,19 @@ class PoolState:
     price_per_hour: float  # one replica
     predicted_ttft_ms: float | None = None
     predicted_tpot_ms: float | None = None
+    # max_tokens of the requests in flight and queued, summed (0: not known): how long
+    # the requests ahead of a new one may still hold their batch slots
+    owed_output_tokens: int = 0
 
     @property
     def load_per_replica(self) -> float:
         return (self.in_flight + self.queued) / max(1, self.replicas)
+
+    @property
+    def mean_owed_output(self) -> float:
+        """Mean max_tokens of the requests in flight and queued; 0 when not known."""
+        ahead = self.in_flight + self.queued
+        return self.owed_output_tokens / ahead if self.owed_output_tokens > 0 and ahead else 0.0
 
 
 class Candidate(NamedTuple):

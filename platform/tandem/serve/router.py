@@ -76,6 +76,7 @@ class PoolRouter:
         self.policy = build_policy(config, self.priors)
         self.log = DecisionLog()
         self.in_flight: Counter[str] = Counter()
+        self.owed_output_tokens: Counter[str] = Counter()  # max_tokens of those in flight
         self.down: set[str] = set()
         self._spent: dict[str, deque[tuple[float, float]]] = {}
         self._decisions_path = decisions_path
@@ -100,7 +101,8 @@ class PoolRouter:
             states.append(PoolState(
                 name=name, gpu=route["gpu"], healthy=name not in down, replicas=route["replicas"],
                 in_flight=min(in_flight, slots), queued=max(0, in_flight - slots),
-                price_per_hour=route["price_per_hour"]))
+                price_per_hour=route["price_per_hour"],
+                owed_output_tokens=self.owed_output_tokens[name]))
         return states
 
     def choose(self, features: RequestFeatures, states: list[PoolState], now: float,
@@ -124,6 +126,15 @@ class PoolRouter:
             return None
         return request_cost_usd(constants, price_per_hour, features.prompt_tokens,
                                 features.max_tokens)
+
+    def dispatched(self, pool: str, features: RequestFeatures) -> None:
+        """A request (or probe) was sent to `pool`: it is in flight until `released`."""
+        self.in_flight[pool] += 1
+        self.owed_output_tokens[pool] += features.max_tokens
+
+    def released(self, pool: str, features: RequestFeatures) -> None:
+        self.in_flight[pool] -= 1
+        self.owed_output_tokens[pool] -= features.max_tokens
 
     def failed(self, pool: str) -> None:
         """A call to `pool` failed: skip it until `recovered` (the ingress probes it)."""

@@ -161,3 +161,19 @@ def test_unusable_end_to_end_observations_are_ignored(priors):
     model.observe(state, REQUEST, 0.0, e2e_ms=0.0)
     model.observe(state, REQUEST, 0.0, e2e_ms=-5.0)
     assert model.predict(state, REQUEST, 0.0) == prior
+
+
+def test_a_short_request_behind_long_ones_waits_for_theirs():
+    cpu = flat_prior(40.0, 10.0, 0.1, name="cheap", max_num_seqs=4, overhead_ms=10.0)
+    model = LatencyModel({"cheap": cpu})
+    short = RequestFeatures(prompt_tokens=16, max_tokens=16)
+
+    def full(owed):  # 4 running, 2 waiting
+        return PoolState(name="cheap", gpu="cpu", healthy=True, replicas=1, in_flight=4,
+                         queued=2, price_per_hour=0.1, owed_output_tokens=owed)
+
+    unknown = model.predict(full(0), short, 0.0).ttft_ms  # its own size stands in
+    behind_short = model.predict(full(6 * 16), short, 0.0).ttft_ms
+    behind_long = model.predict(full(6 * 64), short, 0.0).ttft_ms
+    assert unknown == pytest.approx(behind_short)
+    assert behind_long > 2 * behind_short

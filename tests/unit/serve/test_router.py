@@ -374,3 +374,16 @@ def test_a_canary_takes_its_share_of_requests():
     draws = [i / 1000 for i in range(1000)]
     assert sum(canary_or_champion(entry, d) is canary["pools"] for d in draws) == 250
     assert canary_or_champion({"version": 1, "pools": ROUTES}, 0.0) is ROUTES
+
+
+def test_pool_states_carry_the_output_tokens_owed_by_requests_in_flight():
+    router = PoolRouter(load_serve_config(LOCAL), None)
+    routes = {"cheap": {"gpu": "cpu", "price_per_hour": 0.1, "replicas": 1}}
+    for max_tokens in (64, 64, 16):
+        router.dispatched("cheap", RequestFeatures(8, max_tokens))
+    [state] = router.states(routes)
+    assert (state.in_flight + state.queued, state.owed_output_tokens) == (3, 144)
+    assert state.mean_owed_output == 48.0
+    router.released("cheap", RequestFeatures(8, 64))
+    [state] = router.states(routes)
+    assert (state.in_flight, state.owed_output_tokens) == (2, 80)

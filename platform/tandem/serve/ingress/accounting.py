@@ -31,7 +31,7 @@ class Accounting:
         exchange.status = status
         router = self._router
         if exchange.pool is not None and not exchange.released:
-            router.in_flight[exchange.pool] -= 1
+            router.released(exchange.pool, exchange.features)
         if exchange.pool is not None and status == 200:
             router.finished(exchange.state, exchange.features, time.time(),
                             exchange.cost_usd or 0.0,

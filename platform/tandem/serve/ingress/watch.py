@@ -139,7 +139,7 @@ class PoolWatch:
             for state in router.pools_to_probe(entry["pools"], now):
                 request = CompletionRequest(model=model, prompt=PROBE_PROMPT, max_tokens=1,
                                             temperature=0)
-                router.in_flight[state.name] += 1
+                router.dispatched(state.name, features)
                 started = time.perf_counter()
                 try:
                     replies = self._handle(entry["pools"][state.name]).completions.remote(
@@ -149,7 +149,7 @@ class PoolWatch:
                 except Exception:  # a failing pool is the failure path's business
                     continue
                 finally:
-                    router.in_flight[state.name] -= 1
+                    router.released(state.name, features)
                 if not isinstance(first[0] if isinstance(first, list) else first, ErrorResponse):
                     router.probed(state, features, time.time(),
                                   (time.perf_counter() - started) * 1e3)
