@@ -11,7 +11,7 @@ from tandem.perf.cost import (
     replica_seconds_at_capacity,
     request_cost_usd,
 )
-from tandem.perf.pool import JOINING, PoolConstants, join_pool, pool_constants
+from tandem.perf.pool import JOINING, PoolConstants, idle_limits, join_pool, pool_constants
 from tandem.perf.roofline import (
     MAX_NUM_SEQS,
     MAX_PREFILL_TOKENS,
@@ -23,5 +23,5 @@ from tandem.perf.roofline import (
 
 __all__ = ["JOINING", "MAX_NUM_SEQS", "MAX_PREFILL_TOKENS", "PoolConstants", "ReplicaModel",
            "build_replica_model", "fleet_rent_per_hour", "flat_prior", "generation_throughput",
-           "join_pool", "pool_constants", "rent_usd", "replica_seconds_at_capacity",
+           "idle_limits", "join_pool", "pool_constants", "rent_usd", "replica_seconds_at_capacity",
            "request_cost_usd"]

@@ -9,6 +9,7 @@ pool and `join_pool` is one call per pool (`tests/bench/test_routing_decision_ti
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from tandem.perf.roofline import ReplicaModel
@@ -90,3 +91,29 @@ def join_pool(constants: PoolConstants, price_per_hour: float, in_flight: int, q
     replica_s = own_compute + (output - 1 if output > 1 else 0) * full_step / slots
     return (request_overhead, service, queue, step, batch,
             price_per_hour * replica_s / SECONDS_PER_HOUR)
+
+
+def idle_limits(constants: PoolConstants, ttft_s: float, tpot_s: float) -> tuple[float, float]:
+    """What an idle replica serves within a TTFT and a TPOT, by `join_pool`'s formulas: the
+    longest prompt whose first token comes within `ttft_s` (overhead included), and the
+    longest context (prompt + half the output) it decodes within `tpot_s` per token.
+    Negative: nothing fits. Both are thresholds because idle latency only grows with size,
+    so a router can classify a pool for any request with two comparisons."""
+    (request_overhead, overhead, mem_fixed, mem_per_token, flop, attn, _, _) = constants
+    budget = ttft_s - request_overhead - overhead
+    if budget < 0 or mem_fixed > budget:
+        max_prompt = -1.0
+    else:
+        # flop * p + attn * p^2 <= budget, and mem_fixed + mem_per_token * p <= budget
+        if attn > 0:
+            compute = (-flop + (flop * flop + 4 * attn * budget) ** 0.5) / (2 * attn)
+        else:
+            compute = budget / flop if flop > 0 else math.inf
+        memory = (budget - mem_fixed) / mem_per_token if mem_per_token > 0 else math.inf
+        max_prompt = min(compute, memory)
+    budget = tpot_s - overhead
+    if budget < 0 or flop > budget or mem_fixed > budget:
+        max_context = -1.0
+    else:
+        max_context = (budget - mem_fixed) / mem_per_token if mem_per_token > 0 else math.inf
+    return max_prompt, max_context

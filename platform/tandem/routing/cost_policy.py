@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tandem.perf import ReplicaModel, join_pool
+from tandem.perf import ReplicaModel, idle_limits, join_pool
 from tandem.routing.config import RoutingConfig
 from tandem.routing.latency import LatencyModel
 from tandem.routing.policy import NoHealthyPool
@@ -40,6 +40,9 @@ class LatencyCostPolicy:
                                    stale_half_life_s=self.config.stale_half_life_s)
         self.latency = latency
         self._spend: dict[str, float] = {}
+        # pool -> (longest prompt, longest context) its prior serves idle within the
+        # strictest targets (`tandem.perf.idle_limits`; priors do not change)
+        self._strict_limits: dict[str, tuple[float, float]] = {}
 
     def set_spend_rates(self, per_tier: Mapping[str, float]) -> None:
         """The current spend rate of each tier, USD/hour (the caller measures it)."""
@@ -114,14 +117,14 @@ class LatencyCostPolicy:
                 return _decision(pool, reason, candidates, not pool.meets_slo)
         if best is not None:
             reason = f"{note}cheapest meeting TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms"
-            slower = self._leave_fast_pools_free(request, pools, now, candidates, ttft_target,
+            slower = self._leave_fast_pools_free(request, pools, candidates, ttft_target,
                                                  tpot_target)
             if slower is not None and slower is not best:
                 best = slower
                 ttft_strict, tpot_strict = config.strictest_targets()
                 reason += (f" among pools too slow for TTFT<={ttft_strict:g}ms "
-                           f"TPOT<={tpot_strict:g}ms even idle (the fast ones stay free for "
-                           "that tier)")
+                           f"TPOT<={tpot_strict:g}ms by their prior (the fast ones stay free "
+                           "for that tier)")
             return Decision(best[0], reason, best[1], best[2], best[3], False, tuple(candidates))
         affordable = [c for c in candidates if c.within_cost]
         if not affordable:
@@ -136,36 +139,38 @@ class LatencyCostPolicy:
 
 
     def _leave_fast_pools_free(self, request: RequestFeatures, pools: Sequence[PoolState],
-                               now: float, candidates: list[Candidate], ttft_target: float,
+                               candidates: list[Candidate], ttft_target: float,
                                tpot_target: float) -> Candidate | None:
         """A request with looser targets than the strictest tier's goes to the cheapest pool
-        that meets its own targets but could not meet the strictest ones even idle, when
-        there is one: the pools fast enough for the strictest tier stay free for it. Without
-        this, loose traffic fills the fast pools first (they are often the cheapest per
-        request) and the tight tier they were bought for queues behind it. Idle, because
-        what a pool is for is its hardware's (and its learned corrections'), not its
-        current load. None: no such pool, keep the cheapest."""
+        that meets its own targets but whose prior says it could not meet the strictest ones
+        even idle, when there is one: the pools fast enough for the strictest tier stay free
+        for it. Without this, loose traffic fills the fast pools first (they are often the
+        cheapest per request) and the tight tier they were bought for queues behind it.
+        By the prior, idle: what a pool is for is its hardware, not its current load nor
+        corrections learned under load (on the local pools, whose speeds are close, either
+        flipped their roles). None: no such pool, keep the cheapest."""
         ttft_strict, tpot_strict = self.config.strictest_targets()
         if ttft_target <= ttft_strict and tpot_target <= tpot_strict:
             return None
-        latency = self.latency
+        prompt = request.prompt_tokens
+        context = prompt + 0.5 * request.max_tokens
+        limits = self._strict_limits
         by_name: dict[str, PoolState] | None = None
         slower = None
         for candidate in candidates:
             if not (candidate.meets_slo and candidate.within_cost):
                 continue
-            if candidate.ttft_ms <= ttft_strict and candidate.tpot_ms <= tpot_strict:
-                continue  # fast enough loaded, so fast enough idle
             if slower is not None and (candidate.cost_usd, candidate.ttft_ms, candidate.pool) >= (
                     slower.cost_usd, slower.ttft_ms, slower.pool):
                 continue
-            if by_name is None:
-                by_name = {pool.name: pool for pool in pools}
-            pool = by_name[candidate.pool]
-            idle = join_pool(latency.constants(pool), pool.price_per_hour, 0, 0, pool.replicas,
-                             request.prompt_tokens, request.max_tokens)
-            ttft, tpot = latency.apply(pool.name, idle, now)
-            if ttft > ttft_strict or tpot > tpot_strict:
+            pool_limits = limits.get(candidate.pool)
+            if pool_limits is None:
+                if by_name is None:
+                    by_name = {pool.name: pool for pool in pools}
+                pool_limits = limits[candidate.pool] = idle_limits(
+                    self.latency.constants(by_name[candidate.pool]), ttft_strict / 1e3,
+                    tpot_strict / 1e3)
+            if prompt > pool_limits[0] or context > pool_limits[1]:
                 slower = candidate
         return slower
 

@@ -1,10 +1,15 @@
-"""The one cost function: rent, and what a request's share of it is."""
+"""The one cost function (rent, and what a request's share of it is), and the idle limits
+the router classifies pools with."""
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from tandem.perf import (
     flat_prior,
     fleet_rent_per_hour,
+    idle_limits,
+    join_pool,
     pool_constants,
     rent_usd,
     replica_seconds_at_capacity,
@@ -57,3 +62,16 @@ def test_a_flat_prior_splits_its_ttft_into_overhead_and_prefill():
     assert prior.request_overhead == pytest.approx(0.015)
     assert prior.request_overhead + prior.prefill_time(32) == pytest.approx(0.040)
     assert flat_prior(5.0, 1.0, 0.1, overhead_ms=50.0).request_overhead < 0.005
+
+
+@settings(max_examples=200, deadline=None)
+@given(gpu=st.sampled_from(["H100", "L4", "A100-80G"]), prompt=st.integers(1, 8000),
+       output=st.integers(1, 2000), ttft_ms=st.floats(5, 2000), tpot_ms=st.floats(1, 200))
+def test_idle_limits_agree_with_join_pool(catalog, gpu, prompt, output, ttft_ms, tpot_ms):
+    constants = pool_constants(_model(catalog, gpu))
+    overhead, service, _, step, _, _ = join_pool(constants, 1.0, 0, 0, 1, prompt, output)
+    max_prompt, max_context = idle_limits(constants, ttft_ms / 1e3, tpot_ms / 1e3)
+    within = prompt <= max_prompt and prompt + 0.5 * output <= max_context
+    meets = (overhead + service) * 1e3 <= ttft_ms and step * 1e3 <= tpot_ms
+    assume(abs((overhead + service) * 1e3 - ttft_ms) > 1e-6 and abs(step * 1e3 - tpot_ms) > 1e-6)
+    assert within == meets

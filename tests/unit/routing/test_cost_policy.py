@@ -53,9 +53,10 @@ def test_loose_traffic_leaves_the_pools_fast_enough_for_the_strictest_tier_free(
     assert interactive.pool == "H100"
     full = [state("H100", priors), state("L4", priors, in_flight=40, queued=200)]
     assert policy.pick_pool(RequestFeatures(500, 200, tier="batch"), full, 0.0).pool == "H100"
-    # a fast pool that is busy is still a fast pool: loose traffic does not pile onto it
+    # a fast pool that is busy, or that was seen slow under load, is still a fast pool
     busy = [state("H100", priors, in_flight=250), state("L4", priors),
             state("H200", priors, in_flight=250)]
+    policy.observe(busy[2], RequestFeatures(500, 200), 0.0, ttft_ms=2000.0, tpot_ms=200.0)
     assert policy.pick_pool(RequestFeatures(500, 200, tier="batch"), busy, 0.0).pool == "L4"
 
 
@@ -193,7 +194,8 @@ def test_property_choice_is_healthy_and_cheapest_meeting_targets(priors, loads, 
         # a request looser than the strictest tier first considers the pools too slow for it
         ttft_strict, tpot_strict = policy.config.strictest_targets()
         if request.ttft_target_ms > ttft_strict or request.tpot_target_ms > tpot_strict:
-            idle = {p.name: policy.latency.predict(replace(p, in_flight=0, queued=0), request, 0.0)
+            fresh = LatencyModel(named_priors(priors, pools))  # the prior: no corrections
+            idle = {p.name: fresh.predict(replace(p, in_flight=0, queued=0), request, 0.0)
                     for p in pools}
             meeting = [c for c in meeting if idle[c.pool].ttft_ms > ttft_strict
                        or idle[c.pool].tpot_ms > tpot_strict] or meeting
