@@ -1,10 +1,12 @@
 """The Tandem policy: the cheapest pool predicted to meet the request's latency targets.
 
 For every healthy, unsaturated pool the latency model predicts TTFT and TPOT given the
-pool's current load, and the same `tandem.perf.join_pool` pass prices the request: the rent of
-the replica time it takes on a full replica of that pool (its load does not make a busy
-pool look cheap). Among the pools meeting both targets (and `max_cost_usd`, if set) the cheapest wins;
-if none meets them, the fastest relative to the targets wins (the smallest of
+pool's current load, and the same `tandem.perf.join_pool` pass prices the request: the
+rent of the replica time it takes on a full replica of that pool (its load does not make
+a busy pool look cheap). Among the pools meeting both targets (and `max_cost_usd`, if
+set) the cheapest wins, except that a request with looser targets than the strictest
+tier's first considers the pools too slow for that tier (`_leave_fast_pools_free`). If
+none meets them, the fastest relative to the targets wins (the smallest of
 predicted/target over TTFT and TPOT), and the decision is marked an SLO miss. A tier
 whose spend rate has reached its cap spills to the cheapest pool whatever its latency.
 
