@@ -4,7 +4,6 @@ The live ingress and the planner's simulator plug the same policy object in, so 
 policy tested offline behaves the same under real traffic.
 """
 
-from tandem.perf import flat_prior
 from tandem.routing.config import RoutingConfig, TierTargets
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.hints import InvalidRoutingHint, RoutingHints, parse_routing_hints
@@ -15,5 +14,5 @@ from tandem.routing.types import Candidate, Decision, PoolState, RequestFeatures
 
 __all__ = ["Candidate", "Decision", "DecisionLog", "InvalidRoutingHint", "LatencyCostPolicy",
            "LatencyModel", "NoHealthyPool", "PoolState", "Prediction", "RequestFeatures",
-           "RoutingConfig", "RoutingHints", "RoutingPolicy", "TierTargets", "flat_prior",
-           "format_explain", "parse_routing_hints"]
+           "RoutingConfig", "RoutingHints", "RoutingPolicy", "TierTargets", "format_explain",
+           "parse_routing_hints"]

@@ -1,5 +1,6 @@
 import pytest
-from tandem.routing.latency import LatencyModel, flat_prior
+from tandem.perf import flat_prior
+from tandem.routing.latency import LatencyModel
 from tandem.routing.types import PoolState, RequestFeatures
 
 REQUEST = RequestFeatures(prompt_tokens=400, max_tokens=100)
