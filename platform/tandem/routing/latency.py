@@ -15,8 +15,9 @@ neighbour, a throttled card), so each pool learns online:
   (never below 1, see `_QUEUE_RATIO_FLOOR`);
 * `tpot`: time per output token over the predicted decode step.
 
-Recent observations weigh most (each older one counts `1 - alpha` less), so a pool that
-slows down is predicted slow within a few requests. Corrections decay back to the prior
+Recent observations weigh most (each older one counts `1 - alpha` less for the ratios,
+15 % less for the TTFT line), so a pool that slows down, or recovers, is predicted so
+within 20 requests. Corrections decay back to the prior
 while a pool sees no traffic, and an idle pool unobserved for a while is probed
 (`unobserved_for`), so a pool that recovered gets its traffic back. Everything is plain
 data: the caller passes the pool state a request was dispatched with, what it observed
@@ -46,7 +47,7 @@ _QUEUE_SHARE_FOR_QUEUE_UPDATE = 0.2  # learn the queue ratio only where waiting 
 # the whole turn it was not predicted to (measured: an interactive request behind six
 # closed-loop batch clients predicted at ~100 ms, measured at 300-600 ms).
 _QUEUE_RATIO_FLOOR = 1.0
-_FIT_MEMORY = 0.9  # weight of the previous TTFT observations in the overhead/service fit
+_FIT_MEMORY = 0.85  # weight of the previous TTFT observations: a change shows within ~20
 _PRIOR_WEIGHT = 0.05  # pseudo-observations holding the fit to the prior
 
 

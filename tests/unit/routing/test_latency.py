@@ -31,7 +31,7 @@ def test_first_observation_counts_almost_fully(priors):
         pool("H200", price=2.5), REQUEST, 1.0)  # corrections are per pool
 
 
-def test_adapts_within_twenty_requests_after_a_slowdown(priors):
+def test_adapts_within_twenty_requests_after_a_slowdown_and_after_the_recovery(priors):
     model = LatencyModel(priors, alpha=0.2, stale_half_life_s=None)
     state = pool()
     prior = model.predict(state, REQUEST, 0.0)
@@ -45,6 +45,11 @@ def test_adapts_within_twenty_requests_after_a_slowdown(priors):
     slowed = model.predict(state, REQUEST, 50)
     assert slowed.tpot_ms == pytest.approx(4 * prior.tpot_ms, rel=0.15)
     assert slowed.ttft_ms == pytest.approx(4 * prior.ttft_ms, rel=0.15)
+    for step in range(50, 70):  # the card recovers
+        model.observe(state, REQUEST, step, ttft_ms=prior.ttft_ms, tpot_ms=prior.tpot_ms)
+    recovered = model.predict(state, REQUEST, 70)
+    assert recovered.tpot_ms == pytest.approx(prior.tpot_ms, rel=0.2)
+    assert recovered.ttft_ms == pytest.approx(prior.ttft_ms, rel=0.2)
 
 
 def test_queue_wait_is_learned_separately_from_service_time(priors):
