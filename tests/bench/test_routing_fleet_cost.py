@@ -27,7 +27,7 @@ import numpy as np
 from tandem.catalog import load_catalog
 from tandem.perf import build_replica_model, fleet_rent_per_hour
 from tandem.planner.optimizer import size_homogeneous
-from tandem.planner.simulator import Slo, simulate
+from tandem.planner.simulator import Slo, attainment_by_tier, simulate
 from tandem.planner.trace import bundled_trace_path, load_trace
 from tandem.routing.config import RoutingConfig, TierTargets
 from tandem.routing.cost_policy import LatencyCostPolicy
@@ -41,6 +41,7 @@ CONFIG = RoutingConfig(default_tier="batch", tiers={
     "interactive": TierTargets(ttft_ms=250, tpot_ms=30),
     "standard": TierTargets(ttft_ms=20_000, tpot_ms=200),  # unused: every tier must be set
     "batch": TierTargets(ttft_ms=20_000, tpot_ms=200)})
+TARGETS = {tier: (CONFIG.targets(tier).ttft_ms, CONFIG.targets(tier).tpot_ms) for tier in SHARES}
 GOAL = 0.99
 
 
@@ -53,26 +54,12 @@ def _policies(models):
     }
 
 
-def _attainment(trace, result, tiers: np.ndarray) -> dict[str, float]:
-    served = result.pool_of_request >= 0
-    ttft = (result.first_token_s - trace.arrival_s) * 1e3
-    outputs = trace.output_tokens
-    tpot = (result.finish_s - result.first_token_s) / np.maximum(outputs - 1, 1) * 1e3
-    out = {}
-    for tier in SHARES:
-        targets = CONFIG.targets(tier)
-        mine = tiers == tier
-        meets = served & (ttft <= targets.ttft_ms) & ((tpot <= targets.tpot_ms) | (outputs <= 1))
-        out[tier] = float(meets[mine].mean())  # a rejected request is a miss
-    return out
-
-
 def _run(trace, requests, tiers, models, fleet, make_policy):
     pools = {gpu: (models[gpu], count) for gpu, count in fleet.items() if count}
     result = simulate(trace, pools, Slo(CONFIG.targets("interactive").ttft_ms,
                                         CONFIG.targets("interactive").tpot_ms),
                       policy=make_policy(pools), requests=requests)
-    return _attainment(trace, result, tiers)
+    return attainment_by_tier(trace, result, tiers, TARGETS)
 
 
 def _rent(models, fleet) -> float:

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 from tandem.catalog import load_catalog
-from tandem.perf import build_replica_model
-from tandem.planner.simulator import Slo, simulate
+from tandem.perf import build_replica_model, rent_usd
+from tandem.planner.simulator import Slo, attainment_by_tier, simulate
 from tandem.planner.trace import bundled_trace_path, load_trace
 from tandem.routing.config import TIERS, RoutingConfig
 from tandem.routing.cost_policy import LatencyCostPolicy
@@ -48,20 +48,10 @@ def _tiers(count: int) -> list[str]:
 
 
 def _score(trace, result, tiers, config):
-    served = result.pool_of_request >= 0
-    ttft = (result.first_token_s - trace.arrival_s) * 1e3
-    outputs = trace.output_tokens
-    tpot = (result.finish_s - result.first_token_s) / np.maximum(outputs - 1, 1) * 1e3
-    tiers = np.asarray(tiers)
-    attainment = {}
-    for tier in TIERS:
-        targets = config.targets(tier)
-        mask = served & (tiers == tier)
-        meets = (ttft[mask] <= targets.ttft_ms) & ((tpot[mask] <= targets.tpot_ms)
-                                                   | (outputs[mask] <= 1))
-        attainment[tier] = float(meets.mean()) if mask.any() else float("nan")
-    busy_usd = sum(report.utilization * report.replicas * result.duration_s
-                   * report.cost_per_hour / report.replicas / 3600 for report in result.pools)
+    attainment = attainment_by_tier(trace, result, tiers, {
+        tier: (config.targets(tier).ttft_ms, config.targets(tier).tpot_ms) for tier in TIERS})
+    busy_usd = sum(rent_usd(report.cost_per_hour, report.utilization * result.duration_s)
+                   for report in result.pools)
     return attainment, busy_usd / result.served * 1e3
 
 

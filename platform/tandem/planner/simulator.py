@@ -305,6 +305,24 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
     return _summarise(trace, names, models, replicas, slo, first, finish, served_by, rejected)
 
 
+def attainment_by_tier(trace: Trace, result: SimulationResult, tiers: Sequence[str],
+                       targets: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Per tier, the share of its requests whose simulated TTFT and TPOT met the tier's
+    (TTFT, TPOT) ms `targets`; `tiers` gives each request's tier. A rejected request is a
+    miss; a one-token answer has no TPOT. NaN for a tier with no request."""
+    served = result.pool_of_request >= 0
+    outputs = trace.output_tokens
+    ttft = (result.first_token_s - trace.arrival_s) * 1e3
+    tpot = (result.finish_s - result.first_token_s) / np.maximum(outputs - 1, 1) * 1e3
+    tiers = np.asarray(tiers)
+    out = {}
+    for tier, (ttft_ms, tpot_ms) in targets.items():
+        mine = tiers == tier
+        meets = served & (ttft <= ttft_ms) & ((tpot <= tpot_ms) | (outputs <= 1))
+        out[tier] = float(meets[mine].mean()) if mine.any() else math.nan
+    return out
+
+
 def _summarise(trace: Trace, names: list[str], models: list[ReplicaModel],
                replicas: list[list[_Replica]], slo: Slo, first: np.ndarray,
                finish: np.ndarray, served_by: np.ndarray, rejected: int) -> SimulationResult:

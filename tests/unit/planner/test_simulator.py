@@ -78,3 +78,19 @@ def test_the_routing_policy_is_pluggable():
     result = simulate(trace, pools, SLO, policy=policy)
     assert policy.seen == 3
     assert [p.requests for p in result.pools] == [0, 3]
+
+
+def test_attainment_by_tier_judges_each_tier_against_its_own_targets():
+    from tandem.planner.simulator import attainment_by_tier
+
+    # the same two requests, by hand as above: TTFT 10 ms and 20 ms (the second waited),
+    # TPOT 10 ms each
+    trace = make_trace([0.0, 0.0], [10, 10], [5, 5])
+    result = simulate(trace, {"p": (fixed_step_replica(0.01), 1)}, SLO)
+    ttft = (result.first_token_s - trace.arrival_s) * 1e3
+    assert ttft[0] < 15 < ttft[1]
+    strict = attainment_by_tier(trace, result, ["chat", "chat"], {"chat": (15.0, 50.0)})
+    assert strict == {"chat": 0.5}
+    split = attainment_by_tier(trace, result, ["chat", "batch"],
+                               {"chat": (15.0, 50.0), "batch": (15.0, 50.0), "none": (1, 1)})
+    assert split["chat"] == 1.0 and split["batch"] == 0.0 and np.isnan(split["none"])
