@@ -34,7 +34,7 @@ class Accounting:
             router.released(exchange.pool, exchange.features)
         if exchange.pool is not None and status == 200:
             router.finished(exchange.state, exchange.features, time.time(),
-                            exchange.cost_usd or 0.0,
+                            exchange.charged_usd(),
                             exchange.output_tokens(), elapsed * 1e3,
                             exchange.ttft_ms() if exchange.stream else None,
                             exchange.tpot_ms(elapsed) if exchange.stream else None)
@@ -42,7 +42,7 @@ class Accounting:
                   "model_version": str(exchange.version or "none")}
         ttft_s = exchange.ttft_s if status == 200 and exchange.stream else None
         self._metrics.request_done(labels, str(status), elapsed, ttft_s, exchange.usage,
-                                   (exchange.cost_usd or 0.0) if status == 200 else 0.0)
+                                   exchange.charged_usd())
         record = exchange.record(elapsed)
         if exchange.pool is not None:
             self._metrics.slo_outcome(labels["model"], exchange.pool, exchange.features.tier,

@@ -51,6 +51,10 @@ class Exchange:
         self.cost_usd = cost_usd
         self.released = False
 
+    def charged_usd(self) -> float:
+        """What the request is booked at: its price when answered (200), else nothing."""
+        return (self.cost_usd or 0.0) if self.status == 200 else 0.0
+
     def ttft_ms(self) -> float | None:
         return None if self.ttft_s is None else self.ttft_s * 1e3
 
@@ -80,7 +84,7 @@ class Exchange:
             "ttft_ms": self.ttft_ms() if self.status == 200 and self.stream else None,
             "tpot_ms": self.tpot_ms(elapsed_s) if self.status == 200 and self.stream else None,
             "e2e_ms": elapsed_s * 1e3, "status": self.status,
-            "cost_usd": (self.cost_usd or 0.0) if self.status == 200 else 0.0,
+            "cost_usd": self.charged_usd(),
             "routing_reason": self.reason, "ttft_target_ms": self.ttft_target_ms,
             "tpot_target_ms": self.tpot_target_ms, "predicted_ttft_ms": self.predicted_ttft_ms,
             "predicted_tpot_ms": self.predicted_tpot_ms,
