@@ -11,32 +11,89 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from tandem.errors import UserError
 
+POLICIES = ("tandem", "least-loaded")  # tandem.planner.search.make_policy's (numpy-free here)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", type=Path, default=None,
-                        help="Azure-format CSV (TIMESTAMP,ContextTokens,GeneratedTokens); "
-                             "default: the bundled Azure conversation trace")
+                        help="Azure-format CSV (TIMESTAMP,ContextTokens,GeneratedTokens, "
+                             "optional tier); default: the bundled Azure conversation trace")
     parser.add_argument("--model",
                         help="catalog model name (e.g. llama-3.1-8b) or a HF config.json")
     parser.add_argument("--precision", default="fp16", help="fp8, fp16 or bf16 (default fp16)")
-    parser.add_argument("--ttft-slo-ms", type=float, help="time-to-first-token target, ms")
-    parser.add_argument("--tpot-slo-ms", type=float, help="time-per-output-token target, ms")
+    parser.add_argument("--ttft-slo-ms", type=float,
+                        help="time-to-first-token target, ms (omit for a TPOT-only target)")
+    parser.add_argument("--tpot-slo-ms", type=float,
+                        help="time-per-output-token target, ms (omit for a TTFT-only target)")
+    parser.add_argument("--tier", action="append", default=[], metavar="NAME:share=S,ttft_ms=T,tpot_ms=P",
+                        help="a tier with its own targets and traffic share (repeatable; shares "
+                             "sum to 1; a trace's tier column overrides the shares); replaces "
+                             "--ttft-slo-ms/--tpot-slo-ms")
     parser.add_argument("--attainment", type=float, default=0.99,
-                        help="share of requests that must meet both targets (default 0.99)")
+                        help="share of each tier's requests that must meet its targets "
+                             "(default 0.99)")
     parser.add_argument("--rate-scale", type=float, default=1.0,
                         help="multiply the trace's arrival rate by this (default 1)")
     parser.add_argument("--gpus", help="comma-separated GPU types to consider (default: all)")
-    parser.add_argument("--catalog", type=Path, help="YAML/JSON file overriding catalog fields")
+    parser.add_argument("--available", metavar="GPU=N,...",
+                        help="GPUs of a type you can rent, e.g. H100=8,L4=32 (default: no cap)")
+    parser.add_argument("--owned", metavar="GPU=N,...",
+                        help="GPUs you already pay for, e.g. A100-80G=4: used first, $0 in the "
+                             "cost (on top of --available)")
+    parser.add_argument("--policy", choices=POLICIES, default="tandem",
+                        help="the router every fleet is validated with (default tandem)")
+    parser.add_argument("--catalog", type=Path,
+                        help="YAML/JSON file overriding or adding catalog GPUs and models")
     parser.add_argument("--out", type=Path, help="report directory (default $TANDEM_HOME/plans)")
+    parser.add_argument("--emit-serve-config", type=Path, metavar="FILE",
+                        help="also write the plan as a Serve config for `tandem deploy --config`")
     parser.add_argument("--json", action="store_true", help="print only the plan JSON")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     parser.add_argument("--fit-efficiency", type=Path, metavar="CSV",
                         help="fit efficiency factors from measured TTFT/TPOT and write a "
                              "catalog override (to --out, default ./efficiency.yaml)")
+
+
+def parse_counts(flag: str, text: str | None) -> dict[str, int]:
+    """`H100=8,L4=32` -> {"H100": 8, "L4": 32}; a count must be a non-negative integer."""
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise UserError(f"{flag} {text!r}: expected GPU=N,... (e.g. H100=8)")
+        if not value.strip().isdigit():
+            raise UserError(f"{flag}: the count of {name.strip()} must be a non-negative "
+                            f"integer, got {value.strip()!r}")
+        counts[name.strip()] = int(value)
+    return counts
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before planning, not after, when the emitted config could not be written."""
+    import os
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"--emit-serve-config {path}: cannot write there")
+
+
+def _tiers(args: argparse.Namespace) -> list:
+    from tandem.planner.demand import DEFAULT_TIER, make_tier, parse_tier
+
+    if args.tier:
+        return [parse_tier(text) for text in args.tier]
+    if args.ttft_slo_ms is None and args.tpot_slo_ms is None:
+        raise UserError("give --tpot-slo-ms and/or --ttft-slo-ms, or --tier")
+    for flag, value in (("--ttft-slo-ms", args.ttft_slo_ms), ("--tpot-slo-ms", args.tpot_slo_ms)):
+        if value is not None and not value > 0:
+            raise UserError(f"SLOs must be positive: {flag} {value:g}")
+    return [make_tier(DEFAULT_TIER, 1.0, args.ttft_slo_ms, args.tpot_slo_ms)]
 
 
 def _default_out() -> Path:
@@ -71,30 +128,40 @@ def run(args: argparse.Namespace) -> int:
         return _run_fit(args)
     if not args.model:
         raise UserError("--model is required (e.g. --model llama-3.1-8b)")
-    if args.ttft_slo_ms is None or args.tpot_slo_ms is None:
-        raise UserError("--ttft-slo-ms and --tpot-slo-ms are required")
 
     from tandem.catalog import PRECISIONS, load_catalog
-    from tandem.planner.plan import make_plan, plan_summary, validate_slo
-    from tandem.planner.report import render_markdown, render_table
+    from tandem.planner.demand import check_shares
+    from tandem.planner.plan import make_plan
+    from tandem.planner.report import plan_summary, render_markdown, render_table
     from tandem.planner.trace import bundled_trace_path, load_trace
 
-    slo = validate_slo(args.ttft_slo_ms, args.tpot_slo_ms, args.attainment)
+    tiers = _tiers(args)
+    if not 0 < args.attainment <= 1:
+        raise UserError(f"--attainment must be in (0, 1], got {args.attainment}")
     if args.precision not in PRECISIONS:
         raise UserError(f"unknown precision {args.precision!r}; choose from "
                         f"{', '.join(PRECISIONS)}")
     if args.rate_scale <= 0:
         raise UserError(f"--rate-scale must be positive, got {args.rate_scale}")
+    available = parse_counts("--available", args.available)
+    owned = parse_counts("--owned", args.owned)
+    if args.emit_serve_config:
+        _check_writable(args.emit_serve_config)
     catalog = load_catalog(args.catalog)
     model = catalog.model(args.model)
     gpus = [name.strip() for name in args.gpus.split(",") if name.strip()] if args.gpus else None
-    for name in gpus or []:
+    for name in [*(gpus or []), *available, *owned]:
         catalog.gpu(name)
     trace = load_trace(args.trace or bundled_trace_path())
+    if trace.tiers is None:
+        check_shares(tiers)
     _progress(f"{len(trace)} requests from {trace.source}; planning {model.name} "
-              f"({args.precision}) at rate x{args.rate_scale:g}")
-    plan = make_plan(trace, catalog, model, args.precision, slo, args.rate_scale, gpus,
-                     progress=_progress)
+              f"({args.precision}) at rate x{args.rate_scale:g}, routed by {args.policy}")
+    started = time.process_time()
+    plan = make_plan(trace, catalog, model, args.precision, tiers, args.attainment,
+                     args.rate_scale, gpus, owned=owned, available=available,
+                     policy=args.policy, progress=_progress)
+    _progress(f"planned in {time.process_time() - started:.1f} s of CPU time")
     summary = plan_summary(plan)
 
     out = args.out or _default_out()
@@ -107,9 +174,18 @@ def run(args: argparse.Namespace) -> int:
         plot_name = write_plot(plan, out / f"{stem}.png").name
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / f"{stem}.md").write_text(render_markdown(summary, plot_name))
+    if args.emit_serve_config:
+        from tandem.planner.emit import serve_config_for_fleet, write_serve_config
+
+        write_serve_config(args.emit_serve_config, serve_config_for_fleet(
+            plan.best.fleet, {gpu: plan.offers[gpu].replica for gpu in plan.best.fleet},
+            model.name))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(render_table(summary))
         print(f"\nreport: {out / (stem + '.md')}")
+        if args.emit_serve_config:
+            print(f"serve config: {args.emit_serve_config} "
+                  f"(tandem deploy --config {args.emit_serve_config})")
     return 0

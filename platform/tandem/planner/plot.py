@@ -1,22 +1,20 @@
-"""The plan's figure: fleet cost against the TTFT target, and cost per request by size.
+"""The plan's figure: the fleets the search simulated, and cost per request by size.
 
-The left panel shows how much a latency target costs for each fleet (ILP estimates
-at the validated headroom, so the curve is cheap to draw); the right panel shows why
-a mix helps: which GPU type is cheapest for which request size.
+The left panel shows every fleet the planner replayed, its rent against its worst tier's
+attainment, so a reader sees how close the cheaper fleets came; the right panel shows why
+a mix can help: which GPU type is cheapest for which request size.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from tandem.perf import rent_usd
-from tandem.planner.optimizer import bucket_trace, replica_capacity, solve_mix
+from tandem.planner.capacity import replica_capacity
 from tandem.planner.plan import Plan
 
-TTFT_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 PROMPT_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
@@ -26,34 +24,34 @@ def write_plot(plan: Plan, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    buckets = bucket_trace(plan.trace)
-    headroom = plan.best.headroom or 0.8
+    simulated = plan.search.simulated
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ttfts = [plan.slo.ttft_ms * factor for factor in TTFT_FACTORS]
-    fleets = {"mix (ILP)": None, **{f"only {name}": name for name in plan.replicas}}
-    for label, only in fleets.items():
-        costs = []
-        for ttft in ttfts:
-            mix = solve_mix(buckets, plan.replicas, replace(plan.slo, ttft_ms=ttft), headroom,
-                            only=only)
-            costs.append(np.nan if mix is None else mix.cost_per_hour)
-        left.plot(ttfts, costs, marker="o", label=label)
-    left.axvline(plan.slo.ttft_ms, color="grey", linestyle=":", label="requested TTFT")
-    left.set(xscale="log", xlabel="TTFT target (ms)", ylabel="fleet cost ($/hour, ILP estimate)",
-             title=f"Cost vs TTFT target (TPOT <= {plan.slo.tpot_ms:g} ms)")
+    kinds = {"one GPU type": [v for v in simulated if len(v.fleet) == 1],
+             "mixed": [v for v in simulated if len(v.fleet) > 1]}
+    for label, fleets in kinds.items():
+        left.scatter([v.cost_per_hour for v in fleets], [v.judgement.worst for v in fleets],
+                     label=label, s=18)
+    left.scatter([plan.best.cost_per_hour], [plan.best.judgement.worst], marker="*", s=200,
+                 color="black", label="plan")
+    left.axhline(plan.demand.attainment, color="grey", linestyle=":", label="target")
+    left.set(xscale="log", xlabel="fleet cost ($/hour)", ylabel="worst tier's attainment",
+             title=f"{len(simulated)} fleets simulated", ylim=(max(0.0, plan.demand.attainment
+                                                                   - 0.2), 1.005))
     left.legend(fontsize=8)
-    output = float(np.median(plan.trace.output_tokens))
-    for name, replica in plan.replicas.items():
+    strict = plan.demand.strictest
+    output = float(np.median(plan.demand.trace.output_tokens))
+    for name, offer in plan.offers.items():
         costs = []
         for prompt in PROMPT_SIZES:
-            capacity = replica_capacity(replica, prompt, output, plan.slo)
+            capacity = replica_capacity(offer.replica, prompt, output, strict)
             ok = capacity.meets_slo and capacity.rate > 0
             # $ per 1k requests: the rent of the replica time 1k requests take at capacity
-            costs.append(rent_usd(replica.price_per_hour, 1e3 / capacity.rate) if ok else np.nan)
+            costs.append(rent_usd(offer.replica.price_per_hour, 1e3 / capacity.rate)
+                         if ok else np.nan)
         right.plot(PROMPT_SIZES, costs, marker="o", label=name)
     right.set(xscale="log", yscale="log", xlabel=f"prompt tokens (output {output:.0f})",
               ylabel="$ per 1k requests at full load",
-              title="Cost per request by size (within SLO)")
+              title="Cost per request by size (strictest targets)")
     right.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

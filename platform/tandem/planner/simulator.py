@@ -164,9 +164,10 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         tick += 1
         heapq.heappush(heap, (when, tick, replica.pool, replica.index, replica.version, steps))
 
-    def can_admit(replica: _Replica, request: int) -> bool:
+    def can_admit(replica: _Replica, request: int, admitting: int = 0) -> bool:
+        """Room for `request` beside the running batch and the `admitting` joining it."""
         m = replica.model
-        return (len(replica.running) < m.max_num_seqs
+        return (len(replica.running) + admitting < m.max_num_seqs
                 and replica.reserved + prompts[request] + outputs[request] <= m.kv_capacity)
 
     def finish_done(replica: _Replica) -> None:
@@ -203,7 +204,7 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         waiting = replica.waiting
         if waiting and can_admit(replica, waiting[0]):
             admitted, tokens, squares = [], 0, 0.0
-            while waiting and can_admit(replica, waiting[0]) and (
+            while waiting and can_admit(replica, waiting[0], len(admitted)) and (
                     not admitted or tokens + prompts[waiting[0]] <= MAX_PREFILL_TOKENS):
                 request = waiting.popleft()
                 admitted.append(request)

@@ -2,7 +2,8 @@
 
 The planner sizes fleets from real traffic shape, not averages: bursts and the
 long tail of prompt lengths are what break latency targets. A trace is the CSV
-`TIMESTAMP,ContextTokens,GeneratedTokens`; timestamps may be datetimes or seconds.
+`TIMESTAMP,ContextTokens,GeneratedTokens`; timestamps may be datetimes or seconds. An
+optional `tier` column names each request's tier (the planner's per-tier targets).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from tandem.errors import UserError
 
 REQUIRED_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+TIER_COLUMN = "tier"
 BUNDLED_TRACE = "azure_conv_2023.csv"
 
 
@@ -29,6 +31,7 @@ class Trace:
     prompt_tokens: np.ndarray
     output_tokens: np.ndarray
     source: str = ""
+    tiers: np.ndarray | None = None  # tier name per request, from the trace's `tier` column
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -43,11 +46,15 @@ class Trace:
         if rate_scale <= 0:
             raise UserError(f"--rate-scale must be positive, got {rate_scale}")
         return Trace(self.arrival_s / rate_scale, self.prompt_tokens, self.output_tokens,
-                     self.source)
+                     self.source, self.tiers)
 
     def head(self, count: int) -> Trace:
-        return Trace(self.arrival_s[:count], self.prompt_tokens[:count],
-                     self.output_tokens[:count], self.source)
+        return self.select(slice(0, count))
+
+    def select(self, rows: slice | np.ndarray) -> Trace:
+        """The requests at `rows` (a slice or a boolean mask), in order."""
+        return Trace(self.arrival_s[rows], self.prompt_tokens[rows], self.output_tokens[rows],
+                     self.source, None if self.tiers is None else self.tiers[rows])
 
 
 def _parse_time(value: str) -> float:
@@ -81,7 +88,8 @@ def load_trace(path: Path | str) -> Trace:
             raise UserError(f"trace {path} lacks column(s) {', '.join(missing)}; "
                             f"expected {','.join(REQUIRED_COLUMNS)}")
         reader.fieldnames = header
-        times, prompts, outputs = [], [], []
+        has_tiers = TIER_COLUMN in header
+        times, prompts, outputs, tiers = [], [], [], []
         for line, row in enumerate(reader, start=2):
             try:
                 times.append(_parse_time(row["TIMESTAMP"]))
@@ -91,10 +99,15 @@ def load_trace(path: Path | str) -> Trace:
                 raise UserError(f"trace {path} line {line}: cannot parse {dict(row)}") from None
             if prompts[-1] < 1 or outputs[-1] < 1:
                 raise UserError(f"trace {path} line {line}: token counts must be >= 1")
+            if has_tiers:
+                tiers.append((row[TIER_COLUMN] or "").strip())
+                if not tiers[-1]:
+                    raise UserError(f"trace {path} line {line}: empty tier")
     if not times:
         raise UserError(f"trace {path} has no requests")
     arrival = np.asarray(times, dtype=float)
     order = np.argsort(arrival, kind="stable")
     arrival = arrival[order] - arrival[order][0]
     return Trace(arrival, np.asarray(prompts, dtype=np.int64)[order],
-                 np.asarray(outputs, dtype=np.int64)[order], str(path))
+                 np.asarray(outputs, dtype=np.int64)[order], str(path),
+                 np.asarray(tiers)[order] if has_tiers else None)

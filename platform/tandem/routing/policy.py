@@ -9,7 +9,7 @@ object can be judged offline before it routes real traffic.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from tandem.routing.types import Decision, PoolState, RequestFeatures
@@ -62,38 +62,6 @@ class LeastLoadedPolicy:
                    key=lambda pool: (pool.load_per_replica, pool.price_per_hour, pool.name))
         return Decision(pool=best.name,
                         reason=f"least loaded ({best.load_per_replica:.1f} per replica)")
-
-
-class SizeBucketPolicy:
-    """Send each request-size bucket to pools in fixed shares (the planner's optimal mix).
-
-    `shares[bucket][pool]` is the fraction of a bucket's requests a pool takes; a
-    deterministic deficit counter keeps the realised split at those fractions. Buckets
-    are found by `bucket_of(request)`; a bucket with no share, or whose pools are all
-    down, falls back to the least-loaded healthy pool.
-    """
-
-    def __init__(self, shares: Mapping[int, Mapping[str, float]], bucket_of) -> None:
-        self._shares = {bucket: {pool: weight for pool, weight in split.items() if weight > 0}
-                        for bucket, split in shares.items()}
-        self._bucket_of = bucket_of
-        self._credit: dict[int, dict[str, float]] = {
-            bucket: dict.fromkeys(split, 0.0) for bucket, split in self._shares.items()}
-        self._fallback = LeastLoadedPolicy()
-
-    def pick_pool(self, request: RequestFeatures, pools: Sequence[PoolState],
-                  now: float) -> Decision:
-        bucket = self._bucket_of(request)
-        split = self._shares.get(bucket)
-        up = {pool.name for pool in pools if pool.healthy and pool.replicas > 0}
-        if split and up.intersection(split):
-            credit = self._credit[bucket]
-            for name, weight in split.items():
-                credit[name] += weight
-            name = max((name for name in split if name in up), key=lambda n: credit[n])
-            credit[name] -= sum(split.values())
-            return Decision(pool=name, reason=f"size bucket {bucket}")
-        return self._fallback.pick_pool(request, pools, now)
 
 
 class PowerOfTwoPolicy:

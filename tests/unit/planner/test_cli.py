@@ -72,3 +72,50 @@ def test_an_unreachable_slo_is_a_user_error(small_trace, tmp_path):
     with pytest.raises(UserError, match="no fleet meets"):
         run("--trace", str(small_trace), "--model", "llama-3.1-8b", "--ttft-slo-ms", "1",
             "--tpot-slo-ms", "1", "--gpus", "L4", "--out", str(tmp_path), "--no-plot")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--available", "TPU=4"], "unknown GPU"),
+    (["--owned", "H100=-1"], "non-negative integer"),
+    (["--available", "H100=2.5"], "non-negative integer"),
+    (["--tier", "chat:share=0.6,ttft_ms=400", "--tier", "bulk:share=0.3,tpot_ms=100"],
+     "sum to 0.9"),
+    (["--tier", "chat:share=1"], "no targets"),
+    (["--emit-serve-config", "{file}/plan.yaml"], "cannot write"),
+])
+def test_bad_plan_input_exits_2_with_one_line(small_trace, tmp_path, capsys, extra, message):
+    from tandem.cli import main
+
+    extra = [arg.replace("{file}", str(small_trace)) for arg in extra]
+    code = main(["plan", "--trace", str(small_trace), "--model", "llama-3.1-8b",
+                 "--tpot-slo-ms", "100", "--out", str(tmp_path), "--no-plot", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_tiers_owned_gpus_and_the_serve_config_come_out_of_one_plan(small_trace, tmp_path,
+                                                                   capsys):
+    from tandem.serve.config import load_serve_config
+
+    emitted = tmp_path / "plan.yaml"
+    code = run("--trace", str(small_trace), "--model", "llama-3.1-8b", "--gpus", "H100,L4",
+               "--tier", "chat:share=0.4,ttft_ms=1000,tpot_ms=60",
+               "--tier", "bulk:share=0.6,tpot_ms=150", "--owned", "L4=1",
+               "--rate-scale", "5", "--out", str(tmp_path), "--no-plot", "--json",
+               "--emit-serve-config", str(emitted))
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert set(plan["tiers"]) == {"chat", "bulk"}
+    for tier in plan["tiers"].values():
+        assert tier["slo_attainment"] >= 0.99 and set(tier["gpus"]) <= set(plan["mix"])
+    assert plan["tiers"]["bulk"]["ttft_ms"] is None  # a TPOT-only tier
+    assert plan["gpus"] == {gpu: n * plan["replica"][gpu]["tensor_parallel"]
+                            for gpu, n in plan["mix"].items()}
+    assert plan["owned"]["L4"]["owned"] == 1
+    rented = {gpu: n - (plan["owned"]["L4"]["used"] if gpu == "L4" else 0)
+              for gpu, n in plan["gpus"].items()}
+    assert plan["cost_per_hour"] == pytest.approx(
+        sum(plan["replica"][g]["price_per_hour"] * n for g, n in rented.items()), abs=1e-3)
+    config = load_serve_config(emitted)
+    assert {pool.gpu: pool.num_replicas for pool in config.pools.values()} == plan["mix"]

@@ -6,7 +6,6 @@ from tandem.routing.policy import (
     NoHealthyPool,
     RoundRobinPolicy,
     RoutingPolicy,
-    SizeBucketPolicy,
 )
 from tandem.routing.types import PoolState, RequestFeatures
 
@@ -19,7 +18,7 @@ def pool(name, replicas=1, in_flight=0, queued=0, healthy=True, price=1.0):
 
 
 def test_policies_satisfy_the_protocol():
-    for policy in (RoundRobinPolicy(), LeastLoadedPolicy(), SizeBucketPolicy({}, lambda r: 0)):
+    for policy in (RoundRobinPolicy(), LeastLoadedPolicy()):
         assert isinstance(policy, RoutingPolicy)
 
 
@@ -41,16 +40,3 @@ def test_least_loaded_compares_per_replica_and_breaks_ties_on_price():
 def test_no_healthy_pool_raises():
     with pytest.raises(NoHealthyPool):
         LeastLoadedPolicy().pick_pool(REQUEST, [pool("a", healthy=False)], 0.0)
-
-
-def test_size_buckets_realise_their_shares_and_fall_back_when_down():
-    policy = SizeBucketPolicy({0: {"a": 0.25, "b": 0.75}},
-                              lambda r: 0 if r.prompt_tokens < 1000 else 1)
-    pools = [pool("a"), pool("b")]
-    picks = Counter(policy.pick_pool(REQUEST, pools, 0.0).pool for _ in range(100))
-    assert picks == {"a": 25, "b": 75}
-    down = [pool("a", healthy=False), pool("b")]
-    assert policy.pick_pool(REQUEST, down, 0.0).pool == "b"
-    big = RequestFeatures(prompt_tokens=5000, max_tokens=10)
-    loaded = [pool("a", in_flight=5), pool("b")]
-    assert policy.pick_pool(big, loaded, 0.0).reason.startswith("least loaded")

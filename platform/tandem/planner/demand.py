@@ -1,0 +1,165 @@
+"""What a fleet must serve: a trace, its tiers with their latency targets, and the share of
+each tier's requests that must meet them.
+
+A plan without tiers is a plan with one tier. Each request belongs to one tier: from the
+trace's `tier` column when it has one, else drawn by the tiers' shares (seeded, so a plan
+is reproducible). Attainment is judged per tier from simulated measurements; a fleet
+passes when every tier reaches the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tandem.errors import UserError
+from tandem.planner.simulator import SimulationResult, Slo, attainment_by_tier
+from tandem.planner.trace import Trace
+from tandem.routing.types import RequestFeatures
+
+NO_TARGET_MS = 1e9  # what a router is told for a target the tier does not set
+SHARE_TOLERANCE = 1e-6
+TIER_SEED = 0
+DEFAULT_TIER = "all"
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A class of requests with its own targets; an unset target is infinite."""
+
+    name: str
+    share: float
+    ttft_ms: float = math.inf
+    tpot_ms: float = math.inf
+
+    @property
+    def slo(self) -> Slo:
+        return Slo(ttft_ms=self.ttft_ms, tpot_ms=self.tpot_ms)
+
+    def describe(self) -> str:
+        parts = [f"TTFT <= {self.ttft_ms:g} ms" if math.isfinite(self.ttft_ms) else "",
+                 f"TPOT <= {self.tpot_ms:g} ms" if math.isfinite(self.tpot_ms) else ""]
+        return " and ".join(part for part in parts if part)
+
+
+def make_tier(name: str, share: float, ttft_ms: float | None, tpot_ms: float | None) -> Tier:
+    """A validated tier: at least one positive target, a share in (0, 1]."""
+    if ttft_ms is None and tpot_ms is None:
+        raise UserError(f"tier {name!r} has no targets: give ttft_ms, tpot_ms or both")
+    for key, value in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UserError(f"tier {name!r}: {key} must be a positive number, got {value}")
+    if not 0 < share <= 1:
+        raise UserError(f"tier {name!r}: share must be in (0, 1], got {share}")
+    return Tier(name, share, math.inf if ttft_ms is None else float(ttft_ms),
+                math.inf if tpot_ms is None else float(tpot_ms))
+
+
+def parse_tier(text: str) -> Tier:
+    """`NAME:share=0.6,ttft_ms=400,tpot_ms=40` (the `--tier` flag) -> Tier."""
+    name, colon, rest = text.partition(":")
+    name = name.strip()
+    if not colon or not name.replace("-", "").replace("_", "").isalnum():
+        raise UserError(f"--tier {text!r}: expected NAME:share=S,ttft_ms=T,tpot_ms=P")
+    fields: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or key not in ("share", "ttft_ms", "tpot_ms"):
+            raise UserError(f"--tier {text!r}: unknown field {item!r} "
+                            "(share, ttft_ms, tpot_ms)")
+        try:
+            fields[key] = float(value)
+        except ValueError:
+            raise UserError(f"--tier {text!r}: {key} is not a number: {value!r}") from None
+    if "share" not in fields:
+        raise UserError(f"--tier {text!r}: share is required")
+    return make_tier(name, fields["share"], fields.get("ttft_ms"), fields.get("tpot_ms"))
+
+
+@dataclass(frozen=True)
+class Demand:
+    """The requests a fleet must serve, each with its tier, and the attainment target."""
+
+    trace: Trace
+    tiers: tuple[Tier, ...]
+    tier_of_request: np.ndarray  # tier name per request
+    attainment: float
+
+    def tier(self, name: str) -> Tier:
+        return next(tier for tier in self.tiers if tier.name == name)
+
+    @property
+    def strictest(self) -> Slo:
+        """The tightest TTFT and TPOT any tier sets: the simulator's summary percentiles and
+        the router's idea of what fast pools are for."""
+        return Slo(ttft_ms=min(tier.ttft_ms for tier in self.tiers),
+                   tpot_ms=min(tier.tpot_ms for tier in self.tiers), attainment=self.attainment)
+
+    def request_features(self) -> list[RequestFeatures]:
+        """What a router sees of each request: its size and its tier's targets."""
+        targets = {tier.name: (min(tier.ttft_ms, NO_TARGET_MS), min(tier.tpot_ms, NO_TARGET_MS))
+                   for tier in self.tiers}
+        return [RequestFeatures(int(prompt), int(output), *targets[tier])
+                for prompt, output, tier in zip(self.trace.prompt_tokens,
+                                                self.trace.output_tokens, self.tier_of_request)]
+
+
+def check_shares(tiers: Sequence[Tier]) -> None:
+    """Shares must sum to 1 (they split the trace's requests between the tiers)."""
+    total = sum(tier.share for tier in tiers)
+    if abs(total - 1) > SHARE_TOLERANCE:
+        raise UserError(f"tier shares sum to {total:g}, not 1: "
+                        + ", ".join(f"{tier.name}={tier.share:g}" for tier in tiers))
+
+
+def build_demand(trace: Trace, tiers: Sequence[Tier], attainment: float) -> Demand:
+    """Assign each request a tier: the trace's own `tier` column, else drawn by share.
+
+    Raises UserError for shares that do not sum to 1, duplicate tier names, or a trace
+    tier that no --tier flag gives targets for.
+    """
+    if not 0 < attainment <= 1:
+        raise UserError(f"--attainment must be in (0, 1], got {attainment}")
+    names = [tier.name for tier in tiers]
+    if not tiers or len(set(names)) != len(names):
+        raise UserError(f"tiers must be named once each, got {', '.join(names) or 'none'}")
+    if trace.tiers is not None:
+        unknown = sorted(set(trace.tiers.tolist()) - set(names))
+        if unknown:
+            raise UserError(f"trace {trace.source} has tier(s) {', '.join(unknown)} with no "
+                            "--tier targets")
+        return Demand(trace, tuple(tiers), trace.tiers, attainment)
+    check_shares(tiers)
+    total = sum(tier.share for tier in tiers)
+    rng = np.random.default_rng(TIER_SEED)
+    drawn = rng.choice(np.asarray(names), size=len(trace), p=[t.share / total for t in tiers])
+    return Demand(trace, tuple(tiers), drawn, attainment)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Simulated attainment per tier and whether every tier met the target."""
+
+    by_tier: dict[str, float]
+    overall: float
+    passes: bool
+
+    @property
+    def worst(self) -> float:
+        return min(self.by_tier.values())
+
+
+def judge(demand: Demand, result: SimulationResult) -> Judgement:
+    """Per-tier attainment from the simulated TTFT and TPOT of every request (a request
+    the fleet rejected is a miss)."""
+    targets = {tier.name: (tier.ttft_ms, tier.tpot_ms) for tier in demand.tiers}
+    by_tier = attainment_by_tier(demand.trace, result, demand.tier_of_request, targets)
+    counts = {name: int((demand.tier_of_request == name).sum()) for name in targets}
+    present = {name: value for name, value in by_tier.items() if counts[name]}
+    overall = sum(present[name] * counts[name] for name in present) / max(1, len(demand.trace))
+    return Judgement(by_tier=present, overall=overall,
+                     passes=all(value >= demand.attainment for value in present.values()))
