@@ -13,6 +13,9 @@ DEFAULT_CONFIG = Path("apps/serve.local.yaml")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="Serve YAML.")
     parser.add_argument("--model", help="Registry URI overriding the config's (models:/NAME@ALIAS).")
+    parser.add_argument("--local", action="store_true",
+                        help="Run the config's GPU pools on the local stack's CPU pool nodes "
+                        "(one replica each, same names and prices), e.g. to try a plan.")
     parser.add_argument("--down", action="store_true", help="Delete the deployed apps instead.")
     parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for health.")
 
@@ -26,5 +29,12 @@ def run(args: argparse.Namespace) -> int:
         shutdown(settings)
         return 0
     overrides = {"model": args.model} if args.model else None
-    deploy(load_serve_config(args.config, overrides), settings, timeout_s=args.timeout)
+    config = load_serve_config(args.config, overrides)
+    if args.local:
+        from tandem.serve.local import local_node_pools, place_on_local_nodes
+
+        config, notes = place_on_local_nodes(config, local_node_pools(settings))
+        for note in notes:
+            print(note)
+    deploy(config, settings, timeout_s=args.timeout)
     return 0

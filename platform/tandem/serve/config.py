@@ -8,6 +8,7 @@ becomes one `ray.serve.llm` LLMServer deployment per model version.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,9 @@ class EngineSettings(StrictConfig):
     gpu_memory_utilization: float | None = Field(
         None, gt=0, le=1, description="Share of VRAM for weights + KV cache (GPU pools).")
     enforce_eager: bool = Field(True, description="No CUDA graphs / compile (fast start on CPU).")
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="GPUs one replica spans; 1 on cpu pools. A GPU pool's default "
+        "price is the catalog's GPU-hour price times this.")
     cpu_threads: str | None = Field(
         None, description="CPU pools: cores the engine's OpenMP threads bind to "
         "(VLLM_CPU_OMP_THREADS_BIND, e.g. '0-1' or '1').")
@@ -77,8 +81,14 @@ class PoolConfig(StrictConfig):
     """One serving pool: hardware, size, engine settings and price."""
 
     gpu: str = Field(CPU, description="Ray accelerator type (H100, H200, A100-80G, L4) or 'cpu' "
-                     "for a local pool pinned to its Ray node by resource `pool:<name>`.")
-    price_per_hour: float = Field(gt=0, description="USD per replica-hour (the router prices with it).")
+                     "for a local pool pinned to its Ray node by resource `pool:<node>`.")
+    price_per_hour: float | None = Field(
+        None, gt=0, description="USD per replica-hour (the router prices with it). Required for "
+        "cpu pools; a GPU pool without one is priced from the catalog: the GPU's price per "
+        "GPU-hour times `engine.tensor_parallel_size`. Always set after validation.")
+    node: str | None = Field(
+        None, description="cpu pools: the local Ray node the replicas run on (resource "
+        "`pool:<node>`); default the pool's own name. Pools may share a node.")
     num_replicas: int = Field(1, ge=1, description="Fixed replica count (ignored with autoscaling).")
     autoscaling: Autoscaling | None = Field(None, description="Autoscale replicas instead.")
     max_ongoing_requests: int = Field(64, gt=0, description="Requests one replica accepts at once.")
@@ -91,14 +101,34 @@ class PoolConfig(StrictConfig):
         "ingress, engine admission): the router's prior for it, then learned. Part of a cpu "
         "pool's `prior.ttft_ms`; added to a GPU pool's catalog roofline.")
 
+    @field_validator("node")
+    @classmethod
+    def _plain_node_name(cls, value: str | None) -> str | None:
+        if value is not None and not is_plain_name(value):
+            raise ValueError(f"node {value!r}: letters, digits, - and _ only")
+        return value
+
     @model_validator(mode="after")
-    def _cpu_needs_kv_size(self) -> PoolConfig:
+    def _settings_fit_the_hardware(self) -> PoolConfig:
         if self.gpu == CPU and self.engine.kv_cache_memory_bytes is None:
             raise ValueError("a cpu pool needs engine.kv_cache_memory_bytes")
         if self.gpu == CPU and self.engine.quantization:
             raise ValueError("fp8 quantization needs a GPU pool")
+        if self.gpu == CPU and self.engine.tensor_parallel_size != 1:
+            raise ValueError("engine.tensor_parallel_size must be 1 on a cpu pool")
         if self.gpu != CPU and self.engine.cpu_threads:
             raise ValueError("engine.cpu_threads applies to cpu pools only")
+        if self.gpu != CPU and self.node is not None:
+            raise ValueError("`node` applies to cpu pools only (GPU pools are placed by `gpu`)")
+        return self
+
+    @model_validator(mode="after")
+    def _price_from_catalog(self) -> PoolConfig:
+        """Every reader of `price_per_hour` (router, route table, rent gauges) sees a number."""
+        if self.price_per_hour is None:
+            if self.gpu == CPU:
+                raise ValueError("a cpu pool needs price_per_hour (the catalog prices GPUs only)")
+            self.price_per_hour = catalog_price_per_hour(self.gpu, self.engine.tensor_parallel_size)
         return self
 
     @property
@@ -154,7 +184,7 @@ class ServeAppConfig(StrictConfig):
     @model_validator(mode="after")
     def _pool_names(self) -> ServeAppConfig:
         for name, pool in self.pools.items():
-            if not name.replace("-", "").replace("_", "").isalnum():
+            if not is_plain_name(name):
                 raise ValueError(f"pool name {name!r}: letters, digits, - and _ only")
             if self.routing_policy == "tandem" and pool.prior is None and (
                     pool.is_cpu or self.model_profile is None):
@@ -170,6 +200,28 @@ class ServeAppConfig(StrictConfig):
         else:
             routing = RoutingConfig.gpu_defaults()
         return routing.model_copy(update={"max_queued_per_replica": self.limits.max_queued_requests})
+
+
+def is_plain_name(name: str) -> bool:
+    """Pool and node names: letters, digits, - and _ (they become Ray resource and app names)."""
+    return name.replace("-", "").replace("_", "").isalnum()
+
+
+@lru_cache(maxsize=1)
+def _catalog():
+    from tandem.catalog import load_catalog
+
+    return load_catalog()
+
+
+def catalog_price_per_hour(gpu: str, tensor_parallel_size: int = 1) -> float:
+    """USD per replica-hour of `tensor_parallel_size` GPUs of type `gpu` at the catalog's
+    price: the one source of GPU prices, so a Serve config need not repeat them."""
+    spec = _catalog().gpus.get(gpu)
+    if spec is None:
+        raise ValueError(f"GPU {gpu!r} is not in the catalog (known: "
+                         f"{', '.join(sorted(_catalog().gpus))}); set price_per_hour")
+    return spec.price_per_hour * tensor_parallel_size
 
 
 def tandem_args(serve_config: dict[str, Any]) -> dict[str, Any]:

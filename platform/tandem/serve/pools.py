@@ -68,7 +68,8 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
     }
     if pool.is_cpu:
         kwargs["accelerator_config"] = {"kind": "cpu"}
-        kwargs["placement_group_config"] = {"bundles": [{"CPU": 1, pool_resource(pool_name): 1}]}
+        node = pool.node or pool_name
+        kwargs["placement_group_config"] = {"bundles": [{"CPU": 1, pool_resource(node): 1}]}
         if pool.engine.cpu_threads:
             env["VLLM_CPU_OMP_THREADS_BIND"] = pool.engine.cpu_threads
     else:

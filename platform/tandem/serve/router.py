@@ -44,8 +44,9 @@ def pool_prior(pool: PoolConfig, model_profile: str | None) -> ReplicaModel:
     model = catalog.model(model_profile)
     precision = pool.engine.quantization or ("fp16" if pool.engine.dtype == "float16" else "bf16")
     prior = build_replica_model(catalog, pool.gpu, model, precision,
+                                tp=pool.engine.tensor_parallel_size,
                                 request_overhead_ms=pool.overhead_ms)
-    return replace(prior, max_num_seqs=pool.engine.max_num_seqs,
+    return replace(prior, price_per_hour=pool.price_per_hour, max_num_seqs=pool.engine.max_num_seqs,
                    context_length=min(model.context_length, pool.engine.max_model_len))
 
 

@@ -33,6 +33,11 @@ def test_gpu_pools_match_cluster_gpus():
     config = load_serve_config(REPO / "apps" / "serve.gpu.yaml")
     assert {pool.gpu for pool in config.pools.values()} == {"H100", "H200", "A100-80G", "L4"}
     assert config.pools["a100"].engine.quantization is None  # no fp8 on A100
+    from tandem.catalog import load_catalog
+
+    prices = {pool.gpu: pool.price_per_hour for pool in config.pools.values()}
+    assert prices == {name: gpu.price_per_hour for name, gpu in load_catalog().gpus.items()
+                      if name in prices}  # one place for prices: the catalog
 
 
 def test_unknown_key_is_a_user_error(tmp_path):
@@ -64,3 +69,41 @@ def test_engine_settings_cannot_turn_on_remote_code(tmp_path):
         "max_num_seqs: 4", "max_num_seqs: 4\n            trust_remote_code: true"))
     with pytest.raises(UserError, match="trust_remote_code: unknown key"):
         load_serve_config(path)
+
+
+def test_a_gpu_pool_without_a_price_is_priced_from_the_catalog():
+    from tandem.catalog import load_catalog
+
+    catalog = load_catalog()
+    config = ServeAppConfig.model_validate({"model_profile": "llama-3.1-70b", "pools": {
+        "h100": {"gpu": "H100", "engine": {"tensor_parallel_size": 2}},
+        "l4": {"gpu": "L4"},
+        "own": {"gpu": "L4", "price_per_hour": 0.5}}})
+    assert config.pools["h100"].price_per_hour == pytest.approx(2 * catalog.gpu("H100").price_per_hour)
+    assert config.pools["l4"].price_per_hour == pytest.approx(catalog.gpu("L4").price_per_hour)
+    assert config.pools["own"].price_per_hour == 0.5  # an explicit price still wins
+    again = ServeAppConfig.model_validate(config.model_dump(mode="json"))  # as the ingress gets it
+    assert again.pools["h100"].price_per_hour == config.pools["h100"].price_per_hour
+    assert config.pools["h100"].engine.engine_kwargs()["tensor_parallel_size"] == 2
+
+
+def test_a_price_is_required_where_the_catalog_has_none(tmp_path):
+    path = tmp_path / "serve.yaml"
+    path.write_text((REPO / "apps" / "serve.gpu.yaml").read_text().replace("gpu: L4", "gpu: B300"))
+    with pytest.raises(UserError, match=r"pools\.l4: .*GPU 'B300' is not in the catalog.*price_per_hour"):
+        load_serve_config(path)
+    cpu = {"pools": {"p": {"engine": {"kv_cache_memory_bytes": 1 << 27}}}, "routing_policy": "round-robin"}
+    with pytest.raises(ValueError, match="a cpu pool needs price_per_hour"):
+        ServeAppConfig.model_validate(cpu)
+
+
+@pytest.mark.parametrize("pool, message", [
+    ({"price_per_hour": 1, "engine": {"kv_cache_memory_bytes": 1 << 27, "tensor_parallel_size": 2}},
+     "tensor_parallel_size must be 1 on a cpu pool"),
+    ({"gpu": "H100", "node": "fast"}, "`node` applies to cpu pools only"),
+    ({"price_per_hour": 1, "node": "a b", "engine": {"kv_cache_memory_bytes": 1 << 27}},
+     "node 'a b': letters, digits"),
+])
+def test_pool_settings_must_fit_the_hardware(pool, message):
+    with pytest.raises(ValueError, match=message):
+        ServeAppConfig.model_validate({"pools": {"p": pool}, "routing_policy": "round-robin"})

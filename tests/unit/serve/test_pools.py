@@ -1,5 +1,7 @@
 """Pool -> LLMConfig: CPU pools pin to their node, GPU pools ask for their accelerator."""
 
+import pytest
+from tandem.catalog import load_catalog
 from tandem.serve.config import PoolConfig
 from tandem.serve.pools import llm_config, route_for
 
@@ -40,3 +42,20 @@ def test_engines_skip_rays_download_step_only_for_a_model_on_disk(tmp_path):
         callback = load_class(config.callback_config.callback_class)(llm_config=config)
         asyncio.run(callback.on_before_node_init())
         assert callback.ctx.run_init_node is runs_download, source
+
+
+def test_a_cpu_pool_can_run_on_another_pools_node():
+    pool = PoolConfig.model_validate({"price_per_hour": 2.1, "node": "fast", "engine": {
+        "kv_cache_memory_bytes": 1 << 27, "cpu_threads": "0"}})
+    config = llm_config("tandem-tiny", "/m", "h100", pool)
+    assert config.placement_group_config == {"bundles": [{"CPU": 1, "pool:fast": 1}]}
+    assert config.runtime_env["env_vars"] == {"TANDEM_POOL": "h100", "VLLM_CPU_OMP_THREADS_BIND": "0"}
+    assert route_for("tandem-tiny", 1, "h100", pool).price_per_hour == 2.1
+
+
+def test_a_tensor_parallel_gpu_pool_asks_for_that_many_gpus():
+    pool = PoolConfig.model_validate({"gpu": "H100", "engine": {"tensor_parallel_size": 2}})
+    config = llm_config("tandem-tiny", "/m", "h100", pool)
+    assert config.engine_kwargs["tensor_parallel_size"] == 2
+    h100 = load_catalog().gpu("H100").price_per_hour
+    assert route_for("tandem-tiny", 1, "h100", pool).price_per_hour == pytest.approx(2 * h100)

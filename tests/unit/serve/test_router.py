@@ -387,3 +387,12 @@ def test_pool_states_carry_the_output_tokens_owed_by_requests_in_flight():
     router.released("cheap", RequestFeatures(8, 64))
     [state] = router.states(routes)
     assert (state.in_flight, state.owed_output_tokens) == (2, 80)
+
+
+def test_gpu_prior_spans_the_pools_tensor_parallel_gpus():
+    one = pool_prior(PoolConfig(gpu="H100", engine={"quantization": "fp8"}), "llama-3.1-70b")
+    two = pool_prior(PoolConfig(gpu="H100", engine={"quantization": "fp8", "tensor_parallel_size": 2}),
+                     "llama-3.1-70b")
+    assert (one.tp, two.tp) == (1, 2)
+    assert two.kv_capacity > one.kv_capacity and two.mem_fixed < one.mem_fixed
+    assert two.price_per_hour == pytest.approx(2 * one.price_per_hour)
