@@ -7,8 +7,8 @@ request (seeded): interactive 25 % (TTFT <= 250 ms, TPOT <= 30 ms), batch 75 %
 simulated observations as it would live), round-robin, least-loaded (power of two
 choices) and cheapest-first.
 
-(a) Same fleet: the planner's fleet for least-loaded (`size_homogeneous` per GPU type at
-    the tighter tier's targets, the cheapest). Target: tandem >= every baseline per tier.
+(a) Same fleet: the planner's fleet for least-loaded (`tandem plan --policy least-loaded`
+    with both tiers). Target: tandem >= every baseline per tier.
 (b) Cheapest fleet: every fleet of H100/H200/A100-80G/L4 up to the rent of (a)'s, cheapest
     first, simulated with each policy until one meets both tiers at 99 %. The cost is the
     fleet's rent ($/hour, `tandem.perf.fleet_rent_per_hour`). Target: tandem's is the
@@ -26,9 +26,11 @@ import time
 import numpy as np
 from tandem.catalog import load_catalog
 from tandem.perf import build_replica_model, fleet_rent_per_hour
-from tandem.planner.optimizer import size_homogeneous
+from tandem.planner.demand import make_tier
+from tandem.planner.fleet import describe
+from tandem.planner.plan import make_plan
 from tandem.planner.simulator import Slo, attainment_by_tier, simulate
-from tandem.planner.trace import bundled_trace_path, load_trace
+from tandem.planner.trace import Trace, bundled_trace_path, load_trace
 from tandem.routing.config import RoutingConfig, TierTargets
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.policy import CheapestFirstPolicy, PowerOfTwoPolicy, RoundRobinPolicy
@@ -92,19 +94,20 @@ def test_tandem_against_baselines_on_the_same_fleet_and_on_its_cheapest_fleet():
                 for p, o, t in zip(trace.prompt_tokens, trace.output_tokens, tiers)]
     policies = _policies(models)
 
-    # (a) the planner's fleet for least-loaded, sized at the tighter tier's targets
-    tight = Slo(CONFIG.targets("interactive").ttft_ms, CONFIG.targets("interactive").tpot_ms,
-                GOAL)
-    sized = {gpu: size_homogeneous(trace, models[gpu], gpu, tight) for gpu in GPUS}
-    planned = min((fleet for fleet in sized.values() if fleet is not None),
-                  key=lambda fleet: fleet.cost_per_hour)
-    same = {name: _run(trace, requests, tiers, models, planned.counts, make)
+    # (a) the planner's fleet for least-loaded, planned for both tiers
+    tiered = Trace(trace.arrival_s, trace.prompt_tokens, trace.output_tokens, trace.source,
+                   tiers)
+    plan_tiers = [make_tier(tier, share, *TARGETS[tier]) for tier, share in SHARES.items()]
+    plans = {policy: make_plan(tiered, catalog, model, "fp16", plan_tiers, GOAL, gpus=GPUS,
+                               policy=policy) for policy in ("least-loaded", "tandem")}
+    planned = plans["least-loaded"].best
+    same = {name: _run(trace, requests, tiers, models, planned.fleet, make)
             for name, make in policies.items()}
     print(f"\n{len(trace)} requests, conversation trace at {RATE_SCALE:g}x "
           f"({len(trace) / trace.duration_s:.1f} req/s), llama-3.1-8b fp16; tiers "
           + ", ".join(f"{tier} {share:.0%} TTFT<={CONFIG.targets(tier).ttft_ms:g}ms "
                       f"TPOT<={CONFIG.targets(tier).tpot_ms:g}ms" for tier, share in SHARES.items()))
-    print(f"(a) same fleet: the planner's for least-loaded, {_describe(planned.counts)} "
+    print(f"(a) same fleet: the planner's for least-loaded, {_describe(planned.fleet)} "
           f"(${planned.cost_per_hour:.2f}/h)")
     print(f"  | {'policy':<14} | {'interactive':>11} | {'batch':>7} |")
     for name, attainment in same.items():
@@ -136,6 +139,9 @@ def test_tandem_against_baselines_on_the_same_fleet_and_on_its_cheapest_fleet():
         fleet, rent, _ = cheapest[name]
         ratio = f"{rent / reference[1]:.2f}x" if reference else "-"
         print(f"  | {name:<14} | {_describe(fleet):<28} | {rent:>7.2f} | {ratio:>15} |")
+    for policy, plan in plans.items():
+        print(f"  `tandem plan --policy {policy}` (ILP + local search): "
+              f"{describe(plan.best.fleet)} ${plan.best.cost_per_hour:.2f}/h")
     print("  closest miss among the cheaper fleets:")
     for name, (fleet, attainment) in closest.items():
         print(f"  | {name:<14} | {_describe(fleet):<28} | {_rent(models, fleet):>7.2f} | "

@@ -83,6 +83,17 @@ def _check_writable(path: Path) -> None:
         raise UserError(f"--emit-serve-config {path}: cannot write there")
 
 
+def _prices_not_shipped(replicas: dict) -> dict[str, float]:
+    """Replica prices a `--catalog` file changed or added: the emitted config must carry
+    them, since serving prices from the shipped catalog."""
+    from tandem.catalog import load_catalog
+
+    shipped = load_catalog()
+    return {gpu: replica.price_per_hour for gpu, replica in replicas.items()
+            if gpu not in shipped.gpus
+            or abs(shipped.gpus[gpu].price_per_hour * replica.tp - replica.price_per_hour) > 1e-9}
+
+
 def _tiers(args: argparse.Namespace) -> list:
     from tandem.planner.demand import DEFAULT_TIER, make_tier, parse_tier
 
@@ -177,9 +188,10 @@ def run(args: argparse.Namespace) -> int:
     if args.emit_serve_config:
         from tandem.planner.emit import serve_config_for_fleet, write_serve_config
 
+        replicas = {gpu: plan.offers[gpu].replica for gpu in plan.best.fleet}
         write_serve_config(args.emit_serve_config, serve_config_for_fleet(
-            plan.best.fleet, {gpu: plan.offers[gpu].replica for gpu in plan.best.fleet},
-            model.name))
+            plan.best.fleet, replicas, model.name,
+            prices=_prices_not_shipped(replicas) if args.catalog else None))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -51,7 +51,8 @@ def engine_settings(replica: ReplicaModel) -> dict[str, Any]:
 
 def serve_config_for_fleet(counts: Mapping[str, int], replicas: Mapping[str, ReplicaModel],
                            model_profile: str,
-                           model_uri: str = DEFAULT_MODEL_URI) -> dict[str, Any]:
+                           model_uri: str = DEFAULT_MODEL_URI,
+                           prices: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The whole Serve config (as apps/serve.gpu.yaml) of a fleet: one pool per GPU type with
     replicas, in `counts`' order.
 
@@ -60,6 +61,8 @@ def serve_config_for_fleet(counts: Mapping[str, int], replicas: Mapping[str, Rep
         replicas: GPU type -> the replica model the plan sized that type with.
         model_profile: catalog profile the router's latency priors are computed for.
         model_uri: registry URI every pool serves.
+        prices: GPU type -> replica price to write into the pool, for prices the shipped
+            catalog does not hold (a `--catalog` override); the rest come from the catalog.
     """
     from tandem.registry import MODEL_URI
 
@@ -81,6 +84,8 @@ def serve_config_for_fleet(counts: Mapping[str, int], replicas: Mapping[str, Rep
         pools[name] = {"gpu": gpu, "num_replicas": int(count),
                        "max_ongoing_requests": replica.max_num_seqs,
                        "engine": engine_settings(replica)}
+        if prices and gpu in prices:
+            pools[name]["price_per_hour"] = float(prices[gpu])
     if not pools:
         raise UserError("the fleet has no replicas: nothing to serve")
     args = {"model": model_uri, "routing_policy": "tandem", "model_profile": model_profile,
@@ -97,9 +102,8 @@ def _header(path: Path, config: dict[str, Any]) -> str:
     fleet = ", ".join(_describe_pool(pool) for pool in pools.values()) or "no pools"
     return (f"# Launch: tandem deploy --config {path}   (on a GPU cluster from cluster.yaml; "
             "add --local to try it on the local stack's CPU pools)\n"
-            f"# Emitted by `tandem plan`: {fleet}. Prices are not in this file: each pool is\n"
-            "# priced from platform/tandem/assets/catalog.yaml through its `gpu` (set "
-            "price_per_hour to override).\n")
+            f"# Emitted by `tandem plan`: {fleet}. A pool without price_per_hour is priced\n"
+            "# from platform/tandem/assets/catalog.yaml through its `gpu`.\n")
 
 
 def _describe_pool(pool: dict[str, Any]) -> str:

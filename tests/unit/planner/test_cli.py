@@ -119,3 +119,23 @@ def test_tiers_owned_gpus_and_the_serve_config_come_out_of_one_plan(small_trace,
         sum(plan["replica"][g]["price_per_hour"] * n for g, n in rented.items()), abs=1e-3)
     config = load_serve_config(emitted)
     assert {pool.gpu: pool.num_replicas for pool in config.pools.values()} == plan["mix"]
+
+
+def test_a_catalog_file_adds_a_gpu_type_and_its_price_reaches_the_serve_config(
+        small_trace, tmp_path, capsys):
+    from tandem.serve.config import load_serve_config
+
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("gpus:\n  B200:\n    vram_gb: 180\n    memory_bandwidth_tbps: 8.0\n"
+                       "    tflops: {fp8: 4500, bf16: 2250, fp16: 2250}\n"
+                       "    price_per_hour: 0.5\n    price_source: a test's own figure\n")
+    emitted = tmp_path / "plan.yaml"
+    code = run("--trace", str(small_trace), "--model", "llama-3.1-8b", "--gpus", "H100,B200",
+               "--ttft-slo-ms", "2000", "--tpot-slo-ms", "100", "--rate-scale", "5",
+               "--catalog", str(catalog), "--out", str(tmp_path), "--no-plot", "--json",
+               "--emit-serve-config", str(emitted))
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["mix"] == {"B200": plan["mix"]["B200"]}  # faster and cheaper than an H100
+    pools = load_serve_config(emitted).pools
+    assert [(p.gpu, p.price_per_hour) for p in pools.values()] == [("B200", 0.5)]
