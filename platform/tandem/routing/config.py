@@ -47,6 +47,10 @@ class RoutingConfig(_Strict):
         10.0, gt=0, description="An idle pool unobserved this long gets a one-token probe "
                                 "request, so a pool judged slow while it was loaded can prove "
                                 "it recovered. None: never probe.")
+    headroom: float = Field(
+        0.8, gt=0, le=1, description="Share of each latency target a pool's prediction may "
+                                     "use to win on price; when no pool is that far inside, "
+                                     "the cheapest pool meeting the targets at all wins.")
     max_queued_per_replica: float = Field(
         64, gt=0, description="A pool with this many waiting requests per replica is "
                               "saturated and skipped (unless every pool is).")

@@ -261,3 +261,24 @@ def test_property_roofline_is_finite_and_monotone_in_load(constants, in_flight, 
     assert more[1] + more[2] >= service + queue and more[3] >= step
     assert more[0] == overhead  # the serving path's share does not grow with load
     assert more[5] == cost  # nor does the price: a busy pool does not look cheap
+
+
+def test_a_cheap_pool_at_the_edge_of_the_targets_loses_to_one_with_headroom(priors):
+    request = RequestFeatures(500, 200, tier="interactive")
+    idle = LatencyCostPolicy(priors).pick_pool(request, [state("H100", priors)], 0.0)
+    tpot = idle.predicted_tpot_ms  # the idle H100's TPOT, well inside 25 ms
+    pools = [state("H100", priors), state("H200", priors)]
+    by_pool = {c.pool: c for c in LatencyCostPolicy(priors).pick_pool(request, pools,
+                                                                      0.0).candidates}
+    assert by_pool["H100"].cost_usd < by_pool["H200"].cost_usd
+    # targets the H100 meets with less than 20 % to spare, the H200 with more
+    edge = replace(request, tpot_target_ms=tpot / 0.9, ttft_target_ms=10_000)
+    assert by_pool["H200"].tpot_ms <= 0.8 * edge.tpot_target_ms  # the premise
+    picked = LatencyCostPolicy(priors).pick_pool(edge, pools, 0.0)
+    assert picked.pool == "H200"
+    # without room anywhere, the cheapest pool meeting the targets at all
+    alone = LatencyCostPolicy(priors).pick_pool(edge, [state("H100", priors)], 0.0)
+    assert alone.pool == "H100" and not alone.predicted_slo_miss
+    flat = LatencyCostPolicy(priors, RoutingConfig.gpu_defaults().model_copy(
+        update={"headroom": 1.0})).pick_pool(edge, pools, 0.0)
+    assert flat.pool == "H100"
