@@ -24,7 +24,7 @@ from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.policy import LeastLoadedPolicy, RoutingPolicy
 
 POLICIES = ("tandem", "least-loaded")
-MAX_SIMULATIONS_PER_SEARCH = 48
+MAX_SIMULATIONS_PER_SEARCH = 40
 GROWTH = 1.25  # a failing homogeneous fleet grows by this much (at least one replica)
 SHRINK = 0.88  # a passing one with no known failure below tries this much less first
 NO_GAIN = 1e-3  # growing that gains less attainment than this means the SLO is out of reach

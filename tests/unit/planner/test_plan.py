@@ -14,7 +14,7 @@ from tandem.planner.plan import make_plan, search_fleets
 from tandem.planner.search import make_policy
 from tandem.planner.simulator import attainment_by_tier, simulate
 
-CAP = 6  # replicas per type in the brute-force instances
+CAP = 5  # replicas per type in the brute-force instances: 35 fleets, within one search budget
 
 
 def _brute_force_cost(demand, offers, policy):
