@@ -5,11 +5,11 @@ local pool node, so it costs about one engine start."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-import requests
+
+from tests.integration.api_helpers import first_answer
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,9 @@ def test_an_emitted_plan_deploys_locally_and_answers(stack, registered, http, tm
         assert "pool h100: 3 x H100 -> 1 cpu replica on local node fast" in printed, printed
         assert "pool l4: 2 x L4 -> 1 cpu replica on local node cheap" in printed, printed
 
-        reply = _first_answer(stack.api_url, http, timeout_s=120)
+        reply = first_answer(http, f"{stack.api_url}/v1/chat/completions", {
+            "model": MODEL, "messages": [{"role": "user", "content": "translate: red cat"}],
+            "max_tokens": 4}, timeout_s=120, what="the planned fleet")
         body = reply.json()
         assert isinstance(body["choices"][0]["message"]["content"], str)
         assert body["usage"]["completion_tokens"] > 0
@@ -49,19 +51,3 @@ def test_an_emitted_plan_deploys_locally_and_answers(stack, registered, http, tm
     finally:
         shutdown(stack)
 
-
-def _first_answer(api_url: str, http, timeout_s: float) -> requests.Response:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            reply = http.post(f"{api_url}/v1/chat/completions", timeout=30, json={
-                "model": MODEL, "messages": [{"role": "user", "content": "translate: red cat"}],
-                "max_tokens": 4})
-            if reply.status_code == 200:
-                return reply
-            last = f"{reply.status_code} {reply.text[:200]}"
-        except requests.RequestException as error:
-            last = str(error)
-        time.sleep(2)
-    pytest.fail(f"the planned fleet never answered: {last}")

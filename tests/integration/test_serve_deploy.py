@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
+
+from tests.integration.api_helpers import first_answer
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,9 @@ def test_serve_deploy_runs_the_ingress_and_its_pools_as_one_application(stack, r
                                 cwd=REPO, env={**os.environ, **ray_cluster_env(stack)},
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
-        reply = _first_answer(stack.api_url, http, timeout_s=600)
+        reply = first_answer(http, f"{stack.api_url}/v1/completions",
+                             {"model": MODEL, "prompt": "hi", "max_tokens": 2}, timeout_s=600,
+                             what="the app `serve deploy` started")
         assert reply.headers["x-tandem-pool"] == "cheap"
         assert reply.headers["x-tandem-model-version"] == str(registered)
 
@@ -55,18 +57,3 @@ def test_serve_deploy_runs_the_ingress_and_its_pools_as_one_application(stack, r
     finally:
         shutdown(stack)
 
-
-def _first_answer(api_url: str, http, timeout_s: float) -> requests.Response:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            reply = http.post(f"{api_url}/v1/completions", timeout=30,
-                                  json={"model": MODEL, "prompt": "hi", "max_tokens": 2})
-            if reply.status_code == 200:
-                return reply
-            last = f"{reply.status_code} {reply.text[:200]}"
-        except requests.RequestException as error:
-            last = str(error)
-        time.sleep(2)
-    pytest.fail(f"the app `serve deploy` started never answered: {last}")

@@ -8,9 +8,10 @@ set) the cheapest wins: first among those predicted inside `headroom` (80 %) of 
 target, else among all that meet them, since a pool filled to its targets' edge misses
 about as often as it meets them (the planner's H100 + H200 fleets for 70B measured it).
 A request with looser targets than the strictest tier's first considers the pools too
-slow for that tier (`_leave_fast_pools_free`). If none meets them, the fastest relative to the targets wins (the smallest of
-predicted/target over TTFT and TPOT), and the decision is marked an SLO miss. A tier
-whose spend rate has reached its cap spills to the cheapest pool whatever its latency.
+slow for that tier (`_leave_fast_pools_free`). If none meets them, the fastest relative
+to the targets wins (the smallest of predicted/target over TTFT and TPOT), and the
+decision is marked an SLO miss. A tier whose spend rate has reached its cap spills to the
+cheapest pool whatever its latency.
 
 Everything the decision used is in the returned `Decision` (one `Candidate` per pool)
 so `tandem route explain` can show why. Pure: pools, spend rates and `now` come in as
