@@ -156,30 +156,11 @@ def size_homogeneous(budget: Budget, gpu: str, estimate: float) -> Validation | 
     return budget.validator({gpu: passing})
 
 
-def cheaper_neighbours(fleet: Fleet, offers: Mapping[str, Offer]) -> list[Fleet]:
-    """Fleets one step away that cost less: one replica fewer of a type, or one replica of a
-    type changed to another type; cheapest first."""
-    cost = fleet_cost(offers, fleet)
-    seen: set[tuple[tuple[str, int], ...]] = set()
-    out: list[tuple[float, Fleet]] = []
-    for gpu in fleet:
-        candidates = [{**fleet, gpu: fleet[gpu] - 1}]
-        candidates += [{**fleet, gpu: fleet[gpu] - 1, other: fleet.get(other, 0) + 1}
-                       for other in offers if other != gpu]
-        for candidate in map(normalized, candidates):
-            key = tuple(candidate.items())
-            price = fleet_cost(offers, candidate)
-            if candidate and key not in seen and allowed(offers, candidate) \
-                    and price < cost - 1e-9:
-                seen.add(key)
-                out.append((price, candidate))
-    return [candidate for _, candidate in sorted(out, key=lambda pair: (pair[0], str(pair[1])))]
-
-
 def neighbours_below(fleet: Fleet, offers: Mapping[str, Offer], ceiling_cost: float
                      ) -> list[Fleet]:
-    """Every fleet one step away (a replica more or fewer of a type, or one replica's type
-    changed) that costs less than `ceiling_cost`; cheapest first."""
+    """Every allowed fleet one step away (a replica more or fewer of a type, or one
+    replica's type changed) that costs less than `ceiling_cost`; cheapest first. With the
+    fleet's own cost as the ceiling, these are its cheaper neighbours."""
     steps = [{**fleet, gpu: fleet.get(gpu, 0) + 1} for gpu in offers]
     for gpu in fleet:
         steps.append({**fleet, gpu: fleet[gpu] - 1})
@@ -196,7 +177,8 @@ def descend(budget: Budget, start: Validation) -> Validation:
     (a local optimum) or the budget is spent."""
     current = start
     while True:
-        for neighbour in cheaper_neighbours(current.fleet, budget.validator.offers):
+        for neighbour in neighbours_below(current.fleet, budget.validator.offers,
+                                          current.cost_per_hour):
             verdict = budget.check(neighbour)
             if verdict is None:
                 return current

@@ -7,7 +7,6 @@ from tandem.planner.fleet import Offer, fleet_cost
 from tandem.planner.search import (
     Budget,
     Validator,
-    cheaper_neighbours,
     descend,
     fleets_cheaper_than,
     neighbours_below,
@@ -54,7 +53,7 @@ def test_descend_stops_where_no_cheaper_neighbour_passes():
     assert start.passes
     found = descend(Budget(validator), start)
     assert found.passes and found.cost_per_hour <= start.cost_per_hour
-    for neighbour in cheaper_neighbours(found.fleet, offers):
+    for neighbour in neighbours_below(found.fleet, offers, found.cost_per_hour):
         assert not validator(neighbour).passes
 
 
