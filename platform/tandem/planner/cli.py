@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
         replicas = {gpu: plan.offers[gpu].replica for gpu in plan.best.fleet}
         write_serve_config(args.emit_serve_config, serve_config_for_fleet(
             plan.best.fleet, replicas, model.name,
-            prices=_prices_not_shipped(replicas) if args.catalog else None))
+            prices=_prices_not_shipped(replicas) if args.catalog else None,
+            routing_policy=plan.policy))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

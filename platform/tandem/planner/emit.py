@@ -52,7 +52,8 @@ def engine_settings(replica: ReplicaModel) -> dict[str, Any]:
 def serve_config_for_fleet(counts: Mapping[str, int], replicas: Mapping[str, ReplicaModel],
                            model_profile: str,
                            model_uri: str = DEFAULT_MODEL_URI,
-                           prices: Mapping[str, float] | None = None) -> dict[str, Any]:
+                           prices: Mapping[str, float] | None = None,
+                           routing_policy: str = "tandem") -> dict[str, Any]:
     """The whole Serve config (as apps/serve.gpu.yaml) of a fleet: one pool per GPU type with
     replicas, in `counts`' order.
 
@@ -63,6 +64,7 @@ def serve_config_for_fleet(counts: Mapping[str, int], replicas: Mapping[str, Rep
         model_uri: registry URI every pool serves.
         prices: GPU type -> replica price to write into the pool, for prices the shipped
             catalog does not hold (a `--catalog` override); the rest come from the catalog.
+        routing_policy: the policy the plan was validated with, so the fleet runs it.
     """
     from tandem.registry import MODEL_URI
 
@@ -88,7 +90,7 @@ def serve_config_for_fleet(counts: Mapping[str, int], replicas: Mapping[str, Rep
             pools[name]["price_per_hour"] = float(prices[gpu])
     if not pools:
         raise UserError("the fleet has no replicas: nothing to serve")
-    args = {"model": model_uri, "routing_policy": "tandem", "model_profile": model_profile,
+    args = {"model": model_uri, "routing_policy": routing_policy, "model_profile": model_profile,
             "telemetry": {"log_text": False}, "pools": pools}
     return {"proxy_location": "HeadOnly",
             "http_options": {"host": "0.0.0.0", "port": API_PORT},

@@ -119,6 +119,7 @@ def test_tiers_owned_gpus_and_the_serve_config_come_out_of_one_plan(small_trace,
         sum(plan["replica"][g]["price_per_hour"] * n for g, n in rented.items()), abs=1e-3)
     config = load_serve_config(emitted)
     assert {pool.gpu: pool.num_replicas for pool in config.pools.values()} == plan["mix"]
+    assert config.routing_policy == "tandem" == plan["policy"]
 
 
 def test_a_catalog_file_adds_a_gpu_type_and_its_price_reaches_the_serve_config(
@@ -133,9 +134,10 @@ def test_a_catalog_file_adds_a_gpu_type_and_its_price_reaches_the_serve_config(
     code = run("--trace", str(small_trace), "--model", "llama-3.1-8b", "--gpus", "H100,B200",
                "--ttft-slo-ms", "2000", "--tpot-slo-ms", "100", "--rate-scale", "5",
                "--catalog", str(catalog), "--out", str(tmp_path), "--no-plot", "--json",
-               "--emit-serve-config", str(emitted))
+               "--emit-serve-config", str(emitted), "--policy", "least-loaded")
     assert code == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["mix"] == {"B200": plan["mix"]["B200"]}  # faster and cheaper than an H100
-    pools = load_serve_config(emitted).pools
-    assert [(p.gpu, p.price_per_hour) for p in pools.values()] == [("B200", 0.5)]
+    config = load_serve_config(emitted)
+    assert [(p.gpu, p.price_per_hour) for p in config.pools.values()] == [("B200", 0.5)]
+    assert config.routing_policy == "least-loaded"  # the fleet runs what it was planned with
