@@ -169,6 +169,10 @@ class ServeAppConfig(StrictConfig):
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Rate and queue limits.")
     ingress_replicas: int = Field(1, ge=1, description="Replicas of the ingress deployment.")
     swap_timeout_s: float = Field(600, gt=0, description="promote/rollback give up after this long.")
+    drain_timeout_s: float | None = Field(
+        None, gt=0, description="How long a retired version's pool may finish its in-flight "
+        "requests before it is deleted (what is left is cut); default: the longest generation "
+        "the pool allows at its measured TPOT, x1.5, at least 10 s.")
 
     @field_validator("model")
     @classmethod

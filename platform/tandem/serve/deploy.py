@@ -206,13 +206,13 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
             continue
         new = route_for(name, version, pool, spec)  # a canary's app of `version` is reused
         _deploy_pools([new], config, model_dir, max(1.0, deadline - time.monotonic()), log)
-        _wait_applied(actor.set_pool.remote(name, pool, new.to_dict()),
-                      max(1.0, deadline - time.monotonic()), f"switch pool {pool}")
+        epoch = _wait_applied(actor.set_pool.remote(name, pool, new.to_dict()),
+                              max(1.0, deadline - time.monotonic()), f"switch pool {pool}")
         log(f"pool {pool}: traffic on v{version}")
         if old is not None:
-            time.sleep(1.0)  # requests routed just before the switch reach the old replica
+            _drain(old["app"], epoch, config, pool, settings, log)
             serve.delete(old["app"], _blocking=True)
-            log(f"pool {pool}: v{old['version']} drained and removed")
+            log(f"pool {pool}: v{old['version']} removed")
     if canary is not None:
         ray.get(actor.set_canary.remote(name, None))  # its apps now serve as the champion's
     ray.get(actor.set_version.remote(name, version))
@@ -255,19 +255,44 @@ def stop_canary(name: str, settings: Settings, log: Log = print) -> None:
 
     from tandem.serve import routes as route_table
 
-    canary = current_table(settings)["models"].get(name, {}).get("canary")
+    table = current_table(settings)
+    canary = table["models"].get(name, {}).get("canary")
     if canary is None:
         log(f"no canary of {name} is running")
         return
-    _wait_applied(route_table.lookup().set_canary.remote(name, None), 60.0, "end the canary")
-    time.sleep(1.0)  # requests routed just before the switch reach the canary replicas
-    for route in canary["pools"].values():
+    config = ServeAppConfig.model_validate(table["config"])
+    epoch = _wait_applied(route_table.lookup().set_canary.remote(name, None), 60.0,
+                          "end the canary")
+    for pool, route in canary["pools"].items():
+        _drain(route["app"], epoch, config, pool, settings, log)
         serve.delete(route["app"], _blocking=True)
     log(f"canary of {name} v{canary['version']} ended; its pools removed")
 
 
-def _wait_applied(epoch_ref, timeout_s: float, what: str) -> None:
-    """Wait until every ingress replica has applied the table change that returned `epoch_ref`."""
+def _drain(app: str, epoch: int, config: ServeAppConfig, pool: str, settings: Settings,
+           log: Log) -> None:
+    """Wait for the requests the ingress still holds on `app` (a retired version of `pool`),
+    as reported after it applied `epoch`, within the pool's drain timeout."""
+    import ray
+
+    from tandem.serve import routes as route_table
+    from tandem.serve.drain import drain_timeout_s, measured_tpot_ms, wait_drained
+
+    root = config.telemetry.root or str(settings.home / "telemetry")
+    timeout_s = drain_timeout_s(config, pool, measured_tpot_ms(root, pool))
+    actor = route_table.lookup()
+    started = time.monotonic()
+    drained, left = wait_drained(lambda: ray.get(actor.in_flight.remote(app, epoch)), timeout_s)
+    if drained:
+        log(f"pool {pool}: {app} drained in {time.monotonic() - started:.1f} s")
+    else:
+        log(f"pool {pool}: {app} still held {left} request(s) after the {timeout_s:.0f} s drain "
+            "timeout; they are cut")
+
+
+def _wait_applied(epoch_ref, timeout_s: float, what: str) -> int:
+    """Wait until every ingress replica has applied the table change that returned `epoch_ref`;
+    returns that epoch."""
     import ray
 
     from tandem.serve import routes as route_table
@@ -279,6 +304,7 @@ def _wait_applied(epoch_ref, timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise UserError(f"timed out waiting for the ingress to {what}")
         time.sleep(0.2)
+    return epoch
 
 
 def shutdown(settings: Settings, log: Log = print) -> None:

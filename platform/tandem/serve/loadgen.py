@@ -32,7 +32,8 @@ class Stream:
 @dataclass(frozen=True)
 class Result:
     tier: str
-    status: int  # HTTP status; 0 when the connection failed or broke mid-stream
+    status: int  # HTTP status; the error event's code for a stream cut mid-flight; 0 when
+    # the connection failed or broke
     pool: str | None
     version: str | None
     request_id: str | None
@@ -51,13 +52,16 @@ async def _one(client, api_url: str, model: str, prompt: str, stream: Stream) ->
     started_at = time.time()
     started = time.perf_counter()
     first = last = None
-    tokens, status, reply_headers = 0, 0, {}
+    tokens, status, reply_headers, cut = 0, 0, {}, None
     try:
         async with client.stream("POST", f"{api_url}/v1/completions", json=body,
                                  headers=headers) as reply:
             status, reply_headers = reply.status_code, reply.headers
             async for line in reply.aiter_lines():
-                if line.startswith("data: {") and '"text"' in line:
+                if line.startswith('data: {"error"'):  # the stream was cut mid-flight
+                    cut = json.loads(line[len("data: "):])["error"]
+                    status = int(cut.get("code") or 0)
+                elif line.startswith("data: {") and '"text"' in line:
                     chunk = json.loads(line[len("data: "):])
                     if chunk.get("choices") and chunk["choices"][0].get("text") is not None:
                         last = time.perf_counter()
@@ -71,7 +75,7 @@ async def _one(client, api_url: str, model: str, prompt: str, stream: Stream) ->
     return Result(stream.tier, status, reply_headers.get("x-tandem-pool"),
                   reply_headers.get("x-tandem-model-version"), reply_headers.get("x-request-id"),
                   float(reply_headers.get("x-tandem-cost-usd") or 0.0), ttft, tpot, tokens,
-                  started_at=started_at)
+                  cut and cut.get("message"), started_at=started_at)
 
 
 async def run_load_async(api_url: str, streams: Sequence[Stream], duration_s: float, *,

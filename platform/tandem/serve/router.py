@@ -78,6 +78,7 @@ class PoolRouter:
         self.log = DecisionLog()
         self.in_flight: Counter[str] = Counter()
         self.owed_output_tokens: Counter[str] = Counter()  # max_tokens of those in flight
+        self.in_flight_apps: Counter[str] = Counter()  # per Serve application: what a drain waits on
         self.down: set[str] = set()
         self._spent: dict[str, deque[tuple[float, float]]] = {}
         self._decisions_path = decisions_path
@@ -128,14 +129,19 @@ class PoolRouter:
         return request_cost_usd(constants, price_per_hour, features.prompt_tokens,
                                 features.max_tokens)
 
-    def dispatched(self, pool: str, features: RequestFeatures) -> None:
-        """A request (or probe) was sent to `pool`: it is in flight until `released`."""
+    def dispatched(self, pool: str, features: RequestFeatures, app: str) -> None:
+        """A request (or probe) was sent to `pool`'s Serve application `app`: it is in flight
+        until `released`."""
         self.in_flight[pool] += 1
         self.owed_output_tokens[pool] += features.max_tokens
+        self.in_flight_apps[app] += 1
 
-    def released(self, pool: str, features: RequestFeatures) -> None:
+    def released(self, pool: str, features: RequestFeatures, app: str) -> None:
         self.in_flight[pool] -= 1
         self.owed_output_tokens[pool] -= features.max_tokens
+        self.in_flight_apps[app] -= 1
+        if self.in_flight_apps[app] <= 0:
+            del self.in_flight_apps[app]
 
     def failed(self, pool: str) -> None:
         """A call to `pool` failed: skip it until `recovered` (the ingress probes it)."""

@@ -23,6 +23,7 @@ class RouteTable:
         self._table: dict[str, Any] = table or {"models": {}}
         self._epoch = 1
         self._acks: dict[str, tuple[int, float]] = {}
+        self._in_flight: dict[str, dict[str, int]] = {}  # replica -> app -> requests
 
     def epoch(self) -> int:
         return self._epoch
@@ -64,14 +65,29 @@ class RouteTable:
         self._epoch += 1
         return self._epoch
 
-    def ack(self, replica: str, epoch: int) -> None:
+    def ack(self, replica: str, epoch: int, in_flight: dict[str, int] | None = None) -> None:
+        """`replica` has applied `epoch` and holds `in_flight` requests per Serve app."""
         self._acks[replica] = (epoch, time.time())
+        self._in_flight[replica] = dict(in_flight or {})
 
     def acked(self, epoch: int, within_s: float = 30.0) -> bool:
         """True once every ingress replica heard from lately has applied `epoch`."""
         now = time.time()
         live = [acked for acked, seen in self._acks.values() if now - seen < within_s]
         return bool(live) and all(acked >= epoch for acked in live)
+
+    def in_flight(self, app: str, epoch: int, within_s: float = 30.0) -> int | None:
+        """Requests the ingress replicas heard from lately hold on `app`, as each reported
+        after applying `epoch`; None while some replica has not reported since."""
+        now = time.time()
+        total = 0
+        for replica, (acked, seen) in self._acks.items():
+            if now - seen >= within_s:
+                continue
+            if acked < epoch:
+                return None
+            total += self._in_flight.get(replica, {}).get(app, 0)
+        return total
 
 
 def get_or_create(table: dict[str, Any] | None = None):

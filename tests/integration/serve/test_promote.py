@@ -1,5 +1,6 @@
 """`tandem promote` and `tandem rollback` under a steady stream of requests: zero failed
-requests, and traffic moves to the new version and back.
+requests, long generations in flight at a switch run to their last token (the old version
+is drained before it is deleted), and traffic moves to the new version and back.
 
 The stream is paced (two clients, a pause between requests, about 4 requests/s):
 on a 2-core machine a saturating closed loop starves the engine the swap starts
@@ -8,6 +9,7 @@ must survive. The swap's own figures are in the README."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "tandem-serve"
 PAUSE_S = 0.3
+LONG = 100  # tokens: with the prompt, near the local pools' 128-token context
 
 
 def test_promote_and_rollback_under_load_switch_versions_without_failures(served, registered, http):
@@ -48,7 +51,27 @@ def test_promote_and_rollback_under_load_switch_versions_without_failures(served
         return subprocess.run([sys.executable, "-m", "tandem.cli", *args, "--timeout", "900"],
                               capture_output=True, text=True, timeout=960, env=os.environ.copy())
 
+    def long_streams() -> None:  # generations that outlive the switch: the drain waits for them
+        while not stop.wait(PAUSE_S):
+            try:
+                with http.post(f"{served.api_url}/v1/completions", timeout=120, stream=True, json={
+                        "model": MODEL, "prompt": "translate: red cat =>", "max_tokens": LONG,
+                        "stream": True, "ignore_eos": True,
+                        "stream_options": {"include_usage": True}}) as reply:
+                    tokens, cut = None, None
+                    for line in reply.iter_lines(decode_unicode=True):
+                        if line.startswith('data: {"error"'):
+                            cut = line
+                        elif line.startswith("data: {") and '"usage":{' in line.replace(" ", ""):
+                            usage = json.loads(line[len("data: "):]).get("usage")
+                            tokens = usage and usage["completion_tokens"]
+                    streams.append((reply.status_code, tokens, cut))
+            except requests.RequestException as error:
+                streams.append((0, None, type(error).__name__))
+
+    streams: list[tuple[int, int | None, str | None]] = []
     workers = [threading.Thread(target=load) for _ in range(2)]
+    workers.append(threading.Thread(target=long_streams))
     for worker in workers:
         worker.start()
     try:
@@ -65,6 +88,9 @@ def test_promote_and_rollback_under_load_switch_versions_without_failures(served
     assert rollback.returncode == 0, rollback.stderr[-2000:]
     failures = [result for result in results if result[0] != 200]
     assert not failures, failures[:5]
+    # every long stream in flight during the swaps ran to its last token
+    assert streams and all(stream == (200, LONG, None) for stream in streams), streams
+    assert "drained in" in promote.stdout and "drained in" in rollback.stdout
     versions = [version for _, version in results]
     assert versions[0] == str(registered)
     assert versions[promoted - 1] == str(new_version)  # promoted: traffic on the new version

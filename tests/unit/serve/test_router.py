@@ -380,13 +380,15 @@ def test_pool_states_carry_the_output_tokens_owed_by_requests_in_flight():
     router = PoolRouter(load_serve_config(LOCAL), None)
     routes = {"cheap": {"gpu": "cpu", "price_per_hour": 0.1, "replicas": 1}}
     for max_tokens in (64, 64, 16):
-        router.dispatched("cheap", RequestFeatures(8, max_tokens))
+        router.dispatched("cheap", RequestFeatures(8, max_tokens), "cheap-app")
     [state] = router.states(routes)
     assert (state.in_flight + state.queued, state.owed_output_tokens) == (3, 144)
     assert state.mean_owed_output == 48.0
-    router.released("cheap", RequestFeatures(8, 64))
+    assert router.in_flight_apps == {"cheap-app": 3}  # what a drain of that app waits for
+    router.released("cheap", RequestFeatures(8, 64), "cheap-app")
     [state] = router.states(routes)
     assert (state.in_flight, state.owed_output_tokens) == (2, 80)
+    assert router.in_flight_apps == {"cheap-app": 2}
 
 
 def test_gpu_prior_spans_the_pools_tensor_parallel_gpus():

@@ -31,7 +31,7 @@ class Accounting:
         exchange.status = status
         router = self._router
         if exchange.pool is not None and not exchange.released:
-            router.released(exchange.pool, exchange.features)
+            router.released(exchange.pool, exchange.features, exchange.app)
         if exchange.pool is not None and status == 200:
             router.finished(exchange.state, exchange.features, time.time(),
                             exchange.charged_usd(),

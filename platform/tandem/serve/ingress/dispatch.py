@@ -98,7 +98,7 @@ class Dispatcher:
         exchange.routed(decision, route, next(s for s in states if s.name == decision.pool),
                         router.routing.latency_targets(exchange.features),
                         router.price(decision, exchange.features, route["price_per_hour"]))
-        router.dispatched(decision.pool, exchange.features)
+        router.dispatched(decision.pool, exchange.features, route["app"])
         try:
             stream = getattr(self.handle(route), kind).remote(
                 parsed, RawRequestInfo.from_starlette_request(request))
@@ -121,5 +121,5 @@ class Dispatcher:
         return first_item, stream
 
     def _release(self, exchange: Exchange) -> None:
-        self._router.released(exchange.pool, exchange.features)
+        self._router.released(exchange.pool, exchange.features, exchange.app)
         exchange.released = True

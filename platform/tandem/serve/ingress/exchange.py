@@ -35,12 +35,14 @@ class Exchange:
         self.status = 0
         self.released = False
         self.finished = False
+        self.app: str | None = None  # the Serve application of the pool it was sent to
 
     def routed(self, decision, route: dict[str, Any], state: PoolState,
                targets: tuple[float, float], cost_usd: float | None) -> None:
         """Sent to `decision.pool` against `targets` (TTFT, TPOT ms: the request's own, else
         its tier's), priced at `cost_usd`."""
         self.pool = decision.pool
+        self.app = route["app"]
         self.ttft_target_ms, self.tpot_target_ms = targets
         self.predicted_ttft_ms = decision.predicted_ttft_ms
         self.predicted_tpot_ms = decision.predicted_tpot_ms

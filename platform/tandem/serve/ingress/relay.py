@@ -3,8 +3,10 @@
 Per packet (a batch of the engine's chunks): the engine's completion id becomes the
 request id, so the body `id` and `x-request-id` agree; the `usage` chunk is kept for
 the request log; and where `telemetry.log_text` allows, the generated text is collected.
-Whatever ends the stream (done, the pool dying: 502, the client leaving: 499), the
-request is booked once, by `finish`.
+Whatever ends the stream (done, the client leaving: 499, the replica dying or being
+retired mid-stream: `STREAM_CUT_STATUS`), the request is booked once, by `finish`. A
+stream cut mid-flight ends with an SSE error event (which OpenAI clients raise as an
+error), not with a truncated body: the client must not take a partial answer for a whole.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from ray.llm._internal.serve.core.ingress.utils import _openai_json_wrapper
 
 from tandem.serve.ingress.dispatch import POOL_FAILURES
 from tandem.serve.ingress.exchange import Exchange
+
+STREAM_CUT_STATUS = 520  # the request log's status of a stream its replica stopped mid-flight
 
 
 async def relay(stream, exchange: Exchange, log_text: bool, finish: Callable[[Exchange, int], Any],
@@ -36,9 +40,9 @@ async def relay(stream, exchange: Exchange, log_text: bool, finish: Callable[[Ex
                 pieces.extend(deltas(packet))
             yield packet
     except POOL_FAILURES:
-        status = 502  # the replica died mid-stream: nothing to retry, keep others away
-        pool_failed(exchange.pool)
-        raise
+        status = STREAM_CUT_STATUS  # bytes already went out: nothing to retry
+        pool_failed(exchange.pool)  # keep other requests away until a health check answers
+        yield cut_event()
     except BaseException:
         status = 499
         raise
@@ -46,6 +50,13 @@ async def relay(stream, exchange: Exchange, log_text: bool, finish: Callable[[Ex
         if pieces is not None:
             exchange.response = "".join(pieces)
         finish(exchange, status)
+
+
+def cut_event() -> str:
+    """The SSE event that ends a cut stream: an OpenAI-style error, and no `[DONE]`."""
+    return "data: " + json.dumps({"error": {
+        "message": "the stream was cut: the replica serving it stopped mid-generation; retry "
+                   "the request", "type": "server_error", "code": STREAM_CUT_STATUS}}) + "\n\n"
 
 
 def deltas(packet: str) -> list[str]:

@@ -90,7 +90,8 @@ class PoolWatch:
             changed = await self._actor.snapshot.remote(self.epoch)
             if changed is not None:
                 self.epoch, self.table = changed
-            await self._actor.ack.remote(self._replica, self.epoch)
+            await self._actor.ack.remote(self._replica, self.epoch,
+                                         dict(self._router.in_flight_apps))
         except Exception:  # the actor restarts or the cluster hiccups: keep the last table
             pass
 
@@ -139,7 +140,8 @@ class PoolWatch:
             for state in router.pools_to_probe(entry["pools"], now):
                 request = CompletionRequest(model=model, prompt=PROBE_PROMPT, max_tokens=1,
                                             temperature=0)
-                router.dispatched(state.name, features)
+                app = entry["pools"][state.name]["app"]
+                router.dispatched(state.name, features, app)
                 started = time.perf_counter()
                 try:
                     replies = self._handle(entry["pools"][state.name]).completions.remote(
@@ -149,7 +151,7 @@ class PoolWatch:
                 except Exception:  # a failing pool is the failure path's business
                     continue
                 finally:
-                    router.released(state.name, features)
+                    router.released(state.name, features, app)
                 if not isinstance(first[0] if isinstance(first, list) else first, ErrorResponse):
                     router.probed(state, features, time.time(),
                                   (time.perf_counter() - started) * 1e3)
