@@ -80,6 +80,7 @@ class PoolRouter:
         self.owed_output_tokens: Counter[str] = Counter()  # max_tokens of those in flight
         self.in_flight_apps: Counter[str] = Counter()  # per Serve application: what a drain waits on
         self.down: set[str] = set()
+        self.running: dict[str, int] = {}  # pool -> RUNNING replicas, as Serve last reported
         self._spent: dict[str, deque[tuple[float, float]]] = {}
         self._decisions_path = decisions_path
         self._unwritten: list[dict[str, Any]] = []
@@ -98,10 +99,11 @@ class PoolRouter:
         states = []
         for name, route in routes.items():
             pool = self.config.pools.get(name)
-            slots = (pool.engine.max_num_seqs if pool else 1 << 30) * route["replicas"]
+            replicas = self.running.get(name) or route["replicas"]
+            slots = (pool.engine.max_num_seqs if pool else 1 << 30) * replicas
             in_flight = self.in_flight[name]
             states.append(PoolState(
-                name=name, gpu=route["gpu"], healthy=name not in down, replicas=route["replicas"],
+                name=name, gpu=route["gpu"], healthy=name not in down, replicas=replicas,
                 in_flight=min(in_flight, slots), queued=max(0, in_flight - slots),
                 price_per_hour=route["price_per_hour"],
                 owed_output_tokens=self.owed_output_tokens[name]))
@@ -142,6 +144,11 @@ class PoolRouter:
         self.in_flight_apps[app] -= 1
         if self.in_flight_apps[app] <= 0:
             del self.in_flight_apps[app]
+
+    def scaled(self, pool: str, running: int) -> None:
+        """Serve reports `running` RUNNING replicas of `pool`: its load is judged per running
+        replica (autoscaling changes the count; 0 leaves the configured count in place)."""
+        self.running[pool] = running
 
     def failed(self, pool: str) -> None:
         """A call to `pool` failed: skip it until `recovered` (the ingress probes it)."""

@@ -84,6 +84,9 @@ def test_promote_and_rollback_under_load_switch_versions_without_failures(served
         stop.set()
         for worker in workers:
             worker.join()
+    drains = [line for line in (promote.stdout + (rollback.stdout if rollback else "")).splitlines()
+              if "drain" in line]
+    print(f"{len(results)} short requests, {len(streams)} long streams; " + "; ".join(drains))
     assert promote.returncode == 0, promote.stderr[-2000:]
     assert rollback.returncode == 0, rollback.stderr[-2000:]
     failures = [result for result in results if result[0] != 200]

@@ -398,3 +398,18 @@ def test_gpu_prior_spans_the_pools_tensor_parallel_gpus():
     assert (one.tp, two.tp) == (1, 2)
     assert two.kv_capacity > one.kv_capacity and two.mem_fixed < one.mem_fixed
     assert two.price_per_hour == pytest.approx(2 * one.price_per_hour)
+
+
+def test_load_is_judged_per_running_replica_as_serve_reports_them():
+    router = PoolRouter(load_serve_config(LOCAL), None)
+    routes = {"cheap": {"gpu": "cpu", "price_per_hour": 0.1, "replicas": 1}}
+    slots = router.config.pools["cheap"].engine.max_num_seqs
+    for _ in range(slots + 2):
+        router.dispatched("cheap", RequestFeatures(8, 16), "cheap-app")
+    [one] = router.states(routes)
+    assert (one.replicas, one.queued) == (1, 2)
+    router.scaled("cheap", 2)  # autoscaling started a second replica
+    [two] = router.states(routes)
+    assert (two.replicas, two.queued, two.load_per_replica) == (2, 0, (slots + 2) / 2)
+    router.scaled("cheap", 0)  # none running: the configured count stands (the pool is down)
+    assert router.states(routes)[0].replicas == 1

@@ -2,9 +2,11 @@
 
 - The route table actor (`tandem.serve.routes`) is polled, so a version swap or a canary
   never redeploys the ingress; each applied epoch is acknowledged.
-- A pool is marked down as soon as Serve reports none of its replicas RUNNING (killed, or
-  restarting): Serve would hold requests for it until the restart, which for an engine
-  takes tens of seconds, and no request would fail to tell the router. The replica states
+- Each pool's RUNNING replicas are handed to the router, which judges load per running
+  replica: autoscaling changes the count. A pool is marked down as soon as Serve reports
+  none of its replicas RUNNING (killed, or restarting): Serve would hold requests for it
+  until the restart, which for an engine takes tens of seconds, and no request would fail
+  to tell the router. The replica states
   come from the controller's raw instance details: `serve.status()` builds pydantic
   models that pickle each deployment's request router class, which took a quarter of this
   replica's CPU under load.
@@ -113,6 +115,8 @@ class PoolWatch:
                     count = running.get((route["app"], route["deployment"]))
                     if champion and count == 0:
                         self._router.failed(pool)
+                    if champion and count is not None:
+                        self._router.scaled(pool, count)
                     price, replicas = rent.get(pool, (route["price_per_hour"], 0))
                     rent[pool] = (price, replicas + (count or 0))
         for pool, (price, replicas) in rent.items():
