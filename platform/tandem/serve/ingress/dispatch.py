@@ -4,11 +4,14 @@ While a canary runs, its share of a model's requests goes to the challenger's po
 (`canary_or_champion`); the routing policy then picks the pool among that version's.
 A pool whose every replica already holds `limits.max_queued_requests` waiting requests
 is skipped, and when all are full the answer is 503. A call that fails before anything
-was streamed marks the pool down and is sent once more to the next best pool.
+was streamed marks the pool down and is sent once more to the next best pool. So is one
+still waiting for its first item when the pool is marked down: Serve holds a request for
+a deployment whose replicas died until one restarts, which for an engine is minutes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -33,6 +36,30 @@ from tandem.serve.validation import RequestError
 
 POOL_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError,
                  ReplicaUnavailableError)
+DOWN_CHECK_S = 0.25  # how often a request waiting for its first item looks for its pool down
+
+
+class PoolDown(Exception):
+    """The pool was marked down while a request waited for its first item."""
+
+
+async def await_first_item(stream, pool: str, down: set[str]):
+    """(first item, stream) of a pool's reply, or PoolDown once `pool` is in `down` before
+    the first item comes (the call is cancelled)."""
+    peek = asyncio.ensure_future(_peek_at_generator(stream))
+    try:
+        while True:
+            done, _ = await asyncio.wait({peek}, timeout=DOWN_CHECK_S)
+            if done:
+                return peek.result()
+            if pool in down:
+                raise PoolDown(pool)
+    except BaseException:
+        peek.cancel()
+        cancel = getattr(stream, "cancel", None)
+        if cancel is not None:
+            cancel()
+        raise
 
 
 def canary_or_champion(entry: dict[str, Any], draw: float) -> dict[str, Any]:
@@ -102,12 +129,12 @@ class Dispatcher:
         try:
             stream = getattr(self.handle(route), kind).remote(
                 parsed, RawRequestInfo.from_starlette_request(request))
-            first, stream = await _peek_at_generator(stream)
+            first, stream = await await_first_item(stream, decision.pool, router.down)
         except BackPressureError:
             self._release(exchange)
             raise RequestError(503, f"pool {decision.pool} is at its queue limit; retry shortly",
                                code="overloaded") from None
-        except POOL_FAILURES as error:
+        except (*POOL_FAILURES, PoolDown) as error:
             self._release(exchange)
             if failed_pool is not None:
                 raise
