@@ -128,6 +128,9 @@ class LatencyCostPolicy:
                 return _decision(pool, reason, candidates, not pool.meets_slo)
         if best is not None:
             reason = f"{note}cheapest meeting TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms"
+            headroom = config.headroom
+            if best[1] <= ttft_target * headroom and best[2] <= tpot_target * headroom:
+                reason += f" with {1 - headroom:.0%} to spare"
             slower = self._leave_fast_pools_free(request, pools, candidates, ttft_target,
                                                  tpot_target)
             if slower is not None and slower is not best:

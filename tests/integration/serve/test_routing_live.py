@@ -68,9 +68,13 @@ def test_under_mixed_load_interactive_goes_fast_and_batch_stays_cheap(served, ht
     assert summary["batch"].get("share_cheap", 0) >= 0.9, (summary, last)
     assert sum(r.pool == "fast" for r in interactive) >= 0.8 * len(interactive), (summary, last)
     moved = [records[r.request_id] for r in interactive if r.pool == "fast" and r.request_id in records]
-    for record in moved:  # why it moved: the cheap pool was predicted to miss the target
-        cheap = next(c for c in record["candidates"] if c["pool"] == "cheap")
-        assert record["pool"] == "fast" and not cheap["meets_slo"], record
+    routing = RoutingConfig.local_cpu_defaults()
+    ttft, tpot = (routing.headroom * target for target in
+                  (routing.targets("interactive").ttft_ms, routing.targets("interactive").tpot_ms))
+    for record in moved:  # why it moved: cheap was predicted to miss the target, or to meet it
+        cheap = next(c for c in record["candidates"] if c["pool"] == "cheap")  # with no room
+        assert record["pool"] == "fast", record
+        assert not cheap["meets_slo"] or cheap["ttft_ms"] > ttft or cheap["tpot_ms"] > tpot, record
 
 
 def test_an_unmeetable_target_goes_to_the_fastest_pool_and_counts_an_slo_miss(served, http):
