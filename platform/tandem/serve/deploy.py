@@ -200,6 +200,7 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
     if canary is not None and canary["version"] != version:
         stop_canary(name, settings, log)
         canary = None
+    timeouts = _drain_timeouts(config, settings)
     for pool, spec in config.pools.items():
         old = entry["pools"].get(pool)
         if old is not None and old["version"] == version:
@@ -210,7 +211,7 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
                               max(1.0, deadline - time.monotonic()), f"switch pool {pool}")
         log(f"pool {pool}: traffic on v{version}")
         if old is not None:
-            _drain(old["app"], epoch, config, pool, settings, log)
+            _drain(old["app"], epoch, timeouts[pool], pool, log)
             serve.delete(old["app"], _blocking=True)
             log(f"pool {pool}: v{old['version']} removed")
     if canary is not None:
@@ -261,25 +262,31 @@ def stop_canary(name: str, settings: Settings, log: Log = print) -> None:
         log(f"no canary of {name} is running")
         return
     config = ServeAppConfig.model_validate(table["config"])
+    timeouts = _drain_timeouts(config, settings)
     epoch = _wait_applied(route_table.lookup().set_canary.remote(name, None), 60.0,
                           "end the canary")
     for pool, route in canary["pools"].items():
-        _drain(route["app"], epoch, config, pool, settings, log)
+        _drain(route["app"], epoch, timeouts[pool], pool, log)
         serve.delete(route["app"], _blocking=True)
     log(f"canary of {name} v{canary['version']} ended; its pools removed")
 
 
-def _drain(app: str, epoch: int, config: ServeAppConfig, pool: str, settings: Settings,
-           log: Log) -> None:
+def _drain_timeouts(config: ServeAppConfig, settings: Settings) -> dict[str, float]:
+    """Each pool's drain timeout (`tandem.serve.drain`), from one read of the request log."""
+    from tandem.serve.drain import drain_timeout_s, measured_tpot_ms
+
+    measured = measured_tpot_ms(config.telemetry.root or str(settings.home / "telemetry"))
+    return {pool: drain_timeout_s(config, pool, measured.get(pool)) for pool in config.pools}
+
+
+def _drain(app: str, epoch: int, timeout_s: float, pool: str, log: Log) -> None:
     """Wait for the requests the ingress still holds on `app` (a retired version of `pool`),
-    as reported after it applied `epoch`, within the pool's drain timeout."""
+    as reported after it applied `epoch`, for at most `timeout_s`."""
     import ray
 
     from tandem.serve import routes as route_table
-    from tandem.serve.drain import drain_timeout_s, measured_tpot_ms, wait_drained
+    from tandem.serve.drain import wait_drained
 
-    root = config.telemetry.root or str(settings.home / "telemetry")
-    timeout_s = drain_timeout_s(config, pool, measured_tpot_ms(root, pool))
     actor = route_table.lookup()
     started = time.monotonic()
     drained, left = wait_drained(lambda: ray.get(actor.in_flight.remote(app, epoch)), timeout_s)

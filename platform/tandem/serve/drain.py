@@ -43,19 +43,23 @@ def drain_timeout_s(config: ServeAppConfig, pool: str, measured_tpot_ms: float |
     return max(DRAIN_FLOOR_S, DRAIN_MARGIN * longest)
 
 
-def measured_tpot_ms(telemetry_root: str, pool: str) -> float | None:
-    """p99 TPOT of the pool's most recent answered streams, from the request log."""
+def measured_tpot_ms(telemetry_root: str) -> dict[str, float]:
+    """Per pool, the p99 TPOT of its most recent answered streams, from one read of the
+    request log (empty when there is no log yet: the priors stand in)."""
     import numpy as np
 
     from tandem.telemetry.request_log import read_requests
 
     try:
         rows = read_requests(telemetry_root).select(["pool", "status", "tpot_ms"]).to_pylist()
-    except Exception:  # no log yet, or unreadable: the prior stands in
-        return None
-    values = [row["tpot_ms"] for row in rows
-              if row["pool"] == pool and row["status"] == 200 and row["tpot_ms"] is not None]
-    return float(np.percentile(values[-TPOT_SAMPLE:], 99)) if values else None
+    except Exception:  # no log yet, or unreadable
+        return {}
+    by_pool: dict[str, list[float]] = {}
+    for row in rows:
+        if row["status"] == 200 and row["tpot_ms"] is not None:
+            by_pool.setdefault(row["pool"], []).append(row["tpot_ms"])
+    return {pool: float(np.percentile(values[-TPOT_SAMPLE:], 99))
+            for pool, values in by_pool.items()}
 
 
 def wait_drained(in_flight: Callable[[], int | None], timeout_s: float,
