@@ -315,11 +315,12 @@ def _wait_applied(epoch_ref, timeout_s: float, what: str) -> int:
 
 
 def shutdown(settings: Settings, log: Log = print) -> None:
-    """Delete the ingress and every pool application, and the route table."""
+    """Delete the ingress and every pool application, the route table and the shared view."""
     import ray
     from ray import serve
 
     from tandem.serve import routes as route_table
+    from tandem.serve import shared_view
 
     connect(settings)
     actor = route_table.lookup()
@@ -332,5 +333,6 @@ def shutdown(settings: Settings, log: Log = print) -> None:
     for app in dict.fromkeys(apps):  # composed pools live in the ingress application
         serve.delete(app, _blocking=True)
         log(f"deleted Serve app {app}")
-    if actor is not None:
-        ray.kill(actor)
+    for named in (actor, shared_view.lookup()):
+        if named is not None:
+            ray.kill(named)

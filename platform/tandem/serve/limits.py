@@ -1,14 +1,21 @@
-"""Per-key rate limits: a token bucket per API key, held by each ingress replica.
+"""Per-key rate limits: a token bucket per API key, shared by every ingress replica.
 
 A request takes one token; a key's bucket refills at `requests_per_s` up to `burst`.
-An empty bucket is a 429 whose `Retry-After` says when the next token arrives. With
-several ingress replicas each holds its own buckets, so a key's effective limit is the
-configured one times the replica count (Serve spreads a key's requests over them).
+An empty bucket is a 429 whose `Retry-After` says when the next token arrives.
+
+Each ingress replica admits from its own copy of a key's bucket, on the request path,
+and reports what it admitted to the deployment's shared view (`tandem.serve.shared_view`)
+at least every second; the view debits the one bucket of the deployment and hands every
+replica its level back. Between two syncs the replicas do not see each other's
+admissions, so with N replicas at most (N - 1) x (burst + requests_per_s x 1 s) requests
+are admitted beyond the limit, and the deployment's bucket goes negative by what was
+overshot, which holds the key back until it is paid off.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 
 class TokenBucket:
@@ -18,15 +25,23 @@ class TokenBucket:
         self.tokens = burst
         self.updated = now
 
-    def take(self, now: float) -> float:
-        """Take a token: 0.0 if one was there, else the seconds until there is one."""
+    def refill(self, now: float) -> float:
+        """Tokens at `now` (may be negative: an overshoot not yet paid off)."""
         if now > self.updated:
             self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
-        if self.tokens >= 1.0:
+        return self.tokens
+
+    def take(self, now: float) -> float:
+        """Take a token: 0.0 if one was there, else the seconds until there is one."""
+        if self.refill(now) >= 1.0:
             self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.rate
+
+    def debit(self, count: float, now: float) -> None:
+        """Take `count` tokens admitted elsewhere; at most one burst of debt is kept."""
+        self.tokens = max(-self.burst, self.refill(now) - count)
 
 
 class RateLimiter:
@@ -35,6 +50,7 @@ class RateLimiter:
     def __init__(self, requests_per_s: float, burst: float) -> None:
         self.default = (requests_per_s, burst)
         self._buckets: dict[str, TokenBucket] = {}
+        self._unreported: Counter[str] = Counter()  # admitted since the last `report`
 
     def retry_after(self, key: str, now: float, requests_per_s: float | None = None,
                     burst: float | None = None) -> int:
@@ -44,4 +60,31 @@ class RateLimiter:
             bucket = self._buckets[key] = TokenBucket(requests_per_s or self.default[0],
                                                       burst or self.default[1], now)
         wait = bucket.take(now)
-        return math.ceil(wait) if wait > 0 else 0
+        if wait > 0:
+            return math.ceil(wait)
+        self._unreported[key] += 1
+        return 0
+
+    def report(self) -> dict[str, tuple[int, float, float]]:
+        """key -> (requests admitted since the last report, rate, burst): what the shared
+        view debits from the deployment's buckets."""
+        admitted = {key: (count, self._buckets[key].rate, self._buckets[key].burst)
+                    for key, count in self._unreported.items()}
+        self._unreported.clear()
+        return admitted
+
+    def unreport(self, admitted: dict[str, tuple[int, float, float]]) -> None:
+        """A report that did not reach the shared view goes out with the next one."""
+        for key, (count, _, _) in admitted.items():
+            self._unreported[key] += count
+
+    def apply(self, levels: dict[str, tuple[float, float, float]], now: float) -> None:
+        """The deployment's buckets, key -> (tokens, rate, burst), after every replica's
+        reports: each local bucket takes its level, less what this replica admitted since
+        its report."""
+        for key, (tokens, rate, burst) in levels.items():
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(rate, burst, now)
+            bucket.tokens = tokens - self._unreported[key]
+            bucket.updated = now

@@ -2,10 +2,12 @@
 
 `tandem.routing` holds the pure policies; this module feeds them what one ingress
 replica knows: requests in flight per pool (those beyond the engines' batch limit count
-as queued), pools that failed a request (skipped until a health probe answers), idle
-pools not observed lately (the ingress sends them a one-token probe), what each tier
-spends per hour, and after each request the TTFT and TPOT it measured, so the latency
-model corrects its prior. Every decision goes to a `DecisionLog` and, in batches, to
+as queued; the other ingress replicas' are added from the shared view,
+`tandem.serve.shared_view`, at most one sync old), pools that failed a request (skipped
+until a health probe answers), idle pools not observed lately (the ingress sends them a
+one-token probe), what each tier spends per hour (the other replicas' spend added the
+same way), and after each request the TTFT and TPOT it measured, so the latency model
+corrects its prior. Every decision goes to a `DecisionLog` and, in batches, to
 `$TANDEM_HOME/routing/decisions.jsonl` for `tandem route explain`.
 """
 
@@ -81,6 +83,7 @@ class PoolRouter:
         self.in_flight_apps: Counter[str] = Counter()  # per Serve application: what a drain waits on
         self.down: set[str] = set()
         self.running: dict[str, int] = {}  # pool -> RUNNING replicas, as Serve last reported
+        self.others: dict[str, dict[str, float]] = {}  # the other ingress replicas' load_report
         self._spent: dict[str, deque[tuple[float, float]]] = {}
         self._decisions_path = decisions_path
         self._unwritten: list[dict[str, Any]] = []
@@ -97,16 +100,18 @@ class PoolRouter:
         if down >= set(routes):  # nothing known healthy: try them all rather than refuse
             down = {exclude} if exclude and len(routes) > 1 else set()
         states = []
+        others_in_flight = self.others.get("in_flight", {})
+        others_owed = self.others.get("owed_output_tokens", {})
         for name, route in routes.items():
             pool = self.config.pools.get(name)
             replicas = self.running.get(name) or route["replicas"]
             slots = (pool.engine.max_num_seqs if pool else 1 << 30) * replicas
-            in_flight = self.in_flight[name]
+            in_flight = self.in_flight[name] + int(others_in_flight.get(name, 0))
             states.append(PoolState(
                 name=name, gpu=route["gpu"], healthy=name not in down, replicas=replicas,
                 in_flight=min(in_flight, slots), queued=max(0, in_flight - slots),
                 price_per_hour=route["price_per_hour"],
-                owed_output_tokens=self.owed_output_tokens[name]))
+                owed_output_tokens=self.owed_output_tokens[name] + int(others_owed.get(name, 0))))
         return states
 
     def choose(self, features: RequestFeatures, states: list[PoolState], now: float,
@@ -191,12 +196,25 @@ class PoolRouter:
         if isinstance(self.policy, LatencyCostPolicy):
             self.policy.observe(state, features, now, ttft_ms=ttft_ms)
 
-    def _spend_rates(self, now: float) -> dict[str, float]:
+    def load_report(self, now: float) -> dict[str, dict[str, float]]:
+        """What this replica adds to the deployment's load, for the shared view."""
+        return {"in_flight": {pool: n for pool, n in self.in_flight.items() if n},
+                "owed_output_tokens": {pool: n for pool, n in self.owed_output_tokens.items() if n},
+                "spend_per_hour": self._own_spend_rates(now)}
+
+    def _own_spend_rates(self, now: float) -> dict[str, float]:
         rates = {}
         for tier, spent in self._spent.items():
             while spent and spent[0][0] < now - SPEND_WINDOW_S:
                 spent.popleft()
             rates[tier] = sum(cost for _, cost in spent) * 3600.0 / SPEND_WINDOW_S
+        return rates
+
+    def _spend_rates(self, now: float) -> dict[str, float]:
+        """Each tier's spend per hour over the deployment: this replica's and the others'."""
+        rates = self._own_spend_rates(now)
+        for tier, rate in self.others.get("spend_per_hour", {}).items():
+            rates[tier] = rates.get(tier, 0.0) + rate
         return rates
 
     def take_decisions(self) -> list[dict[str, Any]]:

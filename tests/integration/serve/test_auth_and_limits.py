@@ -11,7 +11,7 @@ import requests
 
 from tests.conftest import listening_sockets
 
-from .conftest import LIMITED_KEY, MAX_QUEUED
+from .conftest import LIMITED_KEY, MAX_QUEUED, REPO
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +100,49 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not(s
     assert http.get(f"{served.api_url}/v1/models", timeout=10).status_code == 200
     time.sleep(int(refused.headers["retry-after"]))
     assert requests.get(f"{served.api_url}/v1/models", headers=limited, timeout=10).ok
+
+
+def _limited_run(url: str, duration_s: float, gap_s: float = 0.25) -> tuple[int, int]:
+    """(requests admitted, index of the first 429) for the limited key calling `url`
+    every `gap_s` for `duration_s`, after its bucket has refilled."""
+    limited = {"authorization": f"Bearer {LIMITED_KEY['key']}"}
+    time.sleep(LIMITED_KEY["burst"] / LIMITED_KEY["requests_per_s"] + 1)
+    statuses = []
+    started = time.monotonic()
+    while time.monotonic() - started < duration_s:
+        statuses.append(requests.get(url, headers=limited, timeout=10).status_code)
+        time.sleep(gap_s)
+    assert set(statuses) <= {200, 429}, statuses
+    return statuses.count(200), statuses.index(429) if 429 in statuses else len(statuses)
+
+
+def test_two_ingress_replicas_hold_one_rate_limit_within_the_stated_bound(served):
+    """A second ingress application with 2 replicas on the same pools: the limited key
+    (3, then 0.5/s) gets its first 429 and its admissions where one replica gives them,
+    within burst + rate x 1 s (per replica beyond the first; README "Fair use"). Without a
+    shared view each replica would hold its own bucket: twice the burst and the rate."""
+    import ray
+    from ray import serve
+    from tandem.serve import routes as route_table
+    from tandem.serve.config import load_serve_config
+    from tandem.serve.deploy import build_ingress_application
+
+    config = load_serve_config(REPO / "apps" / "serve.local.yaml", {"ingress_replicas": 2})
+    table = ray.get(route_table.lookup().snapshot.remote(0))[1]
+    serve.run(build_ingress_application(config, table), name="tandem-two-ingress",
+              route_prefix="/two")
+    try:
+        duration_s, rate, burst = 10.0, LIMITED_KEY["requests_per_s"], LIMITED_KEY["burst"]
+        one = _limited_run(f"{served.api_url}/v1/models", duration_s)
+        two = _limited_run(f"{served.api_url}/two/v1/models", duration_s)
+        print(f"admitted, first 429: one replica {one}, two replicas {two}")
+        bound = burst + rate * 1.0
+        assert one[1] == burst, one
+        assert burst <= two[1] <= one[1] + bound, (one, two)
+        assert two[0] <= burst + rate * duration_s + bound, (one, two)
+        assert two[0] >= one[0] - 1, (one, two)  # the shared bucket does not under-admit
+    finally:
+        serve.delete("tandem-two-ingress")
 
 
 def test_past_every_pools_queue_requests_get_503_with_retry_after_and_nothing_else_fails(

@@ -30,3 +30,25 @@ def test_never_more_than_burst_plus_refill(gaps, rate, burst):
         now += gap
         allowed += limiter.retry_after("k", now) == 0
     assert allowed <= burst + rate * now + 1e-9
+
+
+def test_admissions_are_reported_once_and_a_failed_report_goes_out_again():
+    limiter = RateLimiter(requests_per_s=1.0, burst=5)
+    for _ in range(3):
+        limiter.retry_after("a", 0.0)
+    limiter.retry_after("b", 0.0, requests_per_s=0.5, burst=2)
+    report = limiter.report()
+    assert report == {"a": (3, 1.0, 5), "b": (1, 0.5, 2)}
+    assert limiter.report() == {}
+    limiter.unreport(report)
+    assert limiter.report() == report
+
+
+def test_a_shared_level_replaces_the_local_one_less_what_was_admitted_since():
+    limiter = RateLimiter(requests_per_s=0.5, burst=3)
+    assert limiter.retry_after("a", 0.0) == 0
+    limiter.report()
+    assert limiter.retry_after("a", 0.1) == 0  # admitted after the report, before the answer
+    limiter.apply({"a": (1.0, 0.5, 3), "new": (0.0, 0.5, 3)}, now=0.2)
+    assert limiter.retry_after("a", 0.2) == 2  # the deployment had 1 token, this replica took it
+    assert limiter.retry_after("new", 0.2) == 2  # a key first seen in the view starts from it

@@ -413,3 +413,18 @@ def test_load_is_judged_per_running_replica_as_serve_reports_them():
     assert (two.replicas, two.queued, two.load_per_replica) == (2, 0, (slots + 2) / 2)
     router.scaled("cheap", 0)  # none running: the configured count stands (the pool is down)
     assert router.states(routes)[0].replicas == 1
+
+
+def test_the_other_ingress_replicas_load_and_spend_are_added_to_this_ones(tmp_path):
+    router = budget_router(tmp_path, budget=1.0)
+    router.dispatched("cheap", SHORT, "tandem-cheap")
+    router.others = {"in_flight": {"cheap": 5}, "owed_output_tokens": {"cheap": 80},
+                     "spend_per_hour": {"batch": 1.2}}
+    cheap = by_name(router.states(ROUTES))["cheap"]
+    assert (cheap.in_flight, cheap.queued, cheap.owed_output_tokens) == (4, 2, 96)
+    batch = RequestFeatures(prompt_tokens=32, max_tokens=16, tier="batch")
+    spilled = router.choose(batch, router.states(ROUTES), 1.0, "b")  # the others spent the budget
+    assert "budget" in spilled.reason
+    assert router.load_report(1.0) == {"in_flight": {"cheap": 1},
+                                       "owed_output_tokens": {"cheap": 16},
+                                       "spend_per_hour": {}}

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tandem.auth import ADMIN, AuthError, load_keys
-from tandem.serve import admin
+from tandem.serve import admin, shared_view
 from tandem.serve import routes as route_table
 from tandem.serve.ingress.accounting import Accounting
 from tandem.serve.ingress.dispatch import Dispatcher
@@ -92,14 +92,15 @@ class TandemIngress(OpenAiIngress):
                                     flush_interval_s=telemetry.flush_interval_s)
         self._feedback = FeedbackStore(telemetry_root)
         limits = self._config.limits
-        self._edge = Edge(load_keys(home), RateLimiter(limits.requests_per_s, limits.burst),
-                          self._config.max_body_bytes)
+        limiter = RateLimiter(limits.requests_per_s, limits.burst)
+        self._edge = Edge(load_keys(home), limiter, self._config.max_body_bytes)
         self._router = PoolRouter(self._config, home / "routing" / "decisions.jsonl")
         metrics = ServeMetrics()
         self._dispatcher = Dispatcher(self._router, metrics, limits.max_queued_requests)
         self._accounting = Accounting(self._router, metrics, self._requests)
-        self._watch = PoolWatch(route_table.get_or_create(table), f"{os.getpid()}-{id(self)}",
-                                self._router, self._dispatcher.handle, metrics)
+        self._watch = PoolWatch(route_table.get_or_create(table), shared_view.get_or_create(),
+                                f"{os.getpid()}-{id(self)}", self._router, limiter,
+                                self._dispatcher.handle, metrics)
 
     def __del__(self) -> None:
         self._requests.close()

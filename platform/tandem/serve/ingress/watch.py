@@ -14,6 +14,9 @@
   `ray_tandem_pool_replicas`): their product is the pool's rent.
 - A failed pool gets its traffic back once a health check answers; an idle pool the router
   has not observed lately gets a one-token probe (user requests are never probes).
+- In a task of its own, so that a slow probe never delays it: every `SYNC_S` the replica's
+  admissions and load go to the deployment's shared view (`tandem.serve.shared_view`),
+  and the deployment's rate-limit buckets and the other replicas' load come back.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 
 from tandem.routing import RequestFeatures
+from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
 from tandem.serve.validation import estimate_prompt_tokens
@@ -38,6 +42,7 @@ POLL_S = 0.5
 DEAD_POOL_CHECK_EVERY = 2  # polls between asking Serve's controller for replica states
 PROBE_TIMEOUT_S = 2.0
 PROBE_PROMPT = "translate: probe =>"
+SYNC_S = 0.5  # with the actor call, well within the 1 s the rate-limit bound assumes
 
 
 def running_replicas(details: dict[str, Any]) -> dict[tuple[str, str], int]:
@@ -55,21 +60,44 @@ def running_replicas(details: dict[str, Any]) -> dict[tuple[str, str], int]:
 class PoolWatch:
     """The background task of one ingress replica; `table` and `epoch` are what it last applied."""
 
-    def __init__(self, table_actor, replica: str, router: PoolRouter, handle,
-                 metrics: ServeMetrics) -> None:
+    def __init__(self, table_actor, view_actor, replica: str, router: PoolRouter,
+                 limiter: RateLimiter, handle, metrics: ServeMetrics) -> None:
         import ray
 
         self._actor = table_actor
+        self._view = view_actor
         self._replica = replica
         self._router = router
+        self._limiter = limiter
         self._metrics = metrics
         self._handle = handle  # route -> streaming deployment handle
         self.epoch, self.table = ray.get(table_actor.snapshot.remote(0))
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     def ensure_running(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if not self._tasks or any(task.done() for task in self._tasks):
+            for task in self._tasks:
+                task.cancel()
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._run()), loop.create_task(self._run_sync())]
+
+    async def _run_sync(self) -> None:
+        while True:
+            await self.sync_view()
+            await asyncio.sleep(SYNC_S)
+
+    async def sync_view(self) -> None:
+        """Report this replica's admissions and load to the shared view; apply what it
+        returns (the deployment's buckets, the other replicas' load)."""
+        admitted = self._limiter.report()
+        try:
+            view = await self._view.sync.remote(self._replica, admitted,
+                                                self._router.load_report(time.time()))
+        except Exception:  # the actor restarts: admit on this replica's view meanwhile
+            self._limiter.unreport(admitted)
+            return
+        self._limiter.apply(view["limits"], time.monotonic())
+        self._router.others = view["others"]
 
     async def _run(self) -> None:
         polls = 0
