@@ -13,6 +13,11 @@ to the targets wins (the smallest of predicted/target over TTFT and TPOT), and t
 decision is marked an SLO miss. A tier whose spend rate has reached its cap spills to the
 cheapest pool whatever its latency.
 
+A cold pool (scaled to zero, a replica to be started) is predicted like an idle one plus
+its remaining cold start: a request whose targets allow the wait queues there (and its
+arrival is what makes Serve start the replica), others spill to a warm pool. Either way
+the reason says so.
+
 Everything the decision used is in the returned `Decision` (one `Candidate` per pool)
 so `tandem route explain` can show why. Pure: pools, spend rates and `now` come in as
 data; the latency model's corrections change only through `observe`.
@@ -21,6 +26,7 @@ data; the latency model's corrections change only through `observe`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from tandem.perf import ReplicaModel, idle_limits, join_pool
 from tandem.routing.config import RoutingConfig
@@ -90,6 +96,7 @@ class LatencyCostPolicy:
                                 pool.in_flight, pool.queued, replicas, prompt, output,
                                 pool.mean_owed_output)
             ttft, tpot = apply(name, joining, now)
+            ttft += pool.cold_start_ms
             cost = joining[5]  # tandem.perf.JOINING
             meets = ttft <= ttft_target and tpot <= tpot_target
             within = max_cost is None or cost <= max_cost
@@ -106,6 +113,13 @@ class LatencyCostPolicy:
 
     def pick_pool(self, request: RequestFeatures, pools: Sequence[PoolState],
                   now: float) -> Decision:
+        decision = self._pick(request, pools, now)
+        cold = [pool for pool in pools if pool.cold_start_ms and pool.healthy]
+        if not cold:
+            return decision
+        return _with_cold_note(decision, cold, *self.config.latency_targets(request))
+
+    def _pick(self, request: RequestFeatures, pools: Sequence[PoolState], now: float) -> Decision:
         config = self.config
         tier = config.targets(request.tier)
         ttft_target, tpot_target = config.latency_targets(request)
@@ -187,6 +201,25 @@ class LatencyCostPolicy:
             if prompt > pool_limits[0] or context > pool_limits[1]:
                 slower = candidate
         return slower
+
+
+def _with_cold_note(decision: Decision, cold: list[PoolState], ttft_target: float,
+                    tpot_target: float) -> Decision:
+    """The decision, its reason saying whether it waits for a cold pool, or spilled from one
+    that would meet the targets but for its start."""
+    notes = []
+    for pool in cold:
+        wait = f"~{pool.cold_start_ms / 1e3:.0f} s to start"
+        if pool.name == decision.pool:
+            notes.append(f"{pool.name} is cold: waits for its first replica ({wait})")
+            continue
+        candidate = next((c for c in decision.candidates if c.pool == pool.name), None)
+        if candidate is not None and not candidate.meets_slo and candidate.tpot_ms <= tpot_target \
+                and candidate.ttft_ms - pool.cold_start_ms <= ttft_target:
+            notes.append(f"spilled from cold {pool.name} ({wait} breaks TTFT<={ttft_target:g}ms)")
+        else:
+            notes.append(f"cold {pool.name} passed over ({wait})")
+    return replace(decision, reason=f"{decision.reason}; {'; '.join(notes)}")
 
 
 def _cheapest(candidates: list[Candidate]) -> Candidate:

@@ -28,10 +28,12 @@ class RoutingPolicy(Protocol):
 
 
 def healthy_pools(pools: Sequence[PoolState]) -> list[PoolState]:
+    """The pools a load-blind policy may pick: healthy ones with replicas, the warm ones
+    only while there are any (it cannot weigh a cold start against waiting elsewhere)."""
     usable = [pool for pool in pools if pool.healthy and pool.replicas > 0]
     if not usable:
         raise NoHealthyPool("no healthy pool with replicas")
-    return usable
+    return [pool for pool in usable if not pool.cold_start_ms] or usable
 
 
 class RoundRobinPolicy:

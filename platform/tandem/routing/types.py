@@ -38,6 +38,9 @@ class PoolState:
     # max_tokens of the requests in flight and queued, summed (0: not known): how long
     # the requests ahead of a new one may still hold their batch slots
     owed_output_tokens: int = 0
+    # > 0: no replica runs and autoscaling will start one; a request sent now waits about
+    # this long before the pool's first replica serves (0: warm)
+    cold_start_ms: float = 0.0
 
     @property
     def load_per_replica(self) -> float:

@@ -29,6 +29,14 @@ class Autoscaling(StrictConfig):
     min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
     max_replicas: int = Field(1, ge=1, description="Upper bound on replicas.")
     target_ongoing_requests: float = Field(16, gt=0, description="Requests per replica to aim for.")
+    cold_start_s: float = Field(
+        120.0, gt=0, description="With min_replicas 0: the expected time from no replica to "
+        "one serving. The router adds it to a cold pool's predicted TTFT (a request whose "
+        "target that would break goes to a warm pool) until it has measured a cold start.")
+
+    def serve_options(self) -> dict[str, Any]:
+        """Ray Serve's `autoscaling_config` (the router's fields left out)."""
+        return self.model_dump(exclude={"cold_start_s"})
 
 
 class EngineSettings(StrictConfig):

@@ -4,12 +4,12 @@ A request takes one token; a key's bucket refills at `requests_per_s` up to `bur
 An empty bucket is a 429 whose `Retry-After` says when the next token arrives.
 
 Each ingress replica admits from its own copy of a key's bucket, on the request path,
-and reports what it admitted to the deployment's shared view (`tandem.serve.shared_view`)
-at least every second; the view debits the one bucket of the deployment and hands every
-replica its level back. Between two syncs the replicas do not see each other's
-admissions, so with N replicas at most (N - 1) x (burst + requests_per_s x 1 s) requests
-are admitted beyond the limit, and the deployment's bucket goes negative by what was
-overshot, which holds the key back until it is paid off.
+and syncs with the deployment's shared view (`tandem.serve.shared_view`) at least every
+second: it reports what it admitted and takes off its buckets what the other replicas
+admitted meanwhile. Between two syncs the replicas do not see each other's admissions,
+so with N replicas at most (N - 1) x (burst + requests_per_s x 1 s) requests are
+admitted beyond the limit; a bucket goes negative by what was overshot (down to one
+burst), which holds the key back until it is paid off. One replica is exact.
 """
 
 from __future__ import annotations
@@ -78,13 +78,15 @@ class RateLimiter:
         for key, (count, _, _) in admitted.items():
             self._unreported[key] += count
 
-    def apply(self, levels: dict[str, tuple[float, float, float]], now: float) -> None:
-        """The deployment's buckets, key -> (tokens, rate, burst), after every replica's
-        reports: each local bucket takes its level, less what this replica admitted since
-        its report."""
+    def apply(self, levels: dict[str, tuple[float, float, float]],
+              admitted_by_others: dict[str, int], now: float) -> None:
+        """What the shared view returned: every bucket takes the requests the other replicas
+        admitted since the last sync; a key this replica has no bucket for starts from the
+        deployment's level, key -> (tokens, rate, burst)."""
         for key, (tokens, rate, burst) in levels.items():
             bucket = self._buckets.get(key)
             if bucket is None:
                 bucket = self._buckets[key] = TokenBucket(rate, burst, now)
-            bucket.tokens = tokens - self._unreported[key]
-            bucket.updated = now
+                bucket.tokens = tokens
+            elif key in admitted_by_others:
+                bucket.debit(admitted_by_others[key], now)

@@ -26,6 +26,8 @@ class Route:
     gpu: str
     price_per_hour: float
     replicas: int
+    # with autoscaling down to 0 replicas: the pool may be cold, and a cold start's expected length
+    cold_start_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +55,7 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
 
     deployment: dict[str, Any] = {"max_ongoing_requests": pool.max_ongoing_requests}
     if pool.autoscaling is not None:
-        deployment["autoscaling_config"] = pool.autoscaling.model_dump()
+        deployment["autoscaling_config"] = pool.autoscaling.serve_options()
     else:
         deployment["num_replicas"] = pool.num_replicas
         deployment["autoscaling_config"] = None
@@ -91,8 +93,10 @@ def route_for(model_name: str, version: int, pool_name: str, pool: PoolConfig,
               app: str | None = None) -> Route:
     """The route to one pool; `app` names the application holding it when that is not the
     pool's own (the ingress application, when `serve deploy` composes everything in one)."""
-    replicas = pool.autoscaling.min_replicas if pool.autoscaling else pool.num_replicas
+    scaling = pool.autoscaling
+    replicas = scaling.min_replicas if scaling else pool.num_replicas
     return Route(pool=pool_name, version=version,
                  app=app or pool_app_name(model_name, pool_name, version, pool),
                  deployment=deployment_name(model_name, pool_name, version),
-                 gpu=pool.gpu, price_per_hour=pool.price_per_hour, replicas=max(1, replicas))
+                 gpu=pool.gpu, price_per_hour=pool.price_per_hour, replicas=max(1, replicas),
+                 cold_start_s=scaling.cold_start_s if scaling and replicas == 0 else None)

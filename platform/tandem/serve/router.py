@@ -14,6 +14,7 @@ corrects its prior. Every decision goes to a `DecisionLog` and, in batches, to
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import replace
@@ -84,6 +85,8 @@ class PoolRouter:
         self.down: set[str] = set()
         self.running: dict[str, int] = {}  # pool -> RUNNING replicas, as Serve last reported
         self.others: dict[str, dict[str, float]] = {}  # the other ingress replicas' load_report
+        self._waking: dict[str, float] = {}  # cold pool -> when its first request was sent
+        self._cold_start_s: dict[str, float] = {}  # pool -> its last measured cold start
         self._spent: dict[str, deque[tuple[float, float]]] = {}
         self._decisions_path = decisions_path
         self._unwritten: list[dict[str, Any]] = []
@@ -91,9 +94,13 @@ class PoolRouter:
     def default_tier(self) -> str:
         return self.routing.default_tier
 
-    def states(self, routes: Mapping[str, Mapping[str, Any]],
-               exclude: str | None = None) -> list[PoolState]:
-        """What the policy sees of each pool now; `exclude` is a pool that just failed."""
+    def states(self, routes: Mapping[str, Mapping[str, Any]], exclude: str | None = None,
+               now: float | None = None) -> list[PoolState]:
+        """What the policy sees of each pool at `now` (default: the clock); `exclude` is a
+        pool that just failed. A pool that may scale to zero (its route has a `cold_start_s`)
+        and that Serve reports with no RUNNING replica is cold: one replica to come, every
+        request sent to it queued, and the rest of its expected cold start ahead."""
+        now = time.time() if now is None else now
         down = set(self.down)
         if exclude:
             down.add(exclude)
@@ -104,21 +111,35 @@ class PoolRouter:
         others_owed = self.others.get("owed_output_tokens", {})
         for name, route in routes.items():
             pool = self.config.pools.get(name)
-            replicas = self.running.get(name) or route["replicas"]
-            slots = (pool.engine.max_num_seqs if pool else 1 << 30) * replicas
             in_flight = self.in_flight[name] + int(others_in_flight.get(name, 0))
+            cold_ms = self._cold_wait_ms(name, route, now)
+            replicas = 1 if cold_ms else (self.running.get(name) or route["replicas"])
+            slots = 0 if cold_ms else (pool.engine.max_num_seqs if pool else 1 << 30) * replicas
             states.append(PoolState(
                 name=name, gpu=route["gpu"], healthy=name not in down, replicas=replicas,
                 in_flight=min(in_flight, slots), queued=max(0, in_flight - slots),
                 price_per_hour=route["price_per_hour"],
-                owed_output_tokens=self.owed_output_tokens[name] + int(others_owed.get(name, 0))))
+                owed_output_tokens=self.owed_output_tokens[name] + int(others_owed.get(name, 0)),
+                cold_start_ms=cold_ms))
         return states
+
+    def _cold_wait_ms(self, pool: str, route: Mapping[str, Any], now: float) -> float:
+        """0 for a warm pool; for a cold one the rest of its expected cold start (the last
+        one measured, else the configured one), at least a tenth of it."""
+        configured = route.get("cold_start_s")
+        if configured is None or self.running.get(pool) != 0:
+            return 0.0
+        expected = self._cold_start_s.get(pool, configured)
+        waited = now - self._waking.get(pool, now)
+        return max(expected - waited, 0.1 * expected) * 1e3
 
     def choose(self, features: RequestFeatures, states: list[PoolState], now: float,
                request_id: str) -> Decision:
         if isinstance(self.policy, LatencyCostPolicy):
             self.policy.set_spend_rates(self._spend_rates(now))
         decision = self.policy.pick_pool(features, states, now)
+        if any(state.cold_start_ms for state in states if state.name == decision.pool):
+            self._waking.setdefault(decision.pool, now)  # this request wakes it
         self.log.record(now, features, decision, request_id)
         self._unwritten.append(decision_record(now, features, decision, request_id))
         return decision
@@ -150,10 +171,15 @@ class PoolRouter:
         if self.in_flight_apps[app] <= 0:
             del self.in_flight_apps[app]
 
-    def scaled(self, pool: str, running: int) -> None:
-        """Serve reports `running` RUNNING replicas of `pool`: its load is judged per running
-        replica (autoscaling changes the count; 0 leaves the configured count in place)."""
+    def scaled(self, pool: str, running: int, now: float) -> None:
+        """Serve reports `running` RUNNING replicas of `pool` at `now`: its load is judged
+        per running replica (autoscaling changes the count; 0 leaves the configured count in
+        place, or makes a pool that may scale to zero cold). The first replica of a pool
+        woken by a request measures its cold start."""
         self.running[pool] = running
+        woken = self._waking.pop(pool, None) if running else None
+        if woken is not None:
+            self._cold_start_s[pool] = now - woken
 
     def failed(self, pool: str) -> None:
         """A call to `pool` failed: skip it until `recovered` (the ingress probes it)."""
@@ -166,14 +192,19 @@ class PoolRouter:
                  output_tokens: int, e2e_ms: float, ttft_ms: float | None,
                  tpot_ms: float | None) -> None:
         """A request answered by `state.name`: learn its latency, count its spend. Without a
-        TTFT (a non-streamed response arrives whole) the end-to-end time is what is learned."""
+        TTFT (a non-streamed response arrives whole) the end-to-end time is what is learned.
+        A request sent while the pool was cold teaches only its TPOT: its wait for the
+        replica to start says nothing about the pool's speed."""
         self.down.discard(state.name)
         if not isinstance(self.policy, LatencyCostPolicy):
             return
         self._spent.setdefault(features.tier, deque()).append((now, cost_usd))
         if output_tokens > 0:
             produced = replace(features, max_tokens=output_tokens)
-            if ttft_ms is None:
+            if state.cold_start_ms:
+                if tpot_ms is not None:
+                    self.policy.observe(state, produced, now, tpot_ms=tpot_ms)
+            elif ttft_ms is None:
                 self.policy.latency.observe(state, produced, now, e2e_ms=e2e_ms)
             else:
                 self.policy.observe(state, produced, now, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
@@ -181,13 +212,14 @@ class PoolRouter:
     def pools_to_probe(self, routes: Mapping[str, Mapping[str, Any]],
                        now: float) -> list[PoolState]:
         """Idle healthy pools whose latency was last observed more than `probe_after_s` ago
-        (see `LatencyModel.unobserved_for`); the ingress probes them."""
+        (see `LatencyModel.unobserved_for`); the ingress probes them. Not a cold pool: a
+        probe would start a replica."""
         after = self.routing.probe_after_s
         if after is None or not isinstance(self.policy, LatencyCostPolicy):
             return []
         latency = self.policy.latency
-        return [state for state in self.states(routes)
-                if state.healthy and state.in_flight == 0
+        return [state for state in self.states(routes, now=now)
+                if state.healthy and state.in_flight == 0 and not state.cold_start_ms
                 and latency.unobserved_for(state.name, now, after)]
 
     def probed(self, state: PoolState, features: RequestFeatures, now: float,

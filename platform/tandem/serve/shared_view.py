@@ -5,8 +5,10 @@ and syncs with this one small named actor every half second, off it (see
 `tandem.serve.ingress.watch`):
 
 - **Rate limits.** A replica reports the requests it admitted per key since its last
-  sync; the view debits the deployment's one bucket per key and returns every bucket's
-  level (`tandem.serve.limits` states the bound on what is admitted between two syncs).
+  sync; it gets back what the other replicas admitted per key meanwhile, which its own
+  buckets then take (`tandem.serve.limits` states the bound on what is admitted between
+  two syncs), and the level of the deployment's bucket of every key, from which a replica
+  starts a key it has not seen.
 - **Load and spend.** A replica reports its requests in flight and the output tokens they
   still owe per pool, and its spend per hour per tier; it gets back the sum over the
   *other* replicas heard from in the last `LIVE_S` seconds, which the router adds to its
@@ -39,21 +41,34 @@ class SharedView:
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self._loads: dict[str, tuple[float, Load]] = {}  # replica -> (heard at, its load)
+        self._admitted: dict[str, int] = {}  # key -> requests admitted by every replica, ever
+        self._seen: dict[str, dict[str, int]] = {}  # replica -> _admitted at its last sync
 
     def sync(self, replica: str, admitted: dict[str, tuple[int, float, float]],
              load: Load) -> dict[str, Any]:
         """Take `replica`'s admissions per key (count, rate, burst) and its own load; return
-        `{"limits": {key: (tokens, rate, burst)}, "others": load summed over the other live
-        replicas, "replicas": live replicas}`."""
+        `{"limits": {key: (tokens, rate, burst)}, "admitted_by_others": {key: requests since
+        this replica's last sync}, "others": load summed over the other live replicas,
+        "replicas": live replicas}`."""
         now = self._clock()
         for key, (count, rate, burst) in admitted.items():
             bucket = self._buckets.get(key)
             if bucket is None or (bucket.rate, bucket.burst) != (rate, burst):
                 bucket = self._buckets[key] = TokenBucket(rate, burst, now)
             bucket.debit(count, now)
+            self._admitted[key] = self._admitted.get(key, 0) + count
+        seen = self._seen.get(replica)
+        by_others = {}
+        if seen is not None:  # a replica's first sync starts its unseen keys from the levels
+            for key, total in self._admitted.items():
+                count = total - seen.get(key, 0) - admitted.get(key, (0,))[0]
+                if count:
+                    by_others[key] = count
+        self._seen[replica] = dict(self._admitted)
         self._loads[replica] = (now, load)
         for name in [name for name, (heard, _) in self._loads.items() if now - heard > LIVE_S]:
             del self._loads[name]
+            self._seen.pop(name, None)
         others: Load = {}
         for name, (_, their_load) in self._loads.items():
             if name == replica:
@@ -64,7 +79,8 @@ class SharedView:
                     summed[item] = summed.get(item, 0) + value
         limits = {key: (bucket.refill(now), bucket.rate, bucket.burst)
                   for key, bucket in self._buckets.items()}
-        return {"limits": limits, "others": others, "replicas": len(self._loads)}
+        return {"limits": limits, "admitted_by_others": by_others, "others": others,
+                "replicas": len(self._loads)}
 
 
 def get_or_create():

@@ -282,3 +282,29 @@ def test_a_cheap_pool_at_the_edge_of_the_targets_loses_to_one_with_headroom(prio
     flat = LatencyCostPolicy(priors, RoutingConfig.gpu_defaults().model_copy(
         update={"headroom": 1.0})).pick_pool(edge, pools, 0.0)
     assert flat.pool == "H100"
+
+
+def test_a_cold_pool_takes_requests_that_can_wait_for_its_start_and_spills_the_rest(priors):
+    policy = LatencyCostPolicy(priors)
+    pools = [state("H100", priors), replace(state("L4", priors), cold_start_ms=90_000.0)]
+    interactive = policy.pick_pool(RequestFeatures(500, 200, tier="interactive"), pools, 0.0)
+    assert interactive.pool == "H100"
+    assert "cold L4 passed over (~90 s to start)" in interactive.reason  # too slow even warm
+    patient = RequestFeatures(500, 200, ttft_target_ms=600_000, tpot_target_ms=200, tier="batch")
+    waits = policy.pick_pool(patient, pools, 0.0)
+    assert waits.pool == "L4" and "L4 is cold: waits for its first replica (~90 s" in waits.reason
+    assert waits.predicted_ttft_ms > 90_000
+    hurried = replace(patient, ttft_target_ms=30_000)
+    spilled = policy.pick_pool(hurried, pools, 0.0)
+    assert spilled.pool == "H100"
+    assert "spilled from cold L4 (~90 s to start breaks TTFT<=30000ms)" in spilled.reason
+    assert policy.pick_pool(hurried, [pools[0], state("L4", priors)], 0.0).pool == "L4"  # warm
+
+
+def test_a_cold_pools_queue_is_bounded(priors):
+    policy = LatencyCostPolicy(priors, RoutingConfig.gpu_defaults().model_copy(
+        update={"max_queued_per_replica": 4}))
+    patient = RequestFeatures(500, 200, ttft_target_ms=600_000, tpot_target_ms=200, tier="batch")
+    cold = replace(state("L4", priors, queued=4), cold_start_ms=90_000.0)
+    decision = policy.pick_pool(patient, [state("H100", priors), cold], 0.0)
+    assert decision.pool == "H100" and "cold L4 passed over" in decision.reason

@@ -40,3 +40,11 @@ def test_least_loaded_compares_per_replica_and_breaks_ties_on_price():
 def test_no_healthy_pool_raises():
     with pytest.raises(NoHealthyPool):
         LeastLoadedPolicy().pick_pool(REQUEST, [pool("a", healthy=False)], 0.0)
+
+
+def test_load_blind_policies_leave_a_cold_pool_alone_while_a_warm_one_is_up():
+    warm = PoolState("fast", "cpu", True, 1, 3, 0, 0.4)
+    cold = PoolState("cheap", "cpu", True, 1, 0, 0, 0.1, cold_start_ms=60_000.0)
+    request = RequestFeatures(8, 8)
+    assert LeastLoadedPolicy().pick_pool(request, [warm, cold], 0.0).pool == "fast"
+    assert LeastLoadedPolicy().pick_pool(request, [cold], 0.0).pool == "cheap"

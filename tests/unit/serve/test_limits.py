@@ -44,11 +44,22 @@ def test_admissions_are_reported_once_and_a_failed_report_goes_out_again():
     assert limiter.report() == report
 
 
-def test_a_shared_level_replaces_the_local_one_less_what_was_admitted_since():
+def test_other_replicas_admissions_come_off_the_buckets_and_a_new_key_starts_from_the_level():
     limiter = RateLimiter(requests_per_s=0.5, burst=3)
     assert limiter.retry_after("a", 0.0) == 0
     limiter.report()
-    assert limiter.retry_after("a", 0.1) == 0  # admitted after the report, before the answer
-    limiter.apply({"a": (1.0, 0.5, 3), "new": (0.0, 0.5, 3)}, now=0.2)
-    assert limiter.retry_after("a", 0.2) == 2  # the deployment had 1 token, this replica took it
+    limiter.apply({"a": (0.0, 0.5, 3), "new": (0.0, 0.5, 3)}, {"a": 1}, now=0.2)
+    assert limiter.retry_after("a", 0.2) == 0  # 3 - 1 own - 1 of another replica: one left
+    assert limiter.retry_after("a", 0.2) == 2
     assert limiter.retry_after("new", 0.2) == 2  # a key first seen in the view starts from it
+
+
+def test_one_replica_synced_alone_keeps_its_exact_refill():
+    """The view's own buckets take admissions late (at the sync); a replica alone must not
+    lose the refill in between, so it never takes the view's level for a key it holds."""
+    limiter = RateLimiter(requests_per_s=0.5, burst=3)
+    for _ in range(3):
+        assert limiter.retry_after("a", 0.0) == 0
+    limiter.report()
+    limiter.apply({"a": (0.0, 0.5, 3)}, {}, now=0.45)
+    assert limiter.retry_after("a", 2.0) == 0

@@ -28,6 +28,12 @@ def test_gpu_pool_uses_accelerator_type_and_autoscaling():
     resized = pool.model_copy(update={"num_replicas": pool.num_replicas + 1})
     assert route_for("tandem-tiny", 3, "h100", resized).app != route.app  # a changed pool redeploys
     assert route_for("tandem-tiny", 3, "h100", pool).app == route.app
+    assert config.deployment_config["autoscaling_config"]["min_replicas"] == 0
+    assert "cold_start_s" not in config.deployment_config["autoscaling_config"]  # the router's
+    assert route.cold_start_s == 120.0 and route.replicas == 1  # may be cold
+    warm = pool.model_copy(update={"autoscaling": pool.autoscaling.model_copy(
+        update={"min_replicas": 1})})
+    assert route_for("tandem-tiny", 3, "h100", warm).cold_start_s is None  # never cold
 
 
 def test_engines_skip_rays_download_step_only_for_a_model_on_disk(tmp_path):

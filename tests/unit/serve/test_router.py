@@ -408,10 +408,10 @@ def test_load_is_judged_per_running_replica_as_serve_reports_them():
         router.dispatched("cheap", RequestFeatures(8, 16), "cheap-app")
     [one] = router.states(routes)
     assert (one.replicas, one.queued) == (1, 2)
-    router.scaled("cheap", 2)  # autoscaling started a second replica
+    router.scaled("cheap", 2, 0.0)  # autoscaling started a second replica
     [two] = router.states(routes)
     assert (two.replicas, two.queued, two.load_per_replica) == (2, 0, (slots + 2) / 2)
-    router.scaled("cheap", 0)  # none running: the configured count stands (the pool is down)
+    router.scaled("cheap", 0, 0.0)  # none running: the configured count stands (the pool is down)
     assert router.states(routes)[0].replicas == 1
 
 
@@ -428,3 +428,40 @@ def test_the_other_ingress_replicas_load_and_spend_are_added_to_this_ones(tmp_pa
     assert router.load_report(1.0) == {"in_flight": {"cheap": 1},
                                        "owed_output_tokens": {"cheap": 16},
                                        "spend_per_hour": {}}
+
+
+def test_a_pool_scaled_to_zero_is_cold_until_its_first_replica_runs_and_measures_its_start():
+    router = PoolRouter(load_serve_config(LOCAL), None)
+    routes = {"fast": route("fast", 0.40), "cheap": {**route("cheap", 0.10), "cold_start_s": 60.0}}
+    router.scaled("cheap", 0, 0.0)
+    router.scaled("fast", 0, 0.0)  # a pool that cannot scale to zero is not cold (it is down)
+    states = by_name(router.states(routes, now=0.0))
+    assert states["cheap"].cold_start_ms == 60_000.0 and states["fast"].cold_start_ms == 0.0
+    patient = RequestFeatures(prompt_tokens=8, max_tokens=16, ttft_target_ms=600_000,
+                              tpot_target_ms=1000, tier="batch")
+    decision = router.choose(patient, router.states(routes, now=10.0), 10.0, "p")
+    assert decision.pool == "cheap" and "cheap is cold" in decision.reason
+    router.dispatched("cheap", patient, "tandem-cheap")
+    waiting = by_name(router.states(routes, now=30.0))["cheap"]
+    assert waiting.cold_start_ms == 40_000.0  # 20 s of its 60 s start are behind it
+    assert (waiting.replicas, waiting.in_flight, waiting.queued) == (1, 0, 1)
+    assert by_name(router.states(routes, now=200.0))["cheap"].cold_start_ms == 6_000.0  # late
+    router.scaled("cheap", 1, 55.0)  # the first replica runs: 45 s measured
+    assert by_name(router.states(routes, now=55.0))["cheap"].cold_start_ms == 0.0
+    router.scaled("cheap", 0, 100.0)  # scaled back to zero: cold again, with the measured start
+    assert by_name(router.states(routes, now=100.0))["cheap"].cold_start_ms == 45_000.0
+    for state in router.states(routes, now=100.0):
+        router.probed(state, SHORT, 100.0, ttft_ms=50.0)
+    assert [s.name for s in router.pools_to_probe(routes, 1e6)] == ["fast"]  # a probe would wake it
+
+
+def test_a_request_that_waited_for_a_cold_start_teaches_only_its_tpot():
+    router = PoolRouter(load_serve_config(LOCAL), None)
+    routes = {"cheap": {**route("cheap", 0.10), "cold_start_s": 60.0}}
+    router.scaled("cheap", 0, 0.0)
+    [cold] = router.states(routes, now=0.0)
+    router.finished(cold, SHORT, 1.0, 0.0, 16, e2e_ms=61_000.0, ttft_ms=60_500.0, tpot_ms=30.0)
+    overhead, service, queue, tpot = router.policy.latency.corrected("cheap", 1.0)
+    prior_overhead = router.policy.latency.corrections["cheap"].prior_overhead
+    assert (overhead, service, queue) == (prior_overhead, 1.0, 1.0)  # TTFT terms untouched
+    assert tpot != 1.0  # TPOT learned

@@ -27,6 +27,15 @@ def test_admissions_from_every_replica_come_off_one_bucket():
     assert view.sync("a", {}, {})["limits"]["k"] == (1.0, 0.5, 3)  # refilled at 0.5/s
 
 
+def test_each_replica_learns_what_the_others_admitted_since_its_last_sync():
+    view = SharedView(Clock())
+    assert view.sync("a", {"k": (1, 0.5, 3)}, {})["admitted_by_others"] == {}  # first sync
+    view.sync("b", {"k": (2, 0.5, 3)}, {})
+    view.sync("b", {"k": (1, 0.5, 3), "j": (4, 1.0, 9)}, {})
+    assert view.sync("a", {"k": (1, 0.5, 3)}, {})["admitted_by_others"] == {"k": 3, "j": 4}
+    assert view.sync("a", {}, {})["admitted_by_others"] == {}
+
+
 def test_an_overshoot_is_owed_up_to_one_burst():
     view = SharedView(Clock())
     assert view.sync("a", {"k": (10, 0.5, 3)}, {})["limits"]["k"][0] == -3
@@ -60,7 +69,8 @@ def test_two_synced_replicas_admit_at_most_burst_plus_one_second_beyond_the_limi
         clock.now += gap
         while next_sync <= clock.now:
             for name, limiter in replicas.items():
-                limiter.apply(view.sync(name, limiter.report(), {})["limits"], next_sync)
+                answer = view.sync(name, limiter.report(), {})
+                limiter.apply(answer["limits"], answer["admitted_by_others"], next_sync)
             next_sync += 0.5
         admitted += replicas["b" if to_b else "a"].retry_after("k", clock.now) == 0
     assert admitted <= burst + rate * clock.now + (burst + rate * 1.0) + 1e-9

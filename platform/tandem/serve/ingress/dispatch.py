@@ -112,7 +112,7 @@ class Dispatcher:
         now = time.time()
         if failed_pool is not None:
             router.failed(failed_pool)
-        states = router.states(pools, exclude=failed_pool)
+        states = router.states(pools, exclude=failed_pool, now=now)
         if all(s.queued >= self._max_queued * s.replicas for s in states if s.healthy):
             raise RequestError(503, "every pool's queue is full; retry shortly", code="overloaded")
         try:

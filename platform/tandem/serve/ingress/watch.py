@@ -3,7 +3,8 @@
 - The route table actor (`tandem.serve.routes`) is polled, so a version swap or a canary
   never redeploys the ingress; each applied epoch is acknowledged.
 - Each pool's RUNNING replicas are handed to the router, which judges load per running
-  replica: autoscaling changes the count. A pool is marked down as soon as Serve reports
+  replica: autoscaling changes the count. A pool that may scale to zero is cold, not
+  down, without one. Any other pool is marked down as soon as Serve reports
   none of its replicas RUNNING (killed, or restarting): Serve would hold requests for it
   until the restart, which for an engine takes tens of seconds, and no request would fail
   to tell the router. The replica states
@@ -57,6 +58,26 @@ def running_replicas(details: dict[str, Any]) -> dict[tuple[str, str], int]:
     return counts
 
 
+def judge_pools(table: dict[str, Any], running: dict[tuple[str, str], int], router: PoolRouter,
+                now: float) -> dict[str, tuple[float, int]]:
+    """Hand each champion pool's RUNNING replicas to the router, marking down those without
+    one unless they may scale to zero (then they are cold); return each pool's price and
+    running replicas, its canary's included, whose product is what the pool rents."""
+    rent: dict[str, tuple[float, int]] = {}
+    for entry in table["models"].values():
+        canary = (entry.get("canary") or {}).get("pools") or {}
+        for routes, champion in ((entry["pools"], True), (canary, False)):
+            for pool, route in routes.items():
+                count = running.get((route["app"], route["deployment"]))
+                if champion and count == 0 and route.get("cold_start_s") is None:
+                    router.failed(pool)
+                if champion and count is not None:
+                    router.scaled(pool, count, now)
+                price, replicas = rent.get(pool, (route["price_per_hour"], 0))
+                rent[pool] = (price, replicas + (count or 0))
+    return rent
+
+
 class PoolWatch:
     """The background task of one ingress replica; `table` and `epoch` are what it last applied."""
 
@@ -96,7 +117,7 @@ class PoolWatch:
         except Exception:  # the actor restarts: admit on this replica's view meanwhile
             self._limiter.unreport(admitted)
             return
-        self._limiter.apply(view["limits"], time.monotonic())
+        self._limiter.apply(view["limits"], view["admitted_by_others"], time.monotonic())
         self._router.others = view["others"]
 
     async def _run(self) -> None:
@@ -134,19 +155,7 @@ class PoolWatch:
             details = await asyncio.to_thread(_get_global_client().get_serve_details)
         except Exception:  # the controller is busy or restarting: judge again next poll
             return
-        running = running_replicas(details)
-        rent: dict[str, tuple[float, int]] = {}
-        for entry in self.table["models"].values():
-            canary = (entry.get("canary") or {}).get("pools") or {}
-            for routes, champion in ((entry["pools"], True), (canary, False)):
-                for pool, route in routes.items():
-                    count = running.get((route["app"], route["deployment"]))
-                    if champion and count == 0:
-                        self._router.failed(pool)
-                    if champion and count is not None:
-                        self._router.scaled(pool, count)
-                    price, replicas = rent.get(pool, (route["price_per_hour"], 0))
-                    rent[pool] = (price, replicas + (count or 0))
+        rent = judge_pools(self.table, running_replicas(details), self._router, time.time())
         for pool, (price, replicas) in rent.items():
             self._metrics.pool(pool, price, replicas)
 
