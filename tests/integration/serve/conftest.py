@@ -36,6 +36,30 @@ def logged_rows(served, request_ids: set[str], timeout_s: float = 15.0) -> list[
         time.sleep(1)
 
 
+def decisions(served) -> dict[str, dict]:
+    """Routing decisions the ingress wrote, by request id (it writes every half second)."""
+    from tandem.routing.log import parse_jsonl
+
+    path = served.home / "routing" / "decisions.jsonl"
+    time.sleep(1.5)
+    return {record["request_id"]: record for record in parse_jsonl(path.read_text())}
+
+
+def served_config(**pools):
+    """apps/serve.local.yaml serving `tandem-serve`, with the short queue; `pools`: fields of
+    a pool to change, by pool name (a changed pool is a new Serve application)."""
+    from tandem.serve.config import ServeAppConfig, load_serve_config
+
+    config = load_serve_config(REPO / "apps" / "serve.local.yaml", {
+        "model": f"models:/{MODEL}@champion", "limits": {"max_queued_requests": MAX_QUEUED}})
+    if not pools:
+        return config
+    data = config.model_dump(mode="json")
+    for name, fields in pools.items():
+        data["pools"][name].update(fields)
+    return ServeAppConfig.model_validate(data)
+
+
 @pytest.fixture(scope="package")
 def served(stack, registered) -> Iterator:
     """The Serve stack from apps/serve.local.yaml, answering on stack.api_url, with two more
@@ -44,7 +68,6 @@ def served(stack, registered) -> Iterator:
     import json
 
     from tandem.auth import keys_file
-    from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy, shutdown
 
     path = keys_file(stack.home)
@@ -53,9 +76,7 @@ def served(stack, registered) -> Iterator:
     if missing:
         keys["api_keys"].extend(missing)
         path.write_text(json.dumps(keys))
-    deploy(load_serve_config(REPO / "apps" / "serve.local.yaml", {
-        "model": f"models:/{MODEL}@champion", "limits": {"max_queued_requests": MAX_QUEUED}}),
-        stack)
+    deploy(served_config(), stack)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -10,22 +10,14 @@ import time
 import pytest
 import requests
 from tandem.routing.config import RoutingConfig
-from tandem.routing.log import parse_jsonl
 from tandem.serve.ingress.relay import STREAM_CUT_STATUS
 from tandem.serve.loadgen import Stream, run_load, summarize
 
-from .conftest import logged_rows
+from .conftest import decisions, logged_rows
 
 pytestmark = pytest.mark.integration
 
 MODEL = "tandem-serve"
-
-
-def decisions(served) -> dict[str, dict]:
-    """Routing decisions the ingress wrote, by request id (it writes every half second)."""
-    path = served.home / "routing" / "decisions.jsonl"
-    time.sleep(1.5)
-    return {record["request_id"]: record for record in parse_jsonl(path.read_text())}
 
 
 def test_idle_interactive_takes_the_cheapest_pool_that_meets_its_target(served, http):
