@@ -145,10 +145,13 @@ class PoolConfig(StrictConfig):
 
 
 class LimitsConfig(StrictConfig):
-    """What one ingress replica lets through before answering 429 or 503."""
+    """What the ingress lets through before answering 429 or 503 (rate limits and queues
+    hold for the whole deployment, every ingress replica together)."""
 
     requests_per_s: float = Field(50.0, gt=0, description="Default per-key rate limit (token "
-                                  "bucket refill); a key in the key file may set its own.")
+                                  "bucket refill); a key in the key file may set its own. With "
+                                  "N ingress replicas at most (N-1) x (burst + requests_per_s "
+                                  "x 1 s) beyond it are admitted.")
     burst: float = Field(100.0, ge=1, description="Default per-key bucket size.")
     max_queued_requests: int = Field(
         64, ge=1, description="Requests one pool replica may hold waiting beyond its batch "
