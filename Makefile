@@ -3,15 +3,24 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 export TANDEM_HOME ?= $(CURDIR)/.tandem
 
-.PHONY: install test test-slow demo up down bench lint
+.PHONY: install prometheus test test-slow demo up down observe bench lint
 
-install: $(STAMP)
+install: $(STAMP) prometheus
+
+# Prometheus and promtool (rule checks in `make test`, `make observe`): Debian's package.
+prometheus:
+	@command -v promtool > /dev/null && command -v prometheus > /dev/null || { \
+	  echo "installing Debian's prometheus package (prometheus, promtool)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y --no-install-recommends prometheus > /dev/null \
+	  || { $$SUDO apt-get update > /dev/null && \
+	       $$SUDO apt-get install -y --no-install-recommends prometheus > /dev/null; }; }
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[cpu,dev]"
-	# PyPI's torchvision breaks transformers beside the CPU torch (see README).
+	# PyPI's torchvision breaks transformers beside the CPU torch (see constraints.txt).
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	# Bytecode on both cores (pip compiles on one: ~1 min more). Needed where
 	# PYTHONDONTWRITEBYTECODE is set: every import would compile again. A few files in
@@ -35,6 +44,10 @@ up: install
 
 down: install
 	.venv/bin/tandem down
+
+# Prometheus with Tandem's recording and alert rules, scraping the running stack.
+observe: install
+	.venv/bin/tandem observe
 
 # The serving bench first, in its own process: its baseline (vLLM's server) must run
 # before any stack is up.

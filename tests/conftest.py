@@ -67,6 +67,7 @@ def stack_environment(home: Path) -> dict[str, str]:
         "TANDEM_DASHBOARD_PORT": str(free_port()),
         "TANDEM_MLFLOW_PORT": str(free_port()),
         "TANDEM_API_PORT": str(free_port()),
+        "TANDEM_PROMETHEUS_PORT": str(free_port()),
     }
 
 

@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "up": ("tandem.commands.up", "Start the local stack: Ray cluster and MLflow server"),
     "down": ("tandem.commands.down", "Stop everything `tandem up` started"),
     "status": ("tandem.commands.status", "Show each local service, its URL and health"),
+    "observe": ("tandem.commands.observe", "Start Prometheus with Tandem's rules beside the stack"),
     "train": ("tandem.commands.train", "Submit a fine-tuning job to Ray and stream its logs"),
     "register": ("tandem.commands.register", "Register a saved checkpoint in MLflow"),
     "models": ("tandem.commands.models", "List registered model versions and aliases"),

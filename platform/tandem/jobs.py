@@ -41,6 +41,15 @@ def submit_job(
     )
 
 
+def job_status(settings: Settings, job_id: str) -> str | None:
+    """A job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED); None when Ray does
+    not know the job or does not answer."""
+    try:
+        return str(_client(settings).get_job_status(job_id).value)
+    except Exception:  # unknown id, or the Jobs API briefly away: ask again next time
+        return None
+
+
 def tail_job(settings: Settings, job_id: str) -> str:
     """Stream the job's logs until it ends; return its final status."""
     import asyncio

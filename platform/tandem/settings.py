@@ -32,7 +32,13 @@ class Settings(BaseModel):
     ray_port: int = Field(6379, description="Ray GCS port.")
     dashboard_port: int = Field(8265, description="Ray dashboard and Jobs API port.")
     mlflow_port: int = Field(5000, description="MLflow tracking server port.")
+    mlflow_uri: str = Field(
+        "", description="URL of an MLflow tracking server that is not the stack's own (on "
+        "Kubernetes: the MLflow Service); default http://<host>:<mlflow_port>.")
     api_port: int = Field(8000, description="Ray Serve HTTP port (OpenAI-compatible API).")
+    prometheus_port: int = Field(
+        9095, description="Prometheus of `tandem observe` (not 9090: Debian's prometheus "
+        "package runs its own service there).")
     head_num_cpus: int = Field(
         8, description="Logical CPUs the Ray head advertises (above the physical count on "
         "purpose: Serve, Train and Data actors reserve CPUs they mostly do not use).")
@@ -56,11 +62,15 @@ class Settings(BaseModel):
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
+        return self.mlflow_uri or f"http://{self.host}:{self.mlflow_port}"
 
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
 
     @property
     def run_dir(self) -> Path:
@@ -90,6 +100,7 @@ class Settings(BaseModel):
             "TANDEM_RAY_PORT": str(self.ray_port),
             "TANDEM_DASHBOARD_PORT": str(self.dashboard_port),
             "TANDEM_MLFLOW_PORT": str(self.mlflow_port),
+            "TANDEM_MLFLOW_URI": self.mlflow_uri,
             "TANDEM_API_PORT": str(self.api_port),
             "TANDEM_MODEL_DIRS": ",".join(map(str, self.model_dirs)),
             "MLFLOW_TRACKING_URI": self.mlflow_url,

@@ -174,15 +174,34 @@ def node_temp_dir(settings: Settings, pool: str) -> Path:
     return Path(tempfile.gettempdir()) / f"ray-tandem-{digest}-{pool}"
 
 
-def _alive_node_resources(settings: Settings) -> list[dict[str, float]]:
+def prometheus_service(settings: Settings) -> Service:
+    """The Prometheus `tandem observe` starts beside the stack (not part of `up`), on the
+    config it renders under `$TANDEM_HOME/prometheus` (`tandem.observe`)."""
+    home = settings.home / "prometheus"
+    return Service(
+        name="prometheus",
+        command=["prometheus", f"--config.file={home / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={home / 'data'}", "--storage.tsdb.retention.time=7d",
+                 f"--web.listen-address={settings.host}:{settings.prometheus_port}"],
+        url=settings.prometheus_url,
+        health_url=f"{settings.prometheus_url}/-/ready",
+        ports={"Prometheus": (settings.prometheus_port, "TANDEM_PROMETHEUS_PORT")},
+    )
+
+
+def alive_raylets(settings: Settings) -> list[dict]:
+    """The alive Ray nodes' raylet records, from the dashboard (ports, resources)."""
     try:
         reply = requests.get(f"{settings.dashboard_url}/nodes?view=summary", timeout=2.0,
                              headers=ray_auth_headers(settings))
         nodes = reply.json()["data"]["summary"]
     except (requests.RequestException, ValueError, KeyError):
         return []
-    return [node.get("raylet", {}).get("resourcesTotal", {}) for node in nodes
-            if node.get("raylet", {}).get("state") == "ALIVE"]
+    return [node["raylet"] for node in nodes if node.get("raylet", {}).get("state") == "ALIVE"]
+
+
+def _alive_node_resources(settings: Settings) -> list[dict[str, float]]:
+    return [raylet.get("resourcesTotal", {}) for raylet in alive_raylets(settings)]
 
 
 def _service_healthy(settings: Settings, service: Service) -> bool:
@@ -310,7 +329,8 @@ def _stop(settings: Settings, *to_stop: Service) -> list[Service]:
 
 def processes(settings: Settings) -> list[psutil.Process]:
     """Every live process of the running stack: each service's leader and what it spawned."""
-    leaders = [_running_pid(settings, service) for service in services(settings)]
+    leaders = [_running_pid(settings, service)
+               for service in [*services(settings), prometheus_service(settings)]]
     return _with_descendants([pid for pid in leaders if pid is not None])
 
 
@@ -381,9 +401,30 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> None:
         raise
 
 
+def start(settings: Settings, service: Service, log: Callable[[str], None] = print) -> None:
+    """Start one more service beside the stack (`tandem observe`), unless it runs."""
+    if _running_pid(settings, service) is not None:
+        log(f"{service.name}: already running")
+        return
+    _check_ports(settings, service)
+    log(f"{service.name}: starting (log: {_log_path(settings, service)})")
+    process = _launch(settings, service)
+    try:
+        _wait_healthy(settings, service, process)
+    except BaseException:
+        _stop(settings, service)
+        raise
+    log(f"{service.name}: healthy at {service.url}")
+
+
+def stop(settings: Settings, service: Service) -> bool:
+    """Stop one service `start` started; True if it was running."""
+    return bool(_stop(settings, service))
+
+
 def down(settings: Settings, log: Callable[[str], None] = print) -> None:
-    """Stop what `up` started, every service at once (`_stop`)."""
-    stopped = _stop(settings, *reversed(services(settings)))
+    """Stop what `up` and `observe` started, every service at once (`_stop`)."""
+    stopped = _stop(settings, prometheus_service(settings), *reversed(services(settings)))
     for service in stopped:
         log(f"{service.name}: stopped")
     if not stopped:
@@ -391,9 +432,11 @@ def down(settings: Settings, log: Callable[[str], None] = print) -> None:
 
 
 def status(settings: Settings) -> list[dict[str, object]]:
-    """One row per service: name, pid, health, URL."""
+    """One row per service: name, pid, health, URL (Prometheus only while it runs)."""
     rows = []
-    for service in services(settings):
+    observer = prometheus_service(settings)
+    running_observer = [observer] if _running_pid(settings, observer) is not None else []
+    for service in [*services(settings), *running_observer]:
         pid = _running_pid(settings, service)
         rows.append({
             "service": service.name,

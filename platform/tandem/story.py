@@ -47,7 +47,7 @@ class StoryConfig(StrictConfig):
 
     def watch_config(self):
         """The watcher's `WatchConfig` for this story's model (what `tandem watch` would run)."""
-        from tandem.commands.watch import WatchConfig
+        from tandem.watch.config import WatchConfig
 
         return WatchConfig.model_validate({"model": self.model,
                                            "finetune_config": self.finetune_config, **self.watch})
@@ -139,11 +139,11 @@ def _with_clock(log: Log) -> Log:
 
 def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> StoryResult:
     """Every act in order; raises `UserError` when one does not end the way the story needs."""
-    from tandem.commands.watch import build_rollout, build_watcher
     from tandem.jobs import submit_job
     from tandem.registry import CHAMPION, alias_version
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy
+    from tandem.watch.build import build_rollout, build_watcher
 
     log = _with_clock(log)
     model, url = config.model, settings.mlflow_url
@@ -218,9 +218,9 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     log(f"   champion v{result.champion_after}: exact match on the new slice "
         f"{before:.1%} -> {result.exact_match_after:.1%}")
     time.sleep(3)  # the last answers reach the request log
-    from tandem.commands.watch import build_trace_export
     from tandem.telemetry.feedback import read_feedback
     from tandem.telemetry.request_log import read_requests
+    from tandem.watch.build import build_trace_export
 
     telemetry = settings.home / "telemetry"
     result.traces, result.assessments = build_trace_export(watch, settings).export(

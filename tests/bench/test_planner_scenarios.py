@@ -2,7 +2,7 @@
 capacity estimate's error per GPU type.
 
 Scenarios (trace at 20x, 99 % attainment, every fleet validated with the tandem router):
-the four of the planner issue (8B fp16 at 2 s / 100 ms and 500 ms / 50 ms, 70B fp8 at
+the four the planner is sized for (8B fp16 at 2 s / 100 ms and 500 ms / 50 ms, 70B fp8 at
 2 s / 100 ms and 5 s / 150 ms), 70B at 2 s / 100 ms routed by least-loaded, 8B with the
 H100 scarce (`--available H100=4`), and 8B with two tiers (chat 30 % at 500 ms / 50 ms,
 bulk 70 % TPOT-only 150 ms). Savings are against the cheapest homogeneous fleet the same

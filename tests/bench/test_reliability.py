@@ -1,4 +1,4 @@
-"""Issue 7's long load run on the local two-pool stack: 64 streaming clients for 60 s with
+"""The long load run on the local two-pool stack: 64 streaming clients for 60 s with
 the shipped queue limits (64 waiting per pool replica, so 36 batch slots + 128 queued hold
 the load) -> no 5xx, and the request log has exactly one row per request sent. Prints the
 TTFT percentiles. (The short versions run in `make test`: serve/test_load_and_faults.py;

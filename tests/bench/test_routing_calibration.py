@@ -7,7 +7,7 @@ idle is one interactive client; mixed is one interactive and six batch clients. 
 prediction is the one logged at decision time (`predicted_ttft_ms`), the measurement the
 request log's `ttft_ms` (ingress clock: from the ingress receiving the request to the
 pool's first chunk); the error is the median of |predicted - measured| / measured over
-each pool's requests after its first `SKIP_FIRST`. Target (issue 15): <= 20 % per pool.
+each pool's requests after its first `SKIP_FIRST`. Target: <= 20 % per pool.
 Beside each error: that of always predicting the pool's measured median, the floor set by
 the measurements' own spread. The client's TTFT (to its first SSE chunk with text) minus
 the ingress's is what the ingress clock leaves out: the Serve proxy's share and the

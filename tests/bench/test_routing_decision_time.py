@@ -1,6 +1,6 @@
 """Decision time of `LatencyCostPolicy` with 8 pools (two of each catalog GPU type).
 
-Target (issue 5): p99 under 50 us. Each decision is timed alone with `perf_counter_ns`
+Target: p99 under 50 us. Each decision is timed alone with `perf_counter_ns`
 (wall) and `thread_time_ns` (this thread's CPU, which excludes time the OS gave other
 processes: this machine has 2 cores shared with other jobs). Loads, request sizes and
 learned corrections vary per decision, so the cache of priors is the only thing warm.

@@ -8,7 +8,7 @@ price x replicas, $/hour (what a user pays; `tandem.perf.fleet_rent_per_hour`). 
 requests' `cost_usd` from the request log (the rent of the replica time each takes on a
 full replica) is printed beside it per 1k requests, labelled as an attribution. "All
 fast" deploys the same config with the `fast` pool alone (the cheap pool is removed).
-Target (issue 5): interactive attainment >= 99 % and cost <= 0.7x all-fast.
+Target: interactive attainment >= 99 % and cost <= 0.7x all-fast.
 Run: `.venv/bin/python -m pytest -s -m "integration" tests/bench/test_routing_live.py`
 """
 

@@ -1,6 +1,6 @@
 """Simulator speed on the whole 19k-request conversation trace, on one core.
 
-Target (issue 4): under 10 s of CPU time. Run: `pytest tests/bench/test_simulator_speed.py -s`.
+Target: under 10 s of CPU time. Run: `pytest tests/bench/test_simulator_speed.py -s`.
 """
 
 import time

@@ -60,8 +60,8 @@ def _retrain_jobs_around_a_restarted_watcher(config, stack) -> tuple[list[str], 
     restarted) over the same durable trigger state, in the trigger's window."""
     import time
 
-    from tandem.commands.watch import build_watcher
     from tandem.jobs import _client
+    from tandem.watch.build import build_watcher
 
     def retrain_jobs() -> list[str]:
         return sorted(job.submission_id for job in _client(stack).list_jobs()

@@ -43,3 +43,11 @@ def test_model_dirs_are_a_list_made_absolute_and_reach_jobs(tmp_path, monkeypatc
     assert settings.allowed_model_dirs == [tmp_path / "home" / "models", *settings.model_dirs]
     assert load_settings(settings.service_env()).model_dirs == settings.model_dirs
     assert load_settings({}).model_dirs == []
+
+
+def test_an_external_mlflow_url_replaces_the_stacks_own_and_reaches_jobs():
+    assert load_settings({"TANDEM_MLFLOW_PORT": "5123"}).mlflow_url == "http://127.0.0.1:5123"
+    settings = load_settings({"TANDEM_MLFLOW_URI": "http://tandem-mlflow:5000"})
+    assert settings.mlflow_url == "http://tandem-mlflow:5000"
+    assert settings.service_env()["MLFLOW_TRACKING_URI"] == "http://tandem-mlflow:5000"
+    assert load_settings(settings.service_env()).mlflow_url == "http://tandem-mlflow:5000"

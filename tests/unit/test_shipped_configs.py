@@ -38,8 +38,8 @@ def test_cluster_yaml_schema_check_can_fail():
 
 
 def test_demo_story_config_validates_with_its_watch_config():
-    from tandem.commands.watch import WatchConfig
     from tandem.story import StoryConfig
+    from tandem.watch.config import WatchConfig
 
     story = load_config(StoryConfig, REPO / "jobs" / "demo.yaml")
     watch = WatchConfig.model_validate({"model": story.model, **story.watch})

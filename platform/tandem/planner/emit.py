@@ -93,7 +93,7 @@ def serve_config_for_fleet(counts: Mapping[str, int], replicas: Mapping[str, Rep
     args = {"model": model_uri, "routing_policy": routing_policy, "model_profile": model_profile,
             "telemetry": {"log_text": False}, "pools": pools}
     return {"proxy_location": "HeadOnly",
-            "http_options": {"host": "0.0.0.0", "port": API_PORT},
+            "http_options": {"host": "127.0.0.1", "port": API_PORT},  # TANDEM_HOST for tandem deploy
             "applications": [{"name": "tandem", "route_prefix": "/",
                               "import_path": INGRESS_IMPORT_PATH, "args": args}]}
 

@@ -10,7 +10,7 @@ its action runs and the actions are idempotent, so a crash between the two is re
 by the next tick (a `promoted` challenger that is not champion yet is promoted again).
 
 The world is injected (`RolloutOps`), so the controller itself needs no Ray, MLflow or
-clock; `tandem.commands.watch` wires the real ones.
+clock; `tandem.watch.build` wires the real ones.
 """
 
 from __future__ import annotations

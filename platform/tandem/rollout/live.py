@@ -2,28 +2,26 @@
 
 The ingress logs which model version answered each request, so a canary's two
 versions, or a promoted version and the one it replaced, are told apart by that
-column alone; feedback joins its request by id (`tandem.triggers.window.ratings`).
+column alone; feedback joins its request by id (`tandem.telemetry.window.ratings`).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from tandem.rollout.verdicts import LiveStats
 from tandem.telemetry.feedback import FeedbackScale, normalized_score
-from tandem.telemetry.schema import TIMESTAMP, as_utc
-from tandem.triggers.window import ratings
+from tandem.telemetry.window import between, ratings
 
 
 def live_stats(requests: pa.Table, feedback: pa.Table, *, model: str, version: int,
                since: float, until: float, scale: FeedbackScale) -> LiveStats:
     """Requests `version` of `model` answered in `(since, until]` (POSIX seconds), their 5xx
     count, and the mean normalized score of the feedback they received."""
-    mask = pc.and_(pc.and_(pc.equal(requests["model"], model),
-                           pc.equal(requests["model_version"], version)),
-                   pc.and_(pc.greater(requests["time"], pa.scalar(as_utc(since), TIMESTAMP)),
-                           pc.less_equal(requests["time"], pa.scalar(as_utc(until), TIMESTAMP))))
-    mine = requests.filter(mask)
+    answered = between(requests, since, until)
+    mine = answered.filter(pc.and_(pc.equal(answered["model"], model),
+                                   pc.equal(answered["model_version"], version)))
     ids = set(mine["request_id"].to_pylist())
     errors = sum(status >= 500 for status in mine["status"].to_pylist())
     scores = [normalized_score(rating.score, scale) for rating in ratings(feedback, mine)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
+
 from tandem.config import StrictConfig
 
 Action = Literal["canary", "reject", "wait", "promote", "rollback", "keep", "stable"]

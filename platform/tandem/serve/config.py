@@ -8,6 +8,8 @@ becomes one `ray.serve.llm` LLMServer deployment per model version.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +110,10 @@ class PoolConfig(StrictConfig):
         10.0, ge=0, description="The serving path's fixed share of each request's TTFT (proxy, "
         "ingress, engine admission): the router's prior for it, then learned. Part of a cpu "
         "pool's `prior.ttft_ms`; added to a GPU pool's catalog roofline.")
+    replica_router: Literal["pow2", "prefix-cache"] = Field(
+        "pow2", description="How Serve picks one of the pool's replicas: `pow2` (Serve's "
+        "power of two choices) or `prefix-cache` (Ray Serve LLM's PrefixCacheAffinityRouter: "
+        "prompts sharing a prefix go to the replica that cached it); needs more than one replica.")
 
     @field_validator("node")
     @classmethod
@@ -128,6 +134,9 @@ class PoolConfig(StrictConfig):
             raise ValueError("engine.cpu_threads applies to cpu pools only")
         if self.gpu != CPU and self.node is not None:
             raise ValueError("`node` applies to cpu pools only (GPU pools are placed by `gpu`)")
+        if self.replica_router == "prefix-cache" and self.max_replicas == 1:
+            raise ValueError("replica_router prefix-cache needs more than one replica "
+                             "(num_replicas, or autoscaling.max_replicas)")
         return self
 
     @model_validator(mode="after")
@@ -142,6 +151,11 @@ class PoolConfig(StrictConfig):
     @property
     def is_cpu(self) -> bool:
         return self.gpu == CPU
+
+    @property
+    def max_replicas(self) -> int:
+        """The most replicas the pool can run."""
+        return self.autoscaling.max_replicas if self.autoscaling else self.num_replicas
 
 
 class LimitsConfig(StrictConfig):
@@ -173,7 +187,9 @@ class ServeAppConfig(StrictConfig):
         "pool is cpu, else GPU presets.")
     model_profile: str | None = Field(
         None, description="Catalog model profile (e.g. llama-3.1-8b) the GPU pools' latency "
-        "priors are computed for.")
+        "priors are computed for: the shape of `model` (a fine-tune of that base). Only a "
+        "registered name that names another catalog family or size is caught "
+        "(`support-qwen-7b` as llama-3.1-8b); `tandem-tiny` as llama-3.1-8b is not.")
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
                                        description="Request log and feedback.")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get 413.")
@@ -207,6 +223,20 @@ class ServeAppConfig(StrictConfig):
                                  "`model_profile`) for the tandem routing policy")
         return self
 
+    @model_validator(mode="after")
+    def _profile_fits_the_model(self) -> ServeAppConfig:
+        """The router predicts the latency of `model_profile`: a served model whose name says
+        it is another model would be routed on wrong predictions."""
+        from tandem.registry import parse_model_uri
+
+        profiles = _catalog().models
+        if self.model_profile in profiles:
+            conflict = profile_conflict(parse_model_uri(self.model)[0], self.model_profile, profiles)
+            if conflict:
+                raise ValueError(f"model {self.model!r} {conflict} but model_profile is "
+                                 f"{self.model_profile!r}: set the profile of the model served")
+        return self
+
     def routing_config(self) -> RoutingConfig:
         if self.routing is not None:
             routing = self.routing
@@ -220,6 +250,40 @@ class ServeAppConfig(StrictConfig):
 def is_plain_name(name: str) -> bool:
     """Pool and node names: letters, digits, - and _ (they become Ray resource and app names)."""
     return name.replace("-", "").replace("_", "").isalnum()
+
+
+_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])")  # 8b, 70b, 1.5b
+
+
+def _family(name: str) -> str:
+    return re.match(r"[a-z]*", name.lower())[0]
+
+
+def _sizes(name: str) -> set[float]:
+    return {float(size) for size in _SIZE.findall(name.lower())}
+
+
+def profile_conflict(model_name: str, profile: str, profiles: Iterable[str]) -> str | None:
+    """What in a registered model's name says it is not `profile`, or None.
+
+    Args:
+        model_name: the registered model name (`support-llama-8b`).
+        profile: the catalog profile it is served as (`llama-3.1-8b`).
+        profiles: every catalog profile; their leading words are the known families.
+
+    Returns:
+        `names the qwen family` or `names a 70B model` when the name holds a catalog family
+        other than the profile's and not the profile's, or sizes (`<N>b`) none of which is the
+        profile's; None when it fits or names neither (`tandem-tiny`: nothing to check).
+    """
+    words = set(re.findall(r"[a-z]+", model_name.lower()))
+    named = sorted(words & {_family(name) for name in profiles} - {""})
+    if named and _family(profile) not in named:
+        return f"names the {'/'.join(named)} family"
+    sizes, profile_sizes = _sizes(model_name), _sizes(profile)
+    if sizes and profile_sizes and not sizes & profile_sizes:
+        return f"names a {'/'.join(f'{size:g}B' for size in sorted(sizes))} model"
+    return None
 
 
 @lru_cache(maxsize=1)

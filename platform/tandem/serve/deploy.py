@@ -13,7 +13,6 @@ promotion then swaps to those same applications, and a rejection deletes them.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,28 +29,19 @@ Log = Callable[[str], None]
 
 def connect(settings: Settings) -> None:
     """Attach this process to the stack's Ray cluster and make sure Serve listens on the API port."""
-    import sys
-
-    from tandem.settings import ray_cluster_env
-
-    env = ray_cluster_env(settings)
-    if "ray" in sys.modules and os.environ.get("RAY_AUTH_MODE") != env["RAY_AUTH_MODE"]:
-        raise UserError("Ray was imported before its token auth was set up; export "
-                        + " ".join(f"{k}={v}" for k, v in env.items()) + " (`tandem status` "
-                        "prints it) before starting Python")
-    os.environ.update(env)
-    import ray
     from ray import serve
 
-    if not ray.is_initialized():
-        try:
-            ray.init(address=settings.ray_address, namespace="tandem", log_to_driver=False,
-                     logging_level="WARNING")
-        except (ConnectionError, RuntimeError) as error:
-            raise UserError(f"cannot reach Ray at {settings.ray_address} ({error}); "
-                            "is the stack up? `tandem up`") from None
-    serve.start(http_options={"host": settings.host, "port": settings.api_port},
-                proxy_location="HeadOnly")
+    from tandem.cluster import join_cluster
+
+    join_cluster(settings)
+    serve.start(**proxy_options(settings))
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """`serve.start` options: one HTTP proxy, on the head, at TANDEM_HOST:TANDEM_API_PORT
+    (127.0.0.1:8000 unless set). A Serve YAML's `http_options` apply to `serve deploy` only."""
+    return {"http_options": {"host": settings.host, "port": settings.api_port},
+            "proxy_location": "HeadOnly"}
 
 
 def resolve_model(config: ServeAppConfig, settings: Settings, uri: str | None = None):

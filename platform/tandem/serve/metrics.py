@@ -1,12 +1,14 @@
 """Tandem's own Prometheus metrics, exported through Ray's metrics endpoint.
 
-Per pool and model version: requests by status, TTFT, time per output token,
-end-to-end latency, tokens in and out, and cost (each answer's x-tandem-cost-usd). Per
-model, pool and tier: SLO outcomes judged from measurements (`slo_misses` over `slo_judged`) beside the
-router's predicted misses. Per pool: its price and running replicas, whose product is
-the fleet's rent. vLLM's engine metrics come from the LLMServer deployments themselves
-(`log_engine_metrics`). Ray prefixes every name with `ray_`, e.g.
-`ray_tandem_requests_total`.
+Per pool and model version: requests by status, TTFT, time per output token, end-to-end
+latency, tokens in and out, and cost (each answer's x-tandem-cost-usd). Per model, pool
+and tier: SLO outcomes judged from measurements (`slo_misses` over `slo_judged`) beside
+the router's predicted misses. Per pool: its price and running replicas, whose product
+is the fleet's rent, and whether the router takes it (up: not marked down). Per tier:
+its spend and its budget, for the alert on a tier over budget. vLLM's engine metrics
+come from the LLMServer deployments themselves (`log_engine_metrics`). Ray prefixes
+every name with `ray_`, e.g. `ray_tandem_requests_total`; `deploy/prometheus` holds the
+rules over them.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class ServeMetrics:
                            "USD/hour.", tag_keys=("pool",))
         self.replicas = Gauge("tandem_pool_replicas", "Running replicas of the pool.",
                               tag_keys=("pool",))
+        self.up = Gauge("tandem_pool_up", "1 while the router sends the pool traffic (a cold "
+                        "pool included), 0 while it is marked down.", tag_keys=("pool",))
+        self.tier_cost = Counter("tandem_tier_cost_usd_total", "Cost of answered requests per "
+                                 "tier (their x-tandem-cost-usd), USD.", tag_keys=("tier",))
+        self.tier_budget = Gauge("tandem_tier_budget_per_hour", "A tier's spend cap, USD/hour "
+                                 "(tiers with one).", tag_keys=("tier",))
 
     def decision(self, pool: str, model: str, tier: str, predicted_slo_miss: bool) -> None:
         self.decisions.inc(1, {"pool": pool, "model": model, "tier": tier})
@@ -66,13 +74,18 @@ class ServeMetrics:
         if not met:
             self.slo_misses.inc(1, tags)
 
-    def pool(self, pool: str, price_per_hour: float, running_replicas: int) -> None:
+    def pool(self, pool: str, price_per_hour: float, running_replicas: int, up: bool) -> None:
         self.price.set(price_per_hour, {"pool": pool})
         self.replicas.set(running_replicas, {"pool": pool})
+        self.up.set(1 if up else 0, {"pool": pool})
+
+    def budgets(self, per_tier: dict[str, float]) -> None:
+        for tier, budget in per_tier.items():
+            self.tier_budget.set(budget, {"tier": tier})
 
     def request_done(self, labels: dict[str, str], status: str, e2e_s: float,
                      ttft_s: float | None = None, usage: dict[str, Any] | None = None,
-                     cost_usd: float = 0.0) -> None:
+                     cost_usd: float = 0.0, tier: str | None = None) -> None:
         """Count one answered request; `ttft_s` only for streamed ones (a whole response
         arriving at once has no observable first token)."""
         self.requests.inc(1, {**labels, "status": status})
@@ -89,3 +102,5 @@ class ServeMetrics:
             self.tokens.inc(out, {**labels, "direction": "out"})
         if cost_usd > 0:
             self.cost.inc(cost_usd, labels)
+            if tier is not None:
+                self.tier_cost.inc(cost_usd, {"tier": tier})

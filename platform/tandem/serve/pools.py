@@ -14,6 +14,8 @@ from typing import Any
 
 from tandem.serve.config import PoolConfig
 
+PREFIX_CACHE_ROUTER = "ray.serve.llm.request_router.PrefixCacheAffinityRouter"
+
 
 @dataclass(frozen=True)
 class Route:
@@ -59,6 +61,10 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
     else:
         deployment["num_replicas"] = pool.num_replicas
         deployment["autoscaling_config"] = None
+    if pool.replica_router == "prefix-cache":
+        # eviction on: its prefix tree (one per deployment) would otherwise grow with every prompt
+        deployment["request_router_config"] = {"request_router_class": PREFIX_CACHE_ROUTER,
+                                               "request_router_kwargs": {"do_eviction": True}}
     env = {"TANDEM_POOL": pool_name}
     kwargs: dict[str, Any] = {
         "model_loading_config": {"model_id": model_name, "model_source": str(model_dir)},

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tandem.triggers.window import ratings
+from tandem.telemetry.window import ratings
 
 EXPERIMENT = "tandem-serving"
 MAX_REMEMBERED = 50_000  # exported requests the state file remembers (the newest)

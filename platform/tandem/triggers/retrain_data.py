@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from tandem.data.task import PROMPT_SUFFIX
-from tandem.triggers.window import chat_messages, ratings
+from tandem.telemetry.window import chat_messages, ratings
 
 
 def training_prompt(logged: str) -> str:

@@ -75,6 +75,10 @@ class TriggerState:
     def already_submitted(self, window_id: str) -> bool:
         return window_id in self._submitted
 
+    def jobs(self) -> dict[str, str]:
+        """Window id -> the job submitted for it."""
+        return dict(self._submitted)
+
     def job_of(self, window_id: str) -> str | None:
         """The job submitted for `window_id`, if any."""
         return self._submitted.get(window_id)

@@ -15,7 +15,7 @@ SHIPPED = sorted((REPO / "apps").glob("serve.*.yaml"))
 def test_shipped_serve_config_validates(path):
     config = load_serve_config(path)
     assert path.read_text().startswith("# Launch: tandem deploy --config apps/")
-    assert config.model.startswith("models:/tandem-tiny@")
+    assert config.model.endswith("@champion")  # the alias `tandem promote` moves
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
@@ -27,17 +27,6 @@ def test_local_pools_differ_for_real_and_in_price():
     assert fast.price_per_hour > cheap.price_per_hour
     assert fast.engine.max_num_seqs > cheap.engine.max_num_seqs
     assert all(pool.is_cpu and pool.engine.kv_cache_memory_bytes for pool in config.pools.values())
-
-
-def test_gpu_pools_match_cluster_gpus():
-    config = load_serve_config(REPO / "apps" / "serve.gpu.yaml")
-    assert {pool.gpu for pool in config.pools.values()} == {"H100", "H200", "A100-80G", "L4"}
-    assert config.pools["a100"].engine.quantization is None  # no fp8 on A100
-    from tandem.catalog import load_catalog
-
-    prices = {pool.gpu: pool.price_per_hour for pool in config.pools.values()}
-    assert prices == {name: gpu.price_per_hour for name, gpu in load_catalog().gpus.items()
-                      if name in prices}  # one place for prices: the catalog
 
 
 def test_unknown_key_is_a_user_error(tmp_path):

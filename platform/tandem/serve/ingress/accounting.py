@@ -42,7 +42,7 @@ class Accounting:
                   "model_version": str(exchange.version or "none")}
         ttft_s = exchange.ttft_s if status == 200 and exchange.stream else None
         self._metrics.request_done(labels, str(status), elapsed, ttft_s, exchange.usage,
-                                   exchange.charged_usd())
+                                   exchange.charged_usd(), exchange.features.tier)
         record = exchange.record(elapsed)
         if exchange.pool is not None:
             self._metrics.slo_outcome(labels["model"], exchange.pool, exchange.features.tier,

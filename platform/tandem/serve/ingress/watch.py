@@ -147,8 +147,8 @@ class PoolWatch:
             pass
 
     async def _mark_dead_pools(self) -> None:
-        """Mark down each pool without a RUNNING replica; export each pool's price and running
-        replicas (its canary's included), whose product is what the pool rents."""
+        """Mark down each pool without a RUNNING replica (`judge_pools`); export each pool's
+        price, running replicas and whether it is up, and each tier's budget."""
         from ray.serve.context import _get_global_client
 
         try:
@@ -157,7 +157,10 @@ class PoolWatch:
             return
         rent = judge_pools(self.table, running_replicas(details), self._router, time.time())
         for pool, (price, replicas) in rent.items():
-            self._metrics.pool(pool, price, replicas)
+            self._metrics.pool(pool, price, replicas, pool not in self._router.down)
+        self._metrics.budgets({tier: targets.budget_per_hour
+                               for tier, targets in self._router.routing.tiers.items()
+                               if targets.budget_per_hour is not None})
 
     async def _probe_down_pools(self) -> None:
         from ray import serve

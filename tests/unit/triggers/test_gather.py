@@ -3,10 +3,10 @@ import json
 import pytest
 from tandem.telemetry.feedback import Feedback, FeedbackStore, read_feedback
 from tandem.telemetry.request_log import RequestLog, read_requests
+from tandem.triggers.gather import Baseline, gather_window
 from tandem.triggers.policies import NewLabelsConfig, NewLabelsTrigger, QualityTrigger
 from tandem.triggers.profile import DataProfile
 from tandem.triggers.state import TriggerState
-from tandem.triggers.window import Baseline, gather_window, prompt_text, ratings
 
 from .tables import NOW, feedback, feedback_table, request, requests_table
 
@@ -87,7 +87,6 @@ def test_feedback_on_a_request_missing_from_the_table_uses_the_stored_copy():
                                    model_version=3, prompt="translate: red =>"))
     window = gather(requests_table(), rows)
     assert window.scores == (-1.0,) and window.corrections_since_training == 1
-    assert ratings(rows, requests_table())[0].prompt == "translate: red =>"
 
 
 def test_traffic_measures_cover_the_models_answered_requests_in_the_window():
@@ -122,15 +121,6 @@ def test_an_empty_log_gives_an_empty_window():
     assert window.requests == 0 and window.cost_per_request_usd is None
     assert window.scores == () and window.prompts == () and window.profile is profile
     assert QualityTrigger().evaluate(window, TriggerState(), NOW).action == "none"
-
-
-def test_prompt_text_reads_chat_messages_and_keeps_anything_else():
-    chat = json.dumps([{"role": "system", "content": "be brief"},
-                       {"role": "user", "content": "translate: red cat"}])
-    assert prompt_text(chat) == "be brief\ntranslate: red cat"
-    assert prompt_text("translate: red cat =>") == "translate: red cat =>"
-    assert prompt_text("[1, 2, 3]") == "[1, 2, 3]"
-    assert prompt_text("[not json") == "[not json"
 
 
 def test_a_window_gathered_from_stored_telemetry_fires_new_labels(tmp_path):

@@ -2,12 +2,10 @@
 
 Policies are pure functions of a window, so this is where telemetry meets them: a pure
 function of the two tables (as `read_requests` and `read_feedback` return them) and of
-`now`. Feedback is joined to its request by request id; the request's record says which
-model and version answered and what the prompt was, and the copy the feedback store
-made at post time fills in for requests outside the table read. Per-version measures
-(scores, baseline) are about the champion; traffic measures (prompts, SLO misses,
-cost) are about every request for the model, since drift, latency and cost do not
-depend on which version answered.
+`now`, over the ratings `tandem.telemetry.window` joins to their requests. Per-version
+measures (scores, baseline) are about the champion; traffic measures (prompts, SLO
+misses, cost) are about every request for the model, since drift, latency and cost do
+not depend on which version answered.
 
 The request log does not keep the router's SLO-miss flag, so misses are read from the
 routing reason (`tandem.routing.cost_policy`): no pool met the targets, or a tier's
@@ -16,31 +14,16 @@ budget cap spilled the request to the cheapest pool.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tandem.telemetry.feedback import FeedbackScale, normalized_score
-from tandem.telemetry.schema import TIMESTAMP, as_utc
+from tandem.telemetry.window import between, prompt_text, ratings
 from tandem.triggers.policies import TriggerWindow
 from tandem.triggers.profile import DataProfile
-
-
-@dataclass(frozen=True)
-class Rating:
-    """The latest feedback on one request, with what the request's record says about it."""
-
-    request_id: str
-    time: float
-    score: float
-    correction: str | None
-    model: str | None
-    model_version: int | None
-    prompt: str | None
 
 
 @dataclass(frozen=True)
@@ -56,60 +39,6 @@ class Baseline:
         if not scores:
             return None
         return cls(sum(scores) / len(scores), sum(score < 0 for score in scores) / len(scores))
-
-
-def _between(table: pa.Table, start: float | None, end: float) -> pa.Table:
-    """Rows of `table` with `start < time <= end` (no lower bound when `start` is None)."""
-    mask = pc.less_equal(table["time"], pa.scalar(as_utc(end), TIMESTAMP))
-    if start is not None:
-        mask = pc.and_(mask, pc.greater(table["time"], pa.scalar(as_utc(start), TIMESTAMP)))
-    return table.filter(mask)
-
-
-def _known(logged: Any, copied: Any) -> Any:
-    return copied if logged is None else logged
-
-
-def ratings(feedback: pa.Table, requests: pa.Table) -> list[Rating]:
-    """The latest feedback per request id, oldest first, joined to the request records."""
-    records = {row["request_id"]: row for row in
-               requests.select(["request_id", "model", "model_version", "prompt"]).to_pylist()}
-    latest: dict[str, dict[str, Any]] = {}
-    for row in feedback.sort_by([("time", "ascending"), ("feedback_id", "ascending")]).to_pylist():
-        latest.pop(row["request_id"], None)
-        latest[row["request_id"]] = row
-    out = []
-    for request_id, row in latest.items():
-        record = records.get(request_id, {})
-        out.append(Rating(
-            request_id=request_id, time=row["time"].timestamp(), score=row["score"],
-            correction=row["correction"],
-            model=_known(record.get("model"), row["model"]),
-            model_version=_known(record.get("model_version"), row["model_version"]),
-            prompt=_known(record.get("prompt"), row["prompt"])))
-    return out
-
-
-def chat_messages(logged: str) -> list[dict[str, Any]] | None:
-    """The messages of a logged chat prompt (the request log keeps them as JSON), or None
-    when `logged` is a completion prompt."""
-    if not logged.startswith("["):
-        return None
-    try:
-        messages = json.loads(logged)
-    except ValueError:
-        return None
-    if isinstance(messages, list) and messages and all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
-        return messages
-    return None
-
-
-def prompt_text(logged: str) -> str:
-    """The text of a logged prompt: a chat's message contents, one per line, or the
-    completion prompt as is."""
-    messages = chat_messages(logged)
-    return logged if messages is None else "\n".join(m["content"] for m in messages)
 
 
 def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version: int | None,
@@ -131,7 +60,7 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
             None counts them all.
     """
     start = now - window_s
-    model_ratings = [r for r in ratings(_between(feedback, None, now), requests) if r.model == model]
+    model_ratings = [r for r in ratings(between(feedback, None, now), requests) if r.model == model]
     champion = [r for r in model_ratings if version is None or r.model_version == version]
     recent = [r for r in champion if r.time > start][-last_n:]
     if baseline is None:
@@ -142,7 +71,7 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
     corrections = sum(r.correction is not None and
                       (last_training_time is None or r.time > last_training_time)
                       for r in model_ratings)
-    traffic = _between(requests, start, now)
+    traffic = between(requests, start, now)
     traffic = traffic.filter(pc.and_(pc.equal(traffic["model"], model),
                                      pc.less(traffic["status"], 400)))
     rows = traffic.select(["prompt", "slo_met", "cost_usd"]).to_pylist()

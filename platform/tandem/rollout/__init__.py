@@ -1,0 +1,1 @@
+"""A retrained challenger's way to champion: offline gate, canary, promotion, rollback."""

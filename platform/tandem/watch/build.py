@@ -1,0 +1,226 @@
+"""Each piece of the retraining loop wired to the real stores.
+
+The watcher (`tandem.triggers`) reads the request log and feedback under
+`$TANDEM_HOME/telemetry`, the champion and the time of the newest training run from MLflow,
+keeps its durable state in `$TANDEM_HOME/triggers/<model>.json` (so a restarted loop does
+not fire twice in one window), and submits `jobs/finetune.py` through Ray's Jobs API with
+the trigger, its window and the parent version (the job fine-tunes
+`models:/<model>/<champion>`, which `run_finetune` records as `tandem.parent_version`).
+The retraining set is written to `$TANDEM_HOME/datasets/retrain/<submission id>.jsonl`
+before the job is submitted. The rollout (`tandem.rollout`) takes a retrained challenger
+through offline evaluation, a canary on live traffic, promotion or rollback, over the
+registry and the Serve deployment; the trace export (`tandem.telemetry.traces`) sends
+sampled and rated requests to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tandem.errors import UserError
+
+if TYPE_CHECKING:
+    from tandem.rollout.controller import Rollout
+    from tandem.settings import Settings
+    from tandem.telemetry.traces import TraceExport
+    from tandem.triggers.policies import TriggerResult, TriggerWindow
+    from tandem.triggers.watcher import Watcher
+    from tandem.watch.config import WatchConfig
+
+FINETUNE_ENTRYPOINT = "jobs/finetune.py"
+
+
+def retrain_overrides(model: str, data: Path, result: TriggerResult,
+                      parent: int | None) -> list[str]:
+    """`jobs/finetune.py` overrides that train `model` on `data`, starting from version
+    `parent` when there is one, with the trigger's lineage."""
+    overrides = [f"--registered_model={model}", f"--train_data={json.dumps([str(data)])}",
+                 f"--trigger={json.dumps(f'{result.name}: {result.reason}')}",
+                 f"--trigger_window={json.dumps(result.window_id)}"]
+    if parent is not None:
+        overrides.append(f"--base_model=models:/{model}/{parent}")
+    return overrides
+
+
+def _training_rows(paths: list[Path]) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    from tandem.data.loader import validate_examples_file
+    from tandem.triggers.retrain_data import read_jsonl
+
+    rows: list[dict] = []
+    for path in paths:
+        validate_examples_file(path)
+        rows += (read_jsonl(path) if path.suffix == ".jsonl" else
+                 pq.read_table(path, columns=["prompt", "completion"]).to_pylist())
+    return rows
+
+
+def _registry_facts(model: str, tracking_uri: str) -> tuple[int | None, float | None]:
+    """`model`'s champion version and the creation time of its newest version (POSIX
+    seconds), each None when there is none; `UserError` when MLflow does not answer."""
+    from tandem.registry import CHAMPION, _client, alias_version
+
+    try:
+        versions = _client(tracking_uri).search_model_versions(f"name='{model}'")
+        newest = max((mv.creation_timestamp / 1000 for mv in versions), default=None)
+        return alias_version(model, CHAMPION, tracking_uri), newest
+    except Exception as error:  # MLflow raises many types for "server unreachable"
+        raise UserError(f"cannot read {model} from MLflow at {tracking_uri} "
+                        f"({type(error).__name__}); start the stack with `tandem up`") from None
+
+
+def trigger_state_path(config: WatchConfig, settings: Settings) -> Path:
+    """Where the watcher keeps `config.model`'s fire times and submitted jobs."""
+    return settings.home / "triggers" / f"{config.model}.json"
+
+
+def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
+    """A `Watcher` over `settings.home`'s telemetry that submits `jobs/finetune.py`."""
+    from tandem.config import load_config
+    from tandem.jobs import submit_job
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+    from tandem.train.config import FinetuneConfig
+    from tandem.train.run import resolve_data_paths
+    from tandem.triggers.gather import gather_window
+    from tandem.triggers.policies import (
+        DriftTrigger,
+        LatencyCostAlert,
+        NewLabelsTrigger,
+        QualityTrigger,
+    )
+    from tandem.triggers.profile import DataProfile
+    from tandem.triggers.retrain_data import build_retrain_rows, write_jsonl
+    from tandem.triggers.state import TriggerState
+    from tandem.triggers.watcher import Watcher
+
+    finetune = load_config(FinetuneConfig, config.finetune_config)
+    train_rows = _training_rows(resolve_data_paths(finetune.train_data, settings))
+    profile = (DataProfile.load(config.profile) if config.profile
+               else DataProfile.build([row["prompt"] for row in train_rows]))
+    telemetry = settings.home / "telemetry"
+
+    def gather(now: float) -> TriggerWindow:
+        champion, last_training = _registry_facts(config.model, settings.mlflow_url)
+        return gather_window(
+            read_requests(telemetry), read_feedback(telemetry), model=config.model,
+            version=champion, now=now, window_s=config.window_s, last_n=config.quality.last_n,
+            baseline=None, profile=profile, scale=config.feedback_scale,
+            slo_miss_target=config.slo_miss_target, cost_target_usd=config.cost_target_usd,
+            last_training_time=last_training)
+
+    def submit(result: TriggerResult, job_id: str) -> str:
+        rows = build_retrain_rows(read_feedback(telemetry), read_requests(telemetry), train_rows,
+                                  sample=config.retrain_sample, seed=config.seed,
+                                  model=config.model,
+                                  holdout_share=config.rollout.feedback_holdout_share,
+                                  repeats=config.correction_repeats)
+        data = write_jsonl(rows, settings.home / "datasets" / "retrain" / f"{job_id}.jsonl")
+        parent, _ = _registry_facts(config.model, settings.mlflow_url)
+        entrypoint = ["python", FINETUNE_ENTRYPOINT, "--config", config.finetune_config,
+                      *config.finetune_overrides,
+                      *retrain_overrides(config.model, data, result, parent)]
+        try:
+            return submit_job(settings, entrypoint, submission_id=job_id)
+        except Exception as error:
+            if "already exists" in str(error):  # submitted before; Ray keeps one job per id
+                return job_id
+            raise
+
+    def alert(result: TriggerResult) -> None:
+        print(f"ALERT {config.model} {result.name}: {result.reason}", flush=True)
+
+    policies = [QualityTrigger(config.quality), DriftTrigger(config.drift),
+                NewLabelsTrigger(config.new_labels), LatencyCostAlert(config.latency_cost)]
+    state = TriggerState(trigger_state_path(config, settings))
+    return Watcher(policies, state, gather, submit, alert)
+
+
+def build_rollout(config: WatchConfig, settings: Settings,
+                  observed_tags: Callable[[str, int, dict[str, str]], None] | None = None,
+                  ) -> Rollout:
+    """A `Rollout` of `config.model` over the real registry, telemetry and Serve deployment.
+    Versions are scored on the fine-tuning config's eval data and on the corrections kept
+    out of retraining (`held_out`). `observed_tags(model, version, tags)` sees every
+    version's tags as they are read or written (the rollout-stage metric)."""
+    from tandem.config import load_config
+    from tandem.registry import (
+        CHALLENGER,
+        CHAMPION,
+        PREVIOUS,
+        alias_version,
+        download_model,
+        promote,
+        set_version_tags,
+        version_tags,
+    )
+    from tandem.rollout.controller import Rollout, RolloutOps
+    from tandem.rollout.evaluate import offline_scores
+    from tandem.rollout.live import live_stats
+    from tandem.serve import deploy
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+    from tandem.train.config import FinetuneConfig
+    from tandem.train.run import resolve_data_paths
+    from tandem.triggers.retrain_data import correction_rows, held_out
+
+    model, url, telemetry = config.model, settings.mlflow_url, settings.home / "telemetry"
+    finetune = load_config(FinetuneConfig, config.finetune_config)
+    holdout = _training_rows(resolve_data_paths(finetune.eval_data, settings))
+    share = config.rollout.feedback_holdout_share
+
+    def aliases() -> dict[str, int | None]:
+        return {alias: alias_version(model, alias, url) for alias in (CHAMPION, CHALLENGER, PREVIOUS)}
+
+    def score(*versions: int):
+        corrections = correction_rows(read_feedback(telemetry), read_requests(telemetry), model)
+        judged = [row for row in corrections if held_out(row["prompt"], share)]
+        return tuple(offline_scores(download_model(f"models:/{model}/{version}",
+                                                   settings.models_dir / "registry", url)[0],
+                                    holdout, judged) for version in versions)
+
+    def live(version: int, since: float, until: float):
+        return live_stats(read_requests(telemetry), read_feedback(telemetry), model=model,
+                          version=version, since=since, until=until, scale=config.feedback_scale)
+
+    def move_champion(version: int) -> None:
+        promote(model, version, url)
+        deploy.swap(model, version, settings)
+
+    def tags(version: int) -> dict[str, str]:
+        found = version_tags(model, version, url)
+        if observed_tags is not None:
+            observed_tags(model, version, found)
+        return found
+
+    def set_tags(version: int, new: dict[str, str]) -> None:
+        set_version_tags(model, version, new, url)
+        if observed_tags is not None:
+            observed_tags(model, version, new)
+
+    ops = RolloutOps(
+        aliases=aliases, tags=tags, set_tags=set_tags,
+        score=score, live=live,
+        start_canary=lambda version: deploy.start_canary(
+            model, version, config.rollout.canary_share, settings, config.rollout.canary_pools),
+        stop_canary=lambda: deploy.stop_canary(model, settings),
+        promote=move_champion,
+        rollback=lambda: move_champion(alias_version(model, PREVIOUS, url)))
+    return Rollout(config.rollout, ops, log=lambda line: print(f"{model} rollout {line}", flush=True))
+
+
+def build_trace_export(config: WatchConfig, settings: Settings) -> TraceExport:
+    """Exports `config.model`'s sampled and rated requests to MLflow (tandem.telemetry.traces)."""
+    from tandem.registry import _client
+    from tandem.telemetry.traces import TraceExport
+
+    def model_id_of(version: int) -> str | None:
+        return _client(settings.mlflow_url).get_model_version(config.model, str(version)).model_id
+
+    return TraceExport(settings.mlflow_url, config.model,
+                       settings.home / "telemetry" / f"traces-{config.model}.json",
+                       share=config.trace_share, model_id_of=model_id_of)

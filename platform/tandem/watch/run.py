@@ -1,0 +1,78 @@
+"""The retraining loop's clock: every interval the watcher judges the champion's telemetry
+(and submits a retraining job when a trigger fires), the rollout takes the next step of a
+retrained challenger, and new requests and feedback go to MLflow as traces.
+
+One failed evaluation (MLflow or Ray briefly unreachable) is logged and retried at the
+next interval, so the loop outlives the services it talks to; with `once` it raises
+instead. All its state is durable (`tandem.watch.build`), so a restarted loop resumes.
+The loop joins the Ray cluster so that its metrics (`tandem.watch.metrics`: retraining
+job outcomes, rollout stages) go out through Ray's metrics endpoint with serving's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tandem.errors import UserError
+from tandem.watch.build import (
+    FINETUNE_ENTRYPOINT,
+    build_rollout,
+    build_trace_export,
+    build_watcher,
+    trigger_state_path,
+)
+from tandem.watch.metrics import JobOutcomes, LoopMetrics
+
+if TYPE_CHECKING:
+    from tandem.settings import Settings
+    from tandem.watch.config import WatchConfig
+
+logger = logging.getLogger(__name__)
+
+
+def run_watch(config: WatchConfig, settings: Settings, *, once: bool = False) -> int:
+    """Tick the loop every `config.interval_s` until stopped; with `once`, tick once and
+    return 0. Must run from the project root (the retraining job's entrypoint and the
+    fine-tuning config are paths relative to it); `UserError` otherwise."""
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+
+    if not Path(FINETUNE_ENTRYPOINT).exists():
+        raise UserError(f"run `tandem watch` from the project root ({FINETUNE_ENTRYPOINT} not found)")
+    if not Path(config.finetune_config).is_file():
+        raise UserError(f"{config.finetune_config}: no such fine-tuning config (finetune_config)")
+    from tandem.cluster import join_cluster
+    from tandem.jobs import job_status
+    from tandem.triggers.state import TriggerState
+
+    join_cluster(settings)
+    metrics = LoopMetrics()
+    watcher = build_watcher(config, settings)
+    rollout = build_rollout(config, settings, metrics.observed_tags)
+    traces = build_trace_export(config, settings)
+    state_path = trigger_state_path(config, settings)
+    outcomes = JobOutcomes(config.model, lambda: TriggerState(state_path).jobs(),
+                           lambda job: job_status(settings, job), metrics.job_ended)
+    telemetry = settings.home / "telemetry"
+    while True:
+        try:
+            results = watcher.tick(time.time())
+            outcomes.check()
+            rollout.tick(time.time())
+            traces.export(read_requests(telemetry), read_feedback(telemetry))
+        except Exception:
+            if once:
+                raise
+            logger.exception("watch %s: evaluation failed; next try in %g s",
+                             config.model, config.interval_s)
+        else:
+            for result in results:
+                verdict = f"FIRED ({result.action})" if result.fired else "quiet"
+                print(f"{config.model} {result.name} [{result.window_id}] {verdict}: {result.reason}",
+                      flush=True)
+        if once:
+            return 0
+        time.sleep(config.interval_s)
