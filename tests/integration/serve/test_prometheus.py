@@ -84,12 +84,12 @@ def test_request_counters_match_the_request_log_and_the_rules_agree(served, http
     # burst touches exists (and has been scraped) before it
     _send(served, http, [f"prom-warm-{uuid.uuid4().hex[:8]}" for _ in range(4)])
 
-    def settled():  # the same count over two scrapes: nothing left to export
-        first = scalar(prometheus, total)
-        time.sleep(12)
+    def settled():  # the same count 25 s apart: longer than Ray's 10 s export plus a scrape,
+        first = scalar(prometheus, total)  # so nothing sent before is still on its way
+        time.sleep(25)
         return first if first and first == scalar(prometheus, total) else None
 
-    before = wait_for(settled, timeout_s=120, every_s=0)
+    before = wait_for(settled, timeout_s=180, every_s=0)
     assert before
     ids = [f"prom-{uuid.uuid4().hex[:12]}" for _ in range(12)]
     _send(served, http, ids)
