@@ -94,6 +94,9 @@ class PoolWatch:
         self._handle = handle  # route -> streaming deployment handle
         self.epoch, self.table = ray.get(table_actor.snapshot.remote(0))
         self._tasks: list[asyncio.Task] = []
+        metrics.budgets({tier: targets.budget_per_hour  # fixed by the config: exported once
+                         for tier, targets in router.routing.tiers.items()
+                         if targets.budget_per_hour is not None})
 
     def ensure_running(self) -> None:
         if not self._tasks or any(task.done() for task in self._tasks):
@@ -148,7 +151,7 @@ class PoolWatch:
 
     async def _mark_dead_pools(self) -> None:
         """Mark down each pool without a RUNNING replica (`judge_pools`); export each pool's
-        price, running replicas and whether it is up, and each tier's budget."""
+        price, running replicas and whether it is up."""
         from ray.serve.context import _get_global_client
 
         try:
@@ -158,9 +161,6 @@ class PoolWatch:
         rent = judge_pools(self.table, running_replicas(details), self._router, time.time())
         for pool, (price, replicas) in rent.items():
             self._metrics.pool(pool, price, replicas, pool not in self._router.down)
-        self._metrics.budgets({tier: targets.budget_per_hour
-                               for tier, targets in self._router.routing.tiers.items()
-                               if targets.budget_per_hour is not None})
 
     async def _probe_down_pools(self) -> None:
         from ray import serve
