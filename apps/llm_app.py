@@ -24,7 +24,7 @@ def build_app(args: dict[str, Any]):
 
     config = ServeAppConfig.model_validate(args)
     name, model_dir, version = resolve_model(config, load_settings())
-    table = initial_table(config, name, version, app=INGRESS_APP)
+    table = initial_table(config, name, version, load_settings(), app=INGRESS_APP)
     pools = [build_pool_application(name, model_dir, version, pool, spec)
              for pool, spec in config.pools.items()]
     ray.get(route_table.get_or_create(table).replace.remote(table))

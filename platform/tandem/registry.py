@@ -2,9 +2,11 @@
 and resolve `models:/NAME@ALIAS` to a local directory vLLM can load.
 
 One registered model per served model; aliases `champion` (serving),
-`challenger` (candidate), `previous` (last champion). Downloads are cached by
-version under `$TANDEM_HOME/models/registry/NAME/VERSION`, so a running server
-keeps working from its cache when MLflow is down.
+`challenger` (candidate), `previous` (last champion). A LoRA adapter registered
+unmerged is its own registered model too: its versions hold the adapter alone and
+the tag `tandem.adapter_base = models:/BASE/VERSION` names the base it needs.
+Downloads are cached by version under `$TANDEM_HOME/models/registry/NAME/VERSION`,
+so a running server keeps working from its cache when MLflow is down.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from tandem.errors import UserError
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 ARTIFACT_NAME = "model"
+ADAPTER_ARTIFACT = "adapter"
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: a directory holding an adapter alone
+ADAPTER_BASE_TAG = "tandem.adapter_base"
 # What the registered model needs to be reloaded by MLflow's transformers flavor;
 # passed explicitly because MLflow's requirement probe trips over torchvision.
 PIP_REQUIREMENTS = ["torch", "transformers", "safetensors", "tokenizers"]
@@ -45,6 +50,7 @@ class Lineage:
     parent_version: str = ""
     trigger: str = ""
     trigger_window: str = ""
+    adapter_base: str = ""  # an adapter's base, models:/NAME/VERSION
     eval_exact_match: float | None = None
     eval_loss: float | None = None
 
@@ -146,6 +152,52 @@ def register_checkpoint(
     return version
 
 
+def register_adapter(
+    adapter_dir: Path,
+    model_name: str,
+    lineage: Lineage,
+    tracking_uri: str | None = None,
+    mlflow_run_id: str | None = None,
+) -> int:
+    """Log `adapter_dir` (PEFT's adapter config and weights) as a new version of the
+    registered model `model_name`, tagged with its base (`lineage.adapter_base`).
+
+    The adapter is logged as plain run artifacts, not a transformers model: MLflow's
+    flavor would need the base model to load it. The version's description and the
+    registered model's tag name the base, so the MLflow UI shows what it needs.
+    Aliases as for `register_checkpoint`. Returns the version number.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not lineage.adapter_base:
+        raise UserError(f"adapter {model_name}: its base (models:/NAME/VERSION) is not known")
+    client = _client(tracking_uri)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=mlflow_run_id) if mlflow_run_id else mlflow.start_run(
+        run_name=f"register-{model_name}"
+    ) as run:
+        mlflow.log_artifacts(str(adapter_dir), artifact_path=ADAPTER_ARTIFACT)
+        source = mlflow.get_artifact_uri(ADAPTER_ARTIFACT)
+        run_id = run.info.run_id
+    try:
+        client.create_registered_model(model_name, tags={ADAPTER_BASE_TAG: lineage.adapter_base})
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        client.set_registered_model_tag(model_name, ADAPTER_BASE_TAG, lineage.adapter_base)
+    tags = {"tandem.run_id": run_id, **lineage.to_tags()}
+    created = client.create_model_version(
+        model_name, source=source, run_id=run_id, tags=tags,
+        description=f"LoRA adapter: serve it on {lineage.adapter_base}")
+    version = int(created.version)
+    client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+    if not _alias_version(client, model_name, CHAMPION):
+        client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    return version
+
+
 def _alias_version(client, model_name: str, alias: str) -> int | None:
     from mlflow.exceptions import MlflowException
 
@@ -174,7 +226,7 @@ def download_model(
     """Resolve `uri` and return (local model dir, version), downloading once per version."""
     name, version = resolve_version(uri, tracking_uri)
     target = cache_dir / name / str(version)
-    if (target / "config.json").exists():
+    if is_model_dir(target):
         return target, version
     import mlflow
 
@@ -182,27 +234,42 @@ def download_model(
         mlflow.set_tracking_uri(tracking_uri)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
-        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp)
-        model_dir = _find_model_dir(Path(tmp))
+        downloaded = Path(tmp) / "artifacts"  # an adapter's files come without a folder
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(downloaded))
+        model_dir = _find_model_dir(downloaded)
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = Path(tmp) / "staged"
         shutil.move(str(model_dir), staged)
         try:
             staged.rename(target)
         except OSError:
-            if not (target / "config.json").exists():  # lost a race to another downloader
+            if not is_model_dir(target):  # lost a race to another downloader
                 raise
     return target, version
 
 
+def is_model_dir(path: Path) -> bool:
+    """A full model (`config.json`) or an adapter (`adapter_config.json`) is there."""
+    return (path / "config.json").exists() or is_adapter_dir(path)
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (path / ADAPTER_CONFIG).exists()
+
+
 def _find_model_dir(root: Path) -> Path:
-    """The directory holding config.json inside MLflow's transformers artifact."""
+    """The directory holding the model (config.json) or adapter (adapter_config.json) inside
+    a registered version's artifacts."""
     for config in sorted(root.rglob("config.json"), key=lambda p: len(p.parts)):
         if (config.parent / "tokenizer_config.json").exists() or any(
             config.parent.glob("*.safetensors")
         ):
             return config.parent
-    raise UserError(f"registered artifact under {root} holds no loadable model (no config.json)")
+    adapters = sorted(root.rglob(ADAPTER_CONFIG), key=lambda p: len(p.parts))
+    if adapters:
+        return adapters[0].parent
+    raise UserError(f"registered artifact under {root} holds no loadable model (no config.json "
+                    f"or {ADAPTER_CONFIG})")
 
 
 @dataclass(frozen=True)

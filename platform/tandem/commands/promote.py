@@ -17,9 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tandem.errors import UserError
     from tandem.registry import promote
-    from tandem.serve.deploy import swap
+    from tandem.serve.deploy import check_swap, swap
 
     settings = load_settings()
+    check_swap(args.name, args.version, settings)
     try:
         old = promote(args.name, args.version, settings.mlflow_url)
     except Exception as error:

@@ -1,8 +1,12 @@
-"""The tiny local base model: a 2-layer Llama and a tokenizer trained on the task's own text.
+"""The tiny local base models and a tokenizer trained on the task's own text.
+
+Two architectures, so nothing downstream is tied to one model class: `tiny` is a 2-layer
+Llama (~0.4 M parameters), `tiny-qwen2` a 4-layer Qwen2 (~2.5 M parameters; q/k/v biases,
+its own config class and vLLM model code). Both share the tokenizer.
 
 Nothing is downloaded. The tokenizer is byte-level BPE (so vLLM's incremental
 detokenizer restores spaces) trained until every task word is one token; the
-model is a random-init `LlamaForCausalLM` saved with `save_pretrained`, which
+model is a random-init causal LM saved with `save_pretrained`, which
 is the same layout a real base model has, so training, registry and serving
 code never special-case it.
 
@@ -41,6 +45,22 @@ MODEL_CONFIG: dict[str, Any] = {
     "rope_theta": 10000.0,
     "tie_word_embeddings": True,
 }
+QWEN2_CONFIG: dict[str, Any] = {
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "intermediate_size": 512,
+    "max_position_embeddings": 128,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": True,
+}
+# spec -> (transformers architecture, its config); the spec is also the cache directory name
+ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
+    "tiny": ("llama", MODEL_CONFIG),
+    "tiny-qwen2": ("qwen2", QWEN2_CONFIG),
+}
 BUILD_MARKER = "tandem_build.json"
 BUILD_FORMAT = 1
 REQUIRED_FILES = (
@@ -52,21 +72,26 @@ REQUIRED_FILES = (
     BUILD_MARKER,
 )
 TINY_SPEC = "tiny"
+_CACHE_DIRS = {"tiny": "tiny-llama", "tiny-qwen2": "tiny-qwen2"}
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
-def build_spec(seed: int) -> dict[str, Any]:
+def build_spec(seed: int, architecture: str = TINY_SPEC) -> dict[str, Any]:
     """Everything that determines a tiny build; its hash decides whether to rebuild."""
     corpus = hashlib.sha256("\n".join(corpus_lines()).encode()).hexdigest()
-    return {
+    model_type, model_config = ARCHITECTURES[architecture]
+    spec = {
         "format": BUILD_FORMAT,
         "seed": seed,
         "corpus_sha256": corpus,
         "tokenizer_vocab_size": TOKENIZER_VOCAB_SIZE,
         "special_tokens": [EOS_TOKEN, PAD_TOKEN],
         "chat_template": CHAT_TEMPLATE,
-        "model": MODEL_CONFIG,
+        "model": model_config,
     }
+    if model_type != "llama":  # the Llama build's hash (and so every existing cache) stays as it was
+        spec["model_type"] = model_type
+    return spec
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -110,9 +135,9 @@ def train_tokenizer() -> Any:
     return tokenizer
 
 
-def _save_build(out_dir: Path, seed: int, spec: dict[str, Any]) -> None:
+def _save_build(out_dir: Path, seed: int, spec: dict[str, Any], architecture: str) -> None:
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     tokenizer = train_tokenizer()
     token_ids = {
@@ -120,9 +145,11 @@ def _save_build(out_dir: Path, seed: int, spec: dict[str, Any]) -> None:
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
     }
-    config = LlamaConfig(vocab_size=len(tokenizer), dtype="float32", **MODEL_CONFIG, **token_ids)
+    model_type, model_config = ARCHITECTURES[architecture]
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), dtype="float32",
+                                  **model_config, **token_ids)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(**token_ids)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -130,22 +157,23 @@ def _save_build(out_dir: Path, seed: int, spec: dict[str, Any]) -> None:
     (out_dir / BUILD_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
-def build_tiny_base_model(out_dir: Path, seed: int = 0) -> Path:
-    """Build (or reuse) the tiny base model and its tokenizer in `out_dir`.
+def build_tiny_base_model(out_dir: Path, seed: int = 0, architecture: str = TINY_SPEC) -> Path:
+    """Build (or reuse) a tiny base model (`architecture`: a key of ARCHITECTURES) and its
+    tokenizer in `out_dir`.
 
     Returns `out_dir` once it holds `config.json`, `model.safetensors`,
     tokenizer files and `generation_config.json`, loadable by
     `AutoModelForCausalLM`/`AutoTokenizer.from_pretrained` and by vLLM.
     """
     out_dir = Path(out_dir).absolute()
-    spec = build_spec(seed)
+    spec = build_spec(seed, architecture)
     expected = spec_hash(spec)
     if is_complete_build(out_dir, expected):
         return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=out_dir.parent))
     try:
-        _save_build(staging, seed, spec)
+        _save_build(staging, seed, spec, architecture)
         if out_dir.exists() and not is_complete_build(out_dir, expected):
             # A stale or broken build: move it aside, then swap the new one in.
             stale = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stale-", dir=out_dir.parent))
@@ -165,7 +193,7 @@ def build_tiny_base_model(out_dir: Path, seed: int = 0) -> Path:
 def resolve_base_model(spec: str, cache_dir: Path, allowed_dirs: Sequence[Path] = ()) -> Path | str:
     """Turn a base-model spec into something `from_pretrained` (and vLLM) can load.
 
-    `"tiny"` builds or reuses the tiny model under `cache_dir`; an existing
+    `"tiny"` or `"tiny-qwen2"` builds or reuses that tiny model under `cache_dir`; an existing
     local directory inside `cache_dir` or one of `allowed_dirs` (after resolving
     `..` and symlinks) is returned as a `Path`; any other `org/name` is a Hugging
     Face hub id, returned unchanged as a `str` for the hub to resolve. URLs are
@@ -175,8 +203,8 @@ def resolve_base_model(spec: str, cache_dir: Path, allowed_dirs: Sequence[Path] 
         UserError: the spec is a directory outside the allowed ones, looks like a
             local path that does not exist, or is neither a path nor a hub id.
     """
-    if spec == TINY_SPEC:
-        return build_tiny_base_model(Path(cache_dir) / "tiny-llama")
+    if spec in ARCHITECTURES:
+        return build_tiny_base_model(Path(cache_dir) / _CACHE_DIRS[spec], architecture=spec)
     local = Path(spec).expanduser()
     if local.is_dir():
         resolved = local.resolve()
@@ -189,7 +217,7 @@ def resolve_base_model(spec: str, cache_dir: Path, allowed_dirs: Sequence[Path] 
         return resolved
     if spec.startswith(("/", ".", "~")) or local.exists() or not _HUB_ID.match(spec):
         raise UserError(
-            f"base model {spec!r} is neither 'tiny', a local model directory, "
-            "nor a Hugging Face hub id like 'org/name'"
+            f"base model {spec!r} is not {' or '.join(map(repr, ARCHITECTURES))}, a local "
+            "model directory, or a Hugging Face hub id like 'org/name'"
         )
     return spec

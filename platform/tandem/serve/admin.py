@@ -54,6 +54,35 @@ def check_target(model: str, version: int | None, mlflow_url: str) -> int:
     return previous
 
 
+def check_fits(models: dict[str, Any], model: str, version: int, mlflow_url: str) -> None:
+    """400, naming both, when `version` of adapter `model` was trained on another base than
+    the engines serve, or when a base model with adapters would move to another version."""
+    from tandem.registry import ADAPTER_BASE_TAG, version_tags
+    from tandem.serve.adapters import AdapterMismatch, adapters_on, check_base
+
+    entry = models[model]
+    adapter = entry.get("adapter")
+    if adapter is None:
+        attached = adapters_on(models, model)
+        if attached and version != entry["version"]:
+            raise RequestError(400, f"adapters {', '.join(attached)} are served on {model} "
+                               f"v{entry['version']} and would not fit v{version}", "version",
+                               "adapter_base_mismatch")
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = version_tags(model, version, mlflow_url)
+    except MlflowException as error:
+        raise RequestError(503, f"the model registry did not answer ({error.message[:200]})",
+                           code="registry_unavailable") from None
+    try:
+        check_base(model, version, tags.get(ADAPTER_BASE_TAG), adapter["base"],
+                   adapter["base_version"])
+    except AdapterMismatch as error:
+        raise RequestError(400, str(error), "version", "adapter_base_mismatch") from None
+
+
 def submit(arguments: list[str]) -> str:
     """Run `tandem ARGUMENTS` as a Ray job on this stack; returns the job id."""
     from tandem.jobs import submit_job

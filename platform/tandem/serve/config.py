@@ -67,6 +67,21 @@ class EngineSettings(StrictConfig):
         return kwargs
 
 
+class PoolAdapters(StrictConfig):
+    """LoRA adapters on a pool's engines (vLLM's `enable_lora`): the config's `adapters` are
+    served here beside the base model, loaded into the running engines on first use."""
+
+    max_adapters: int = Field(4, ge=1, description="Adapters one engine keeps loaded and mixes "
+                              "in one batch (vLLM's max_loras; Ray Serve's adapters per replica).")
+    max_rank: Literal[8, 16, 32, 64, 128, 256] = Field(
+        8, description="Largest LoRA rank served (vLLM's max_lora_rank; memory is reserved "
+        "for it).")
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        return {"enable_lora": True, "max_loras": self.max_adapters,
+                "max_cpu_loras": self.max_adapters, "max_lora_rank": self.max_rank}
+
+
 class LatencyPrior(StrictConfig):
     """Idle latency the router assumes for a pool before it has observed any request."""
 
@@ -103,6 +118,9 @@ class PoolConfig(StrictConfig):
     autoscaling: Autoscaling | None = Field(None, description="Autoscale replicas instead.")
     max_ongoing_requests: int = Field(64, gt=0, description="Requests one replica accepts at once.")
     engine: EngineSettings = Field(default_factory=EngineSettings, description="vLLM settings.")
+    adapters: PoolAdapters | None = Field(
+        None, description="Serve the config's LoRA `adapters` on this pool too (the base model "
+        "is served either way); pools without it serve the base alone.")
     prior: LatencyPrior | None = Field(
         None, description="The router's starting latency estimate; required for cpu pools "
         "(GPU pools derive theirs from the catalog and `model_profile`).")
@@ -178,6 +196,10 @@ class ServeAppConfig(StrictConfig):
     """Args of `apps/llm_app.py:build_app` (the Tandem ingress + its pools)."""
 
     model: str = Field("models:/tandem-tiny@champion", description="Registry URI served by every pool.")
+    adapters: list[str] = Field(
+        default_factory=list, description="Registered LoRA adapters (models:/NAME@ALIAS) served "
+        "on the pools with `adapters` set, each under its own model name. Each must have been "
+        "trained on the version of `model` served (its tandem.adapter_base tag).")
     pools: dict[str, PoolConfig] = Field(min_length=1, description="Pool name -> pool.")
     routing_policy: Literal["tandem", "least-loaded", "round-robin"] = Field(
         "tandem", description="How the ingress picks a pool per request: `tandem` is the "
@@ -211,6 +233,36 @@ class ServeAppConfig(StrictConfig):
             raise ValueError(f"{value!r} is not a registry URI (models:/NAME@ALIAS or "
                              "models:/NAME/VERSION)")
         return value
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_uris(cls, values: list[str]) -> list[str]:
+        for value in values:
+            cls._registry_uri(value)
+        return values
+
+    @model_validator(mode="after")
+    def _adapters_have_pools(self) -> ServeAppConfig:
+        from tandem.registry import parse_model_uri
+
+        names = [parse_model_uri(uri)[0] for uri in self.adapters]
+        if parse_model_uri(self.model)[0] in names:
+            raise ValueError("an adapter cannot have the served model's name")
+        if len(set(names)) < len(names):
+            raise ValueError("adapters: each registered adapter may be listed once")
+        if self.adapters and not self.adapter_pools():
+            raise ValueError("adapters are listed but no pool sets `adapters` "
+                             "(pools.<name>.adapters: {max_adapters: N})")
+        most = min((self.pools[pool].adapters.max_adapters for pool in self.adapter_pools()),
+                   default=0)
+        if self.adapters and len(self.adapters) > most:
+            raise ValueError(f"{len(self.adapters)} adapters listed but a pool keeps at most "
+                             f"{most} loaded (pools.<name>.adapters.max_adapters)")
+        return self
+
+    def adapter_pools(self) -> list[str]:
+        """The pools whose engines serve the adapters."""
+        return [name for name, pool in self.pools.items() if pool.adapters is not None]
 
     @model_validator(mode="after")
     def _pool_names(self) -> ServeAppConfig:

@@ -9,6 +9,9 @@ application (Serve drains its in-flight requests first). At most one extra engin
 per model is alive at any time, and no request sees a missing pool. A canary runs the
 challenger's pool applications beside the champion's with a share of the traffic; a
 promotion then swaps to those same applications, and a rejection deletes them.
+
+LoRA adapters (`tandem.serve.adapters`) are route-table entries on their base's engines: an
+adapter's swap or canary changes the table alone, and no engine starts or stops.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from tandem.errors import UserError
+from tandem.serve.adapters import (
+    adapter_entry,
+    adapters_on,
+    check_base,
+    engine_models,
+    resolve_adapter,
+)
 from tandem.serve.config import ServeAppConfig
 from tandem.serve.pools import Route, build_pool_application, route_for
 from tandem.settings import Settings
@@ -69,12 +79,18 @@ def build_ingress_application(config: ServeAppConfig, table: dict[str, Any],
     return deployment.bind(config=config.model_dump(mode="json"), table=table, pools=pools or [])
 
 
-def initial_table(config: ServeAppConfig, name: str, version: int,
+def initial_table(config: ServeAppConfig, name: str, version: int, settings: Settings,
                   app: str | None = None) -> dict[str, Any]:
+    """The route table of `config` serving `name` at `version`, with its adapters (each
+    checked against that version: AdapterMismatch names both when one does not fit)."""
     routes = {pool: route_for(name, version, pool, spec, app).to_dict()
               for pool, spec in config.pools.items()}
-    return {"models": {name: {"version": version, "pools": routes}},
-            "config": config.model_dump(mode="json")}
+    models = {name: {"version": version, "pools": routes}}
+    for uri in config.adapters:
+        adapter, adapter_version = resolve_adapter(uri, name, version, settings)
+        models[adapter] = adapter_entry(adapter, adapter_version, name, models[name],
+                                        config.adapter_pools())
+    return {"models": models, "config": config.model_dump(mode="json")}
 
 
 def _wait_running(apps: list[str], timeout_s: float, log: Log) -> None:
@@ -127,14 +143,14 @@ def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
     connect(settings)
     name, model_dir, version = resolve_model(config, settings)
     log(f"serving {name} v{version} from {model_dir}")
-    table = initial_table(config, name, version)
+    table = initial_table(config, name, version, settings)
     old = route_table.lookup()
     stale = set()
     if old is not None:
         import ray
 
         snapshot = ray.get(old.snapshot.remote(0))
-        stale = {route["app"] for entry in snapshot[1]["models"].values()
+        stale = {route["app"] for entry in engine_models(snapshot[1]["models"]).values()
                  for route in entry["pools"].values()}
     wanted = [route_for(name, version, pool, spec) for pool, spec in config.pools.items()]
     _deploy_pools(wanted, config, model_dir, timeout_s, log)
@@ -147,7 +163,10 @@ def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
     _wait_running([INGRESS_APP], timeout_s, log)
     for app in stale - {route.app for route in wanted}:
         serve.delete(app)
-    log(f"serving on {settings.api_url}/v1 (model {name}, version {version})")
+    adapters = ", ".join(f"{adapter} v{table['models'][adapter]['version']}"
+                         for adapter in adapters_on(table["models"], name))
+    log(f"serving on {settings.api_url}/v1 (model {name}, version {version}"
+        + (f"; adapters {adapters})" if adapters else ")"))
     return table
 
 
@@ -178,6 +197,10 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
     entry = table["models"].get(name)
     if entry is None:
         raise UserError(f"model {name!r} is not deployed (served: {', '.join(table['models'])})")
+    if "adapter" in entry:
+        swap_adapter(name, version, table, settings, log, timeout_s)
+        return
+    check_swap(name, version, settings, table)
     model_dir, _ = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
                                   settings.mlflow_url)
     actor = route_table.lookup()
@@ -209,6 +232,59 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
     ray.get(actor.set_version.remote(name, version))
 
 
+def check_swap(name: str, version: int, settings: Settings,
+               table: dict[str, Any] | None = None) -> None:
+    """Refuse a swap the engines could not serve, before any alias moves: an adapter
+    version trained on another base (AdapterMismatch names both), or a base moving to
+    another version under its adapters."""
+    if table is None:
+        try:
+            table = current_table(settings)
+        except UserError:
+            return  # nothing deployed: `swap` says so
+    entry = table["models"].get(name)
+    if entry is None:
+        return  # not served: `swap` says so
+    if "adapter" in entry:
+        adapter_target(name, version, table, settings)
+        return
+    attached = adapters_on(table["models"], name)
+    if attached and version != entry["version"]:
+        raise UserError(f"adapters {', '.join(attached)} are served on {name} "
+                        f"v{entry['version']} and would not fit v{version}: retrain them on "
+                        f"models:/{name}/{version}, list them in the Serve config and run "
+                        "`tandem deploy`")
+
+
+def adapter_target(name: str, version: int, table: dict[str, Any],
+                   settings: Settings) -> dict[str, Any]:
+    """The route-table entry of adapter `name` at `version` on the engines serving it now;
+    AdapterMismatch (naming both) when that version was trained on another base."""
+    from tandem.registry import ADAPTER_BASE_TAG, download_model, version_tags
+
+    config = ServeAppConfig.model_validate(table["config"])
+    adapter = table["models"][name]["adapter"]
+    base, base_entry = adapter["base"], table["models"][adapter["base"]]
+    tags = version_tags(name, version, settings.mlflow_url)
+    check_base(name, version, tags.get(ADAPTER_BASE_TAG), base, base_entry["version"])
+    download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
+                   settings.mlflow_url)
+    return adapter_entry(name, version, base, base_entry, config.adapter_pools())
+
+
+def swap_adapter(name: str, version: int, table: dict[str, Any], settings: Settings,
+                 log: Log = print, timeout_s: float = 60.0) -> None:
+    """Serve adapter `name` at `version`: the route table changes, the engines stay (they
+    load the new version on its first request); returns once every ingress replica has it."""
+    from tandem.serve import routes as route_table
+
+    target = adapter_target(name, version, table, settings)
+    _wait_applied(route_table.lookup().set_model.remote(name, target), timeout_s,
+                  f"switch adapter {name}")
+    log(f"adapter {name}: traffic on v{version} (pools {', '.join(target['pools'])}; "
+        "no engine restarted)")
+
+
 def start_canary(name: str, version: int, share: float, settings: Settings,
                  pools: list[str] | None = None, log: Log = print,
                  timeout_s: float | None = None) -> None:
@@ -228,6 +304,16 @@ def start_canary(name: str, version: int, share: float, settings: Settings,
                         f"(pools: {', '.join(config.pools)})")
     if entry["version"] == version:
         raise UserError(f"{name} v{version} is already the version serving; nothing to canary")
+    if "adapter" in entry:  # same engines, another adapter version: the table alone changes
+        target = adapter_target(name, version, table, settings)
+        pools = [pool for pool in pools or target["pools"] if pool in target["pools"]]
+        canary = {"version": version, "share": share, "adapter": target["adapter"],
+                  "pools": {pool: target["pools"][pool] for pool in pools}}
+        _wait_applied(route_table.lookup().set_canary.remote(name, canary), timeout_s or 60.0,
+                      "start the canary")
+        log(f"canary: {share:.0%} of {name}'s requests on adapter v{version} "
+            f"(pools {', '.join(canary['pools'])})")
+        return
     model_dir, _ = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
                                   settings.mlflow_url)
     routes = [route_for(name, version, pool, config.pools[pool]) for pool in pools or config.pools]
@@ -252,9 +338,12 @@ def stop_canary(name: str, settings: Settings, log: Log = print) -> None:
         log(f"no canary of {name} is running")
         return
     config = ServeAppConfig.model_validate(table["config"])
-    timeouts = _drain_timeouts(config, settings)
     epoch = _wait_applied(route_table.lookup().set_canary.remote(name, None), 60.0,
                           "end the canary")
+    if "adapter" in canary:  # its pools are the base's engines, which keep serving
+        log(f"canary of {name} v{canary['version']} ended")
+        return
+    timeouts = _drain_timeouts(config, settings)
     for pool, route in canary["pools"].items():
         _drain(route["app"], epoch, timeouts[pool], pool, log)
         serve.delete(route["app"], _blocking=True)

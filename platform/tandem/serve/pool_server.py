@@ -32,7 +32,13 @@ async def first_then_batched(chunks: AsyncGenerator[Any, None],
 
 
 class PoolServer(LLMServer):
-    """`LLMServer` whose streams send their first chunk without waiting for a batch."""
+    """`LLMServer` whose streams send their first chunk without waiting for a batch, and
+    whose adapters load from the registry's cache."""
+
+    def _init_shared(self, llm_config, engine_cls=None, model_downloader=None) -> None:
+        from tandem.serve.adapters import RegistryAdapterLoader
+
+        super()._init_shared(llm_config, engine_cls, model_downloader or RegistryAdapterLoader)
 
     def _batch_output_stream(self, generator: AsyncGenerator[Any, None]):
         return first_then_batched(generator, self._get_batch_interval_ms())

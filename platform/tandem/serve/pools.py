@@ -66,14 +66,19 @@ def llm_config(model_name: str, model_dir: Path | str, pool_name: str, pool: Poo
         deployment["request_router_config"] = {"request_router_class": PREFIX_CACHE_ROUTER,
                                                "request_router_kwargs": {"do_eviction": True}}
     env = {"TANDEM_POOL": pool_name}
+    engine_kwargs = pool.engine.engine_kwargs()
+    if pool.adapters is not None:
+        engine_kwargs.update(pool.adapters.engine_kwargs())
     kwargs: dict[str, Any] = {
         "model_loading_config": {"model_id": model_name, "model_source": str(model_dir)},
-        "engine_kwargs": pool.engine.engine_kwargs(),
+        "engine_kwargs": engine_kwargs,
         "deployment_config": deployment,
         "log_engine_metrics": True,
         "callback_config": {"callback_class": CALLBACK_CLASS},
         "server_cls": PoolServer,
     }
+    if pool.adapters is not None:  # PoolServer loads them from the registry (tandem.serve.adapters)
+        kwargs["lora_config"] = {"max_num_adapters_per_replica": pool.adapters.max_adapters}
     if pool.is_cpu:
         kwargs["accelerator_config"] = {"kind": "cpu"}
         node = pool.node or pool_name

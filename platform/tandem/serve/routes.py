@@ -60,6 +60,12 @@ class RouteTable:
         self._epoch += 1
         return self._epoch
 
+    def set_model(self, model: str, entry: dict[str, Any]) -> int:
+        """Replace `model`'s whole entry (an adapter's swap: same pools, new version)."""
+        self._table["models"][model] = entry
+        self._epoch += 1
+        return self._epoch
+
     def set_version(self, model: str, version: int) -> int:
         self._table["models"][model]["version"] = version
         self._epoch += 1

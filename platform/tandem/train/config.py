@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from tandem.config import StrictConfig
 
@@ -17,6 +17,10 @@ class LoraSettings(StrictConfig):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="Module names that get adapters.",
     )
+    merge: bool = Field(
+        True, description="Merge the adapters into a full copy of the base before saving. "
+        "false: save and register the adapter alone, as its own registered model served on "
+        "its base's engines (base_model must then be models:/NAME@ALIAS or models:/NAME/VERSION).")
 
 
 class FinetuneConfig(StrictConfig):
@@ -25,7 +29,8 @@ class FinetuneConfig(StrictConfig):
     registered_model: str = Field(
         "tandem-tiny", pattern=r"^[A-Za-z0-9._-]+$", description="MLflow registered model name.")
     base_model: str = Field(
-        "tiny", description="'tiny' (built locally), a local HF dir, a hub id, or models:/NAME@ALIAS.")
+        "tiny", description="'tiny' or 'tiny-qwen2' (built locally), a local HF dir, a hub id, "
+        "or models:/NAME@ALIAS.")
     train_data: list[str] = Field(
         default_factory=lambda: ["builtin:train"],
         min_length=1, description="JSONL/parquet files, or builtin:SPLIT of the task dataset.")
@@ -54,3 +59,17 @@ class FinetuneConfig(StrictConfig):
     experiment: str = Field("tandem-finetune", description="MLflow experiment name.")
     trigger: str = Field("", description="Why this run exists (lineage; set by retrain triggers).")
     trigger_window: str = Field("", description="Telemetry window that caused the trigger.")
+
+    @model_validator(mode="after")
+    def _adapter_needs_a_registered_base(self) -> FinetuneConfig:
+        if self.registers_adapter and not self.base_model.startswith("models:/"):
+            raise ValueError(
+                f"lora.merge false registers an adapter, which is served on its base's engines: "
+                f"base_model must be a registered model (models:/NAME@ALIAS), not "
+                f"{self.base_model!r}")
+        return self
+
+    @property
+    def registers_adapter(self) -> bool:
+        """A LoRA run saved and registered unmerged."""
+        return self.mode == "lora" and not self.lora.merge

@@ -2,7 +2,8 @@
 checkpoints that a restarted worker group resumes from.
 
 A checkpoint holds `model/` (a `save_pretrained` dir with tokenizer, LoRA
-already merged, so vLLM and the registry load it as is), `trainer_state.pt`
+already merged, so vLLM and the registry load it as is; with `lora.merge: false` the
+adapter alone, `adapter_config.json` and its weights), `trainer_state.pt`
 (epoch, optimizer, scheduler) and `lineage.json` (so `tandem register
 --checkpoint` can register it later without the job).
 """
@@ -32,11 +33,19 @@ from tandem.train.tracking import RunLogger
 MODEL_SUBDIR = "model"
 STATE_FILE = "trainer_state.pt"
 LINEAGE_FILE = "lineage.json"
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: marks a directory holding an adapter alone
 
 
-def _load_model(source: Path, config: FinetuneConfig) -> torch.nn.Module:
+def _load_model(source: Path, base_dir: Path, config: FinetuneConfig) -> torch.nn.Module:
+    """The model to train from `source`: a full model, or (resuming an unmerged LoRA run)
+    an adapter directory, loaded onto `base_dir` with its adapters trainable."""
     from transformers import AutoModelForCausalLM
 
+    if (source / ADAPTER_CONFIG).exists():
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        return PeftModel.from_pretrained(base, source, is_trainable=True)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     if config.mode == "lora":
         from peft import LoraConfig, get_peft_model
@@ -63,10 +72,13 @@ def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
 
 def _save_checkpoint(
     directory: Path, model: torch.nn.Module, tokenizer, optimizer, scheduler, epoch: int,
-    lineage: dict[str, Any],
+    lineage: dict[str, Any], adapter_only: bool,
 ) -> None:
-    _plain_model(model).save_pretrained(directory / MODEL_SUBDIR, safe_serialization=True)
-    tokenizer.save_pretrained(directory / MODEL_SUBDIR)
+    if adapter_only:  # PEFT writes the adapter's config and weights; the base has the tokenizer
+        getattr(model, "module", model).save_pretrained(directory / MODEL_SUBDIR)
+    else:
+        _plain_model(model).save_pretrained(directory / MODEL_SUBDIR, safe_serialization=True)
+        tokenizer.save_pretrained(directory / MODEL_SUBDIR)
     torch.save(
         {"epoch": epoch, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
         directory / STATE_FILE,
@@ -103,8 +115,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             print(f"resuming from checkpoint after epoch {state['epoch'] + 1}")
 
-    tokenizer = AutoTokenizer.from_pretrained(model_source)
-    model = ray.train.torch.prepare_model(_load_model(model_source, config))
+    tokenizer = AutoTokenizer.from_pretrained(loop_config["base_model_dir"])
+    model = ray.train.torch.prepare_model(
+        _load_model(model_source, Path(loop_config["base_model_dir"]), config))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -115,8 +128,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     total_steps = per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(0.1, 1.0 - step / total_steps))
-    # LoRA resumes from merged weights with fresh adapters, so only full runs reload moments.
-    if state is not None and config.mode == "full":
+    # A merged LoRA run resumes from merged weights with fresh adapters (no moments to reload);
+    # full runs and unmerged adapters resume the same parameters, so their moments apply.
+    if state is not None and (config.mode == "full" or config.registers_adapter):
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
 
@@ -167,7 +181,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         lineage = {**loop_config["lineage"], "eval_exact_match": metrics["eval_exact_match"],
                    "eval_loss": metrics["eval_loss"]}
         with tempfile.TemporaryDirectory(prefix="tandem-ckpt-") as directory:
-            _save_checkpoint(Path(directory), model, tokenizer, optimizer, scheduler, epoch, lineage)
+            _save_checkpoint(Path(directory), model, tokenizer, optimizer, scheduler, epoch,
+                             lineage, config.registers_adapter)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
     if resume_dir is not None:
         shutil.rmtree(resume_dir, ignore_errors=True)

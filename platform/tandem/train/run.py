@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tandem.errors import UserError
-from tandem.registry import Lineage, register_checkpoint, with_retries
+from tandem.registry import (
+    Lineage,
+    is_adapter_dir,
+    register_adapter,
+    register_checkpoint,
+    resolve_version,
+    with_retries,
+)
 from tandem.settings import Settings
 from tandem.train.config import FinetuneConfig
 from tandem.train.loop import LINEAGE_FILE, MODEL_SUBDIR, train_loop_per_worker
@@ -60,7 +67,11 @@ def resolve_base_model_dir(spec: str, settings: Settings) -> Path | str:
     if spec.startswith("models:/"):
         from tandem.registry import download_model
 
-        return download_model(spec, settings.models_dir / "registry", settings.mlflow_url)[0]
+        model_dir = download_model(spec, settings.models_dir / "registry", settings.mlflow_url)[0]
+        if is_adapter_dir(model_dir):
+            raise UserError(f"base_model {spec} is a LoRA adapter, not a model; train on its "
+                            "base (its tandem.adapter_base tag names it)")
+        return model_dir
     from tandem.models.tiny import resolve_base_model
 
     return resolve_base_model(spec, settings.models_dir / "base", settings.allowed_model_dirs)
@@ -146,7 +157,10 @@ def run_finetune(
         ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray_address,
                  log_to_driver=True)
 
-    base_dir = resolve_base_model_dir(config.base_model, settings)
+    base_spec = config.base_model
+    if base_spec.startswith("models:/"):  # pinned: an adapter names the version it trained on
+        base_spec = "models:/{}/{}".format(*resolve_version(base_spec, settings.mlflow_url))
+    base_dir = resolve_base_model_dir(base_spec, settings)
     run_name = f"{config.registered_model}-{time.strftime('%Y%m%d-%H%M%S')}"
     lineage = Lineage(
         dataset_fingerprint=dataset_fingerprint(train_paths),
@@ -157,6 +171,7 @@ def run_finetune(
                         if config.base_model.startswith("models:/") else ""),
         trigger=config.trigger,
         trigger_window=config.trigger_window,
+        adapter_base=base_spec if config.registers_adapter else "",
     )
     tracking_uri = settings.mlflow_url
     run_id = start_run(tracking_uri, config.experiment, run_name)
@@ -215,16 +230,19 @@ def register_saved_checkpoint(
     checkpoint_dir: Path, model_name: str, settings: Settings, run_id: str | None = None,
     log: Callable[[str], None] = print,
 ) -> int:
-    """Register a checkpoint written by a fine-tuning run, with its saved lineage."""
+    """Register a checkpoint written by a fine-tuning run (a full model, or an adapter alone),
+    with its saved lineage."""
     model_dir = checkpoint_dir / MODEL_SUBDIR
     lineage_file = checkpoint_dir / LINEAGE_FILE
-    if not (model_dir / "config.json").exists() or not lineage_file.exists():
+    adapter = is_adapter_dir(model_dir)
+    if not ((model_dir / "config.json").exists() or adapter) or not lineage_file.exists():
         raise UserError(f"{checkpoint_dir} is not a Tandem checkpoint (needs {MODEL_SUBDIR}/ "
                         f"and {LINEAGE_FILE})")
     lineage = Lineage(**json.loads(lineage_file.read_text()))
+    register = register_adapter if adapter else register_checkpoint
     try:
         version = with_retries(
-            lambda: register_checkpoint(model_dir, model_name, lineage, settings.mlflow_url, run_id),
+            lambda: register(model_dir, model_name, lineage, settings.mlflow_url, run_id),
             what=f"registering {model_name} in MLflow at {settings.mlflow_url}", log=log,
         )
     except Exception as error:
@@ -233,5 +251,6 @@ def register_saved_checkpoint(
             f"({type(error).__name__}); it is kept at {checkpoint_dir}. Register it later with:\n"
             f"  tandem register --checkpoint {checkpoint_dir} --model {model_name}"
         ) from None
-    log(f"registered {model_name} version {version}")
+    log(f"registered {model_name} version {version}"
+        + (f" (adapter on {lineage.adapter_base})" if adapter else ""))
     return version

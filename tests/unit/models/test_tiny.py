@@ -78,6 +78,21 @@ def test_model_reloads_and_matches_config(tiny_model_dir: Path, tokenizer) -> No
     assert logits.shape == (1, 3, len(tokenizer))
 
 
+def test_second_architecture_is_a_qwen2_of_a_few_million_parameters(tmp_path: Path,
+                                                                      tiny_model_dir: Path):
+    model_dir = tiny.resolve_base_model("tiny-qwen2", tmp_path)
+    assert model_dir == tmp_path / "tiny-qwen2"
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert 2e6 < sum(p.numel() for p in model.parameters()) < 5e6
+    assert model.model.layers[0].self_attn.q_proj.bias is not None  # Qwen2's q/k/v biases
+    shared = json.loads((tiny_model_dir / "tokenizer.json").read_text())
+    assert json.loads((model_dir / "tokenizer.json").read_text())["model"] == shared["model"]
+    llama_spec, qwen_spec = tiny.build_spec(0), tiny.build_spec(0, "tiny-qwen2")
+    assert "model_type" not in llama_spec  # the Llama cache keeps its hash
+    assert tiny.spec_hash(llama_spec) != tiny.spec_hash(qwen_spec)
+
+
 def test_build_is_idempotent(tiny_model_dir: Path) -> None:
     weights = tiny_model_dir / "model.safetensors"
     before = weights.stat().st_mtime_ns
@@ -103,11 +118,11 @@ def test_resolve_base_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert tiny.resolve_base_model("meta-llama/Llama-3.1-8B", tmp_path) == (
         "meta-llama/Llama-3.1-8B"
     )
-    with pytest.raises(UserError, match="neither"):
+    with pytest.raises(UserError, match="Hugging Face hub id"):
         tiny.resolve_base_model(str(tmp_path / "missing"), tmp_path)
-    with pytest.raises(UserError, match="neither"):
+    with pytest.raises(UserError, match="Hugging Face hub id"):
         tiny.resolve_base_model("not a model id!", tmp_path)
-    with pytest.raises(UserError, match="neither"):
+    with pytest.raises(UserError, match="Hugging Face hub id"):
         tiny.resolve_base_model("https://example.com/model", tmp_path)
 
 

@@ -372,8 +372,10 @@ def test_a_canary_takes_its_share_of_requests():
     canary = {"version": 2, "share": 0.25, "pools": {"cheap": route("cheap", 0.10)}}
     entry = {"version": 1, "pools": ROUTES, "canary": canary}
     draws = [i / 1000 for i in range(1000)]
-    assert sum(canary_or_champion(entry, d) is canary["pools"] for d in draws) == 250
-    assert canary_or_champion({"version": 1, "pools": ROUTES}, 0.0) is ROUTES
+    assert sum(canary_or_champion(entry, d) is canary for d in draws) == 250
+    assert canary_or_champion(entry, 0.5) is entry
+    champion_only = {"version": 1, "pools": ROUTES}
+    assert canary_or_champion(champion_only, 0.0) is champion_only
 
 
 def test_pool_states_carry_the_output_tokens_owed_by_requests_in_flight():

@@ -121,13 +121,18 @@ class TandemIngress(OpenAiIngress):
         self._watch.ensure_running()
         data = []
         for name, entry in self._watch.table["models"].items():
-            data.append({
+            card = {
                 "id": name, "object": "model", "created": 0, "owned_by": "tandem",
                 "version": str(entry["version"]),
                 "pools": {pool: {"version": str(route["version"]), "gpu": route["gpu"],
                                  "price_per_hour": route["price_per_hour"]}
                           for pool, route in entry["pools"].items()},
-            })
+            }
+            adapter = entry.get("adapter")
+            if adapter:  # `parent` as vLLM's own model list names a LoRA's base
+                card.update(parent=adapter["base"],
+                            adapter_base=f"models:/{adapter['base']}/{adapter['base_version']}")
+            data.append(card)
         return {"object": "list", "data": data}
 
     @app.get("/v1/models/{model:path}")
@@ -237,9 +242,12 @@ class TandemIngress(OpenAiIngress):
         self._edge.admit(request, ADMIN)
         model, version = admin.parse_target(await self._edge.read_json(request),
                                             action == "promote")
-        model_entry(self._watch.table["models"], model)  # 404 unless served here
+        models = self._watch.table["models"]
+        model_entry(models, model)  # 404 unless served here
         target = await asyncio.to_thread(admin.check_target, model, version,
                                          load_settings().mlflow_url)
+        await asyncio.to_thread(admin.check_fits, models, model, target,
+                                load_settings().mlflow_url)
         arguments = [action, model] + ([str(version)] if action == "promote" else [])
         job_id = await asyncio.to_thread(admin.submit, arguments)
         return JSONResponse({"object": "admin.job", "action": action, "model": model,

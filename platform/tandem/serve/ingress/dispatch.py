@@ -1,7 +1,9 @@
 """The third stage: pick a pool, call its LLMServer deployment, retry once elsewhere.
 
 While a canary runs, its share of a model's requests goes to the challenger's pools
-(`canary_or_champion`); the routing policy then picks the pool among that version's.
+(`canary_or_champion`); the routing policy then picks the pool among that version's. A LoRA
+adapter's request goes to its base's engines with the adapter version's name as its model
+and as Serve's multiplexed model id (`tandem.serve.adapters`).
 A pool whose every replica already holds `limits.max_queued_requests` waiting requests
 is skipped, and when all are full the answer is 503. A call that fails before anything
 was streamed marks the pool down and is sent once more to the next best pool. So is one
@@ -63,12 +65,13 @@ async def await_first_item(stream, pool: str, down: set[str]):
 
 
 def canary_or_champion(entry: dict[str, Any], draw: float) -> dict[str, Any]:
-    """The pools (routes of one version) a request goes to: the canary's when a canary runs
-    and `draw` (uniform in [0, 1)) falls within its share, else the champion's."""
+    """The version a request goes to (a dict with its `pools`, and `adapter` for an adapter):
+    the canary when one runs and `draw` (uniform in [0, 1)) falls within its share, else the
+    champion (`entry` itself)."""
     canary = entry.get("canary")
     if canary and canary["pools"] and draw < canary["share"]:
-        return canary["pools"]
-    return entry["pools"]
+        return canary
+    return entry
 
 
 class Dispatcher:
@@ -80,31 +83,38 @@ class Dispatcher:
         self._max_queued = max_queued_requests
         self._handles: dict[tuple[str, str], Any] = {}
 
-    def handle(self, route: dict[str, Any]):
-        """The streaming handle of a route's deployment (cached: creating one is not free)."""
-        key = (route["app"], route["deployment"])
+    def handle(self, route: dict[str, Any], lora: str | None = None):
+        """The streaming handle of a route's deployment, for adapter version `lora` if given
+        (cached: creating one is not free)."""
+        key = (route["app"], route["deployment"], lora)
         handle = self._handles.get(key)
         if handle is None:
             handle = serve.get_deployment_handle(route["deployment"], app_name=route["app"])
-            handle = self._handles[key] = handle.options(stream=True)
+            options = {"stream": True}
+            if lora is not None:
+                options["multiplexed_model_id"] = lora
+            handle = self._handles[key] = handle.options(**options)
         return handle
 
     async def send(self, request: Request, kind: str, parsed, entry: dict[str, Any],
                    exchange: Exchange):
         """(first item, stream) of the pool that answered; the stream is None for a whole
         response or an error, which the first item then holds."""
-        pools = canary_or_champion(entry, random.random())
+        target = canary_or_champion(entry, random.random())
+        pools, lora = target["pools"], (target.get("adapter") or {}).get("lora")
+        if lora is not None:
+            parsed.model = lora
         failed_pool = None
         for attempt in (1, 2):
             first_item, stream = await self._send_once(request, kind, parsed, pools, exchange,
-                                                       failed_pool)
+                                                       failed_pool, lora)
             if stream is not None or attempt == 2:
                 break
             failed_pool = exchange.pool  # the pool failed before streaming anything: once more
         return first_item, stream
 
     async def _send_once(self, request: Request, kind: str, parsed, pools: dict[str, Any],
-                         exchange: Exchange, failed_pool: str | None):
+                         exchange: Exchange, failed_pool: str | None, lora: str | None):
         """Route among `pools` and send once. Returns (first item, stream), or (exception,
         None) when the chosen pool failed before answering anything (the caller may retry
         elsewhere)."""
@@ -127,7 +137,7 @@ class Dispatcher:
                         router.price(decision, exchange.features, route["price_per_hour"]))
         router.dispatched(decision.pool, exchange.features, route["app"])
         try:
-            stream = getattr(self.handle(route), kind).remote(
+            stream = getattr(self.handle(route, lora), kind).remote(
                 parsed, RawRequestInfo.from_starlette_request(request))
             first, stream = await await_first_item(stream, decision.pool, router.down)
         except BackPressureError:

@@ -34,6 +34,7 @@ from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 
 from tandem.routing import RequestFeatures
+from tandem.serve.adapters import engine_models
 from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
@@ -64,7 +65,7 @@ def judge_pools(table: dict[str, Any], running: dict[tuple[str, str], int], rout
     one unless they may scale to zero (then they are cold); return each pool's price and
     running replicas, its canary's included, whose product is what the pool rents."""
     rent: dict[str, tuple[float, int]] = {}
-    for entry in table["models"].values():
+    for entry in engine_models(table["models"]).values():
         canary = (entry.get("canary") or {}).get("pools") or {}
         for routes, champion in ((entry["pools"], True), (canary, False)):
             for pool, route in routes.items():
@@ -165,7 +166,7 @@ class PoolWatch:
     async def _probe_down_pools(self) -> None:
         from ray import serve
 
-        down = [(pool, route) for entry in self.table["models"].values()
+        down = [(pool, route) for entry in engine_models(self.table["models"]).values()
                 for pool, route in entry["pools"].items() if pool in self._router.down]
         for pool, route in down:
             handle = serve.get_deployment_handle(route["deployment"], app_name=route["app"])
@@ -180,7 +181,7 @@ class PoolWatch:
         now = time.time()
         features = RequestFeatures(prompt_tokens=estimate_prompt_tokens({"prompt": PROBE_PROMPT}),
                                    max_tokens=1, tier=router.default_tier())
-        for model, entry in self.table["models"].items():
+        for model, entry in engine_models(self.table["models"]).items():
             for state in router.pools_to_probe(entry["pools"], now):
                 request = CompletionRequest(model=model, prompt=PROBE_PROMPT, max_tokens=1,
                                             temperature=0)
