@@ -163,8 +163,9 @@ def register_adapter(
     registered model `model_name`, tagged with its base (`lineage.adapter_base`).
 
     The adapter is logged as plain run artifacts, not a transformers model: MLflow's
-    flavor would need the base model to load it. The version's description and the
-    registered model's tag name the base, so the MLflow UI shows what it needs.
+    flavor would need the base model to load it. The version's tag and description name
+    its base, so the MLflow UI shows what it needs; the registered model's tag follows its
+    newest version.
     Aliases as for `register_checkpoint`. Returns the version number.
     """
     import mlflow

@@ -1,9 +1,10 @@
 """Closed-loop streaming load on an OpenAI-compatible endpoint, measured as the client sees it.
 
 `streams` clients each send `requests` streaming completions of `tokens` tokens
-(`ignore_eos`) back to back. TTFT is the time from sending a request to the first SSE
-chunk with non-empty text; tokens are each response's `usage.completion_tokens`. The
-load generator's own CPU share is reported so a run can show it was not the bottleneck.
+(`ignore_eos`) back to back; with several models (`--model a,b`), client i asks model
+i mod n. TTFT is the time from sending a request to the first SSE chunk with non-empty
+text; tokens are each response's `usage.completion_tokens`. The load generator's own CPU
+share is reported so a run can show it was not the bottleneck.
 Run as a script (one process per measurement, apart from the test process):
 `python tests/bench/stream_load.py URL --streams 16` prints one JSON object.
 """
@@ -41,20 +42,22 @@ async def _one(session, url: str, model: str, tokens: int) -> tuple[float, int]:
 
 async def measure(url: str, model: str, streams: int, requests: int, tokens: int,
                   api_key: str | None = None) -> dict:
+    models = model.split(",")
     import aiohttp
 
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     connector = aiohttp.TCPConnector(limit=streams)
     async with aiohttp.ClientSession(headers=headers, connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=600)) as session:
-        await asyncio.gather(*(_one(session, url, model, tokens) for _ in range(streams)))  # warm-up
+        await asyncio.gather(*(_one(session, url, models[i % len(models)], tokens)
+                               for i in range(streams)))  # warm-up
         cpu, wall = time.process_time(), time.perf_counter()
 
-        async def client() -> list[tuple[float, int]]:
+        async def client(model: str) -> list[tuple[float, int]]:
             return [await _one(session, url, model, tokens) for _ in range(requests)]
 
-        results = [r for batch in await asyncio.gather(*(client() for _ in range(streams)))
-                   for r in batch]
+        results = [r for batch in await asyncio.gather(
+            *(client(models[i % len(models)]) for i in range(streams))) for r in batch]
         wall = time.perf_counter() - wall
         cpu = time.process_time() - cpu
     ttfts = sorted(t * 1e3 for t, _ in results)
@@ -67,7 +70,7 @@ async def measure(url: str, model: str, streams: int, requests: int, tokens: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
-    parser.add_argument("--model", default="tandem-tiny")
+    parser.add_argument("--model", default="tandem-tiny", help="a model, or several: a,b,c")
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--requests", type=int, default=8, help="per stream")
     parser.add_argument("--tokens", type=int, default=64)

@@ -27,13 +27,18 @@ def exact_match_of(model: Any, tokenizer: Any, rows: Sequence[dict]) -> float:
     return exact_match(predictions, [row["completion"] for row in rows])
 
 
-def offline_scores(model_dir: Path, holdout: Sequence[dict],
+def offline_scores(model_dir: Path, base_dir: Path | None, holdout: Sequence[dict],
                    feedback_holdout: Sequence[dict]) -> OfflineScores:
-    """The model in `model_dir` (loaded once) scored on both sets."""
+    """The model in `model_dir` (loaded once; an adapter is merged onto `base_dir`) scored on
+    both sets."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir or model_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir or model_dir)
+    if base_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
     return OfflineScores(
         holdout=exact_match_of(model, tokenizer, holdout),
         feedback=(exact_match_of(model, tokenizer, feedback_holdout) if feedback_holdout

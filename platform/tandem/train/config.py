@@ -21,6 +21,10 @@ class LoraSettings(StrictConfig):
         True, description="Merge the adapters into a full copy of the base before saving. "
         "false: save and register the adapter alone, as its own registered model served on "
         "its base's engines (base_model must then be models:/NAME@ALIAS or models:/NAME/VERSION).")
+    init_from: str = Field(
+        "", description="With merge false: a registered adapter version (models:/NAME/VERSION) "
+        "to continue training instead of fresh adapters; it must have been trained on "
+        "base_model (retraining sets it to the adapter's champion).")
 
 
 class FinetuneConfig(StrictConfig):
@@ -67,6 +71,9 @@ class FinetuneConfig(StrictConfig):
                 f"lora.merge false registers an adapter, which is served on its base's engines: "
                 f"base_model must be a registered model (models:/NAME@ALIAS), not "
                 f"{self.base_model!r}")
+        if self.lora.init_from and not self.registers_adapter:
+            raise ValueError("lora.init_from continues a registered adapter: it needs "
+                             "mode lora and lora.merge false")
         return self
 
     @property

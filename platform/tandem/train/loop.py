@@ -116,6 +116,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             print(f"resuming from checkpoint after epoch {state['epoch'] + 1}")
 
     tokenizer = AutoTokenizer.from_pretrained(loop_config["base_model_dir"])
+    if checkpoint is None and loop_config.get("init_adapter_dir"):
+        model_source = Path(loop_config["init_adapter_dir"])  # continue a registered adapter
     model = ray.train.torch.prepare_model(
         _load_model(model_source, Path(loop_config["base_model_dir"]), config))
     trainable = [p for p in model.parameters() if p.requires_grad]

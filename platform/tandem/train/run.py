@@ -77,6 +77,22 @@ def resolve_base_model_dir(spec: str, settings: Settings) -> Path | str:
     return resolve_base_model(spec, settings.models_dir / "base", settings.allowed_model_dirs)
 
 
+def resolve_init_adapter(uri: str, base_spec: str, settings: Settings) -> tuple[Path, str]:
+    """(local directory, version) of the registered adapter a run continues; it must have been
+    trained on `base_spec` (the run's pinned base)."""
+    from tandem.registry import ADAPTER_BASE_TAG, download_model, version_tags
+
+    name, version = resolve_version(uri, settings.mlflow_url)
+    trained_on = version_tags(name, version, settings.mlflow_url).get(ADAPTER_BASE_TAG)
+    if trained_on != base_spec:
+        raise UserError(f"lora.init_from models:/{name}/{version} was trained on "
+                        f"{trained_on or 'no registered base (not an adapter)'}, but this run "
+                        f"trains on {base_spec}")
+    model_dir = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
+                               settings.mlflow_url)[0]
+    return model_dir, str(version)
+
+
 def git_commit() -> str:
     """The commit of the code that trains, or 'unknown' outside a git checkout."""
     if os.environ.get("TANDEM_GIT_COMMIT"):
@@ -161,14 +177,18 @@ def run_finetune(
     if base_spec.startswith("models:/"):  # pinned: an adapter names the version it trained on
         base_spec = "models:/{}/{}".format(*resolve_version(base_spec, settings.mlflow_url))
     base_dir = resolve_base_model_dir(base_spec, settings)
+    init_adapter_dir, parent_version = None, ""
+    if config.lora.init_from:
+        init_adapter_dir, parent_version = resolve_init_adapter(config.lora.init_from, base_spec,
+                                                                settings)
     run_name = f"{config.registered_model}-{time.strftime('%Y%m%d-%H%M%S')}"
     lineage = Lineage(
         dataset_fingerprint=dataset_fingerprint(train_paths),
         base_model=config.base_model,
         git_commit=git_commit(),
         config_hash=config.config_hash(),
-        parent_version=(config.base_model.rsplit("/", 1)[-1]
-                        if config.base_model.startswith("models:/") else ""),
+        parent_version=parent_version or (config.base_model.rsplit("/", 1)[-1]
+                                          if config.base_model.startswith("models:/") else ""),
         trigger=config.trigger,
         trigger_window=config.trigger_window,
         adapter_base=base_spec if config.registers_adapter else "",
@@ -188,6 +208,7 @@ def run_finetune(
         train_loop_config={
             "config": config.model_dump(mode="json"),
             "base_model_dir": str(base_dir),
+            "init_adapter_dir": str(init_adapter_dir) if init_adapter_dir else None,
             "tracking_uri": tracking_uri,
             "mlflow_run_id": run_id,
             "lineage": {k: v for k, v in asdict(lineage).items() if v not in ("", None)},

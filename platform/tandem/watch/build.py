@@ -34,14 +34,16 @@ FINETUNE_ENTRYPOINT = "jobs/finetune.py"
 
 
 def retrain_overrides(model: str, data: Path, result: TriggerResult,
-                      parent: int | None) -> list[str]:
+                      parent: int | None, adapter: bool = False) -> list[str]:
     """`jobs/finetune.py` overrides that train `model` on `data`, starting from version
-    `parent` when there is one, with the trigger's lineage."""
+    `parent` when there is one, with the trigger's lineage. An `adapter` keeps its config's
+    base and continues the parent adapter."""
     overrides = [f"--registered_model={model}", f"--train_data={json.dumps([str(data)])}",
                  f"--trigger={json.dumps(f'{result.name}: {result.reason}')}",
                  f"--trigger_window={json.dumps(result.window_id)}"]
     if parent is not None:
-        overrides.append(f"--base_model=models:/{model}/{parent}")
+        start = "lora.init_from" if adapter else "base_model"
+        overrides.append(f"--{start}=models:/{model}/{parent}")
     return overrides
 
 
@@ -71,6 +73,18 @@ def _registry_facts(model: str, tracking_uri: str) -> tuple[int | None, float | 
     except Exception as error:  # MLflow raises many types for "server unreachable"
         raise UserError(f"cannot read {model} from MLflow at {tracking_uri} "
                         f"({type(error).__name__}); start the stack with `tandem up`") from None
+
+
+def _model_and_base(model: str, version: int, settings: Settings) -> tuple[Path, Path | None]:
+    """The local directory of `model` at `version`, and of its base when it is an adapter."""
+    from tandem.registry import ADAPTER_BASE_TAG, download_model, is_adapter_dir, version_tags
+
+    cache, url = settings.models_dir / "registry", settings.mlflow_url
+    model_dir = download_model(f"models:/{model}/{version}", cache, url)[0]
+    if not is_adapter_dir(model_dir):
+        return model_dir, None
+    base = version_tags(model, version, url)[ADAPTER_BASE_TAG]
+    return model_dir, download_model(base, cache, url)[0]
 
 
 def trigger_state_path(config: WatchConfig, settings: Settings) -> Path:
@@ -123,7 +137,8 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
         parent, _ = _registry_facts(config.model, settings.mlflow_url)
         entrypoint = ["python", FINETUNE_ENTRYPOINT, "--config", config.finetune_config,
                       *config.finetune_overrides,
-                      *retrain_overrides(config.model, data, result, parent)]
+                      *retrain_overrides(config.model, data, result, parent,
+                                         finetune.registers_adapter)]
         try:
             return submit_job(settings, entrypoint, submission_id=job_id)
         except Exception as error:
@@ -153,7 +168,6 @@ def build_rollout(config: WatchConfig, settings: Settings,
         CHAMPION,
         PREVIOUS,
         alias_version,
-        download_model,
         promote,
         set_version_tags,
         version_tags,
@@ -179,9 +193,8 @@ def build_rollout(config: WatchConfig, settings: Settings,
     def score(*versions: int):
         corrections = correction_rows(read_feedback(telemetry), read_requests(telemetry), model)
         judged = [row for row in corrections if held_out(row["prompt"], share)]
-        return tuple(offline_scores(download_model(f"models:/{model}/{version}",
-                                                   settings.models_dir / "registry", url)[0],
-                                    holdout, judged) for version in versions)
+        return tuple(offline_scores(*_model_and_base(model, version, settings), holdout,
+                                    judged) for version in versions)
 
     def live(version: int, since: float, until: float):
         return live_stats(read_requests(telemetry), read_feedback(telemetry), model=model,

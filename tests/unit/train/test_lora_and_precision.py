@@ -80,3 +80,9 @@ def test_bf16_autocast_trains():
                         autocast_dtype=torch.bfloat16)
     assert stats.optimizer_steps == 2 and torch.isfinite(torch.tensor(stats.loss))
     assert next(model.parameters()).dtype == torch.float32  # master weights stay fp32
+
+
+def test_continuing_an_adapter_needs_an_unmerged_lora_run():
+    with pytest.raises(ValidationError, match="lora.init_from continues a registered adapter"):
+        FinetuneConfig(mode="lora", base_model="models:/b/1",
+                       lora=LoraSettings(init_from="models:/a/1"))

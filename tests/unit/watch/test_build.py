@@ -20,3 +20,13 @@ def test_retrain_overrides_carry_data_and_lineage_into_the_finetune_config(tmp_p
     assert config.base_model == "models:/tandem-tiny/3"
     assert load_config(FinetuneConfig, None, retrain_overrides(
         "tandem-tiny", data, result, parent=None)).base_model == "tiny"
+
+
+def test_retraining_an_adapter_continues_the_parent_adapter_on_the_configured_base(tmp_path):
+    result = TriggerResult("new_labels", True, "retrain", "40 corrections", "new_labels@2")
+    overrides = retrain_overrides("tandem-tiny-support", tmp_path / "d.jsonl", result, parent=4,
+                                  adapter=True)
+    config = load_config(FinetuneConfig, ROOT / "jobs/configs/tiny-adapter.yaml", overrides)
+    assert config.registers_adapter and config.registered_model == "tandem-tiny-support"
+    assert config.lora.init_from == "models:/tandem-tiny-support/4"
+    assert config.base_model == "models:/tandem-tiny@champion"  # the adapter's base stays
