@@ -113,6 +113,22 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
+def _registration_run(mlflow_run_id: str | None, model_name: str):
+    """The MLflow run a registration logs into: the training run, or a run of its own."""
+    import mlflow
+
+    if mlflow_run_id:
+        return mlflow.start_run(run_id=mlflow_run_id)
+    return mlflow.start_run(run_name=f"register-{model_name}")
+
+
+def _alias_new_version(client, model_name: str, version: int) -> None:
+    """A new version is the `challenger`; the model's first is also the `champion`."""
+    client.set_registered_model_alias(model_name, CHALLENGER, str(version))
+    if not _alias_version(client, model_name, CHAMPION):
+        client.set_registered_model_alias(model_name, CHAMPION, str(version))
+
+
 def register_checkpoint(
     model_dir: Path,
     model_name: str,
@@ -130,9 +146,7 @@ def register_checkpoint(
     client = _client(tracking_uri)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=mlflow_run_id) if mlflow_run_id else mlflow.start_run(
-        run_name=f"register-{model_name}"
-    ) as run:
+    with _registration_run(mlflow_run_id, model_name) as run:
         info = mlflow.transformers.log_model(
             transformers_model=str(model_dir),
             name=ARTIFACT_NAME,
@@ -146,9 +160,7 @@ def register_checkpoint(
     tags = {"tandem.run_id": run_id, **lineage.to_tags()}
     for key, value in tags.items():
         client.set_model_version_tag(model_name, str(version), key, value)
-    client.set_registered_model_alias(model_name, CHALLENGER, str(version))
-    if not _alias_version(client, model_name, CHAMPION):
-        client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    _alias_new_version(client, model_name, version)
     return version
 
 
@@ -176,9 +188,7 @@ def register_adapter(
     client = _client(tracking_uri)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=mlflow_run_id) if mlflow_run_id else mlflow.start_run(
-        run_name=f"register-{model_name}"
-    ) as run:
+    with _registration_run(mlflow_run_id, model_name) as run:
         mlflow.log_artifacts(str(adapter_dir), artifact_path=ADAPTER_ARTIFACT)
         source = mlflow.get_artifact_uri(ADAPTER_ARTIFACT)
         run_id = run.info.run_id
@@ -193,9 +203,7 @@ def register_adapter(
         model_name, source=source, run_id=run_id, tags=tags,
         description=f"LoRA adapter: serve it on {lineage.adapter_base}")
     version = int(created.version)
-    client.set_registered_model_alias(model_name, CHALLENGER, str(version))
-    if not _alias_version(client, model_name, CHAMPION):
-        client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    _alias_new_version(client, model_name, version)
     return version
 
 

@@ -93,7 +93,7 @@ def _config(model: str, adapters: list[str]):
     if adapters:
         fast["adapters"] = {"max_adapters": len(adapters), "max_rank": RANK}
     data["pools"] = {"fast": fast}
-    data["adapters"] = adapters
+    data["adapters"] = [f"models:/{name}@champion" for name in adapters]
     return ServeAppConfig.model_validate(data)
 
 
