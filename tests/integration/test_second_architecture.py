@@ -59,8 +59,8 @@ def test_qwen2_runs_the_loop_and_serves_a_retrained_adapter(stack, repo_root, ht
         assert version_tags(ADAPTER, first, stack.mlflow_url)["tandem.adapter_base"] == base
 
         data = load_serve_config(REPO / "apps" / "serve.local.yaml", {
-            "model": f"models:/{MODEL}@champion",
-            "adapters": [f"models:/{ADAPTER}@champion"]}).model_dump(mode="json")
+            "model": f"models:/{MODEL}@champion"}).model_dump(mode="json")
+        data["adapters"] = [f"models:/{ADAPTER}@champion"]
         data["pools"]["cheap"]["adapters"] = {"max_adapters": 2}
         deploy(ServeAppConfig.model_validate(data), stack)
         assert _answered_by(stack, http, ADAPTER) == str(first)

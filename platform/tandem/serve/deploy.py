@@ -24,7 +24,6 @@ from tandem.errors import UserError
 from tandem.serve.adapters import (
     adapter_entry,
     adapters_on,
-    check_base,
     engine_models,
     resolve_adapter,
 )
@@ -260,15 +259,10 @@ def adapter_target(name: str, version: int, table: dict[str, Any],
                    settings: Settings) -> dict[str, Any]:
     """The route-table entry of adapter `name` at `version` on the engines serving it now;
     AdapterMismatch (naming both) when that version was trained on another base."""
-    from tandem.registry import ADAPTER_BASE_TAG, download_model, version_tags
-
     config = ServeAppConfig.model_validate(table["config"])
-    adapter = table["models"][name]["adapter"]
-    base, base_entry = adapter["base"], table["models"][adapter["base"]]
-    tags = version_tags(name, version, settings.mlflow_url)
-    check_base(name, version, tags.get(ADAPTER_BASE_TAG), base, base_entry["version"])
-    download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
-                   settings.mlflow_url)
+    base = table["models"][name]["adapter"]["base"]
+    base_entry = table["models"][base]
+    resolve_adapter(f"models:/{name}/{version}", base, base_entry["version"], settings)
     return adapter_entry(name, version, base, base_entry, config.adapter_pools())
 
 
