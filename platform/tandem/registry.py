@@ -51,6 +51,8 @@ class Lineage:
     trigger: str = ""
     trigger_window: str = ""
     adapter_base: str = ""  # an adapter's base, models:/NAME/VERSION
+    teacher_version: str = ""  # a distilled student's teacher, models:/NAME/VERSION
+    traffic_window: str = ""  # the teacher's traffic it learned from, START/END (UTC)
     eval_exact_match: float | None = None
     eval_loss: float | None = None
 

@@ -12,9 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("path", sorted((REPO / "jobs" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_job_config_validates_and_says_how_to_launch(path):
-    load_config(FinetuneConfig, path)
+    from tandem.train.distill import DistillConfig
+
+    distill = path.name.startswith("distill-")
+    load_config(DistillConfig if distill else FinetuneConfig, path)
     assert path.read_text().startswith("#"), "shipped YAML starts with its launch command"
-    assert "jobs/finetune.py" in path.read_text().splitlines()[1]
+    entrypoint = "jobs/distill.py" if distill else "jobs/finetune.py"
+    assert entrypoint in path.read_text().splitlines()[1]
 
 
 def test_cluster_yaml_validates_against_ray_schema():

@@ -63,6 +63,10 @@ class FinetuneConfig(StrictConfig):
     experiment: str = Field("tandem-finetune", description="MLflow experiment name.")
     trigger: str = Field("", description="Why this run exists (lineage; set by retrain triggers).")
     trigger_window: str = Field("", description="Telemetry window that caused the trigger.")
+    teacher_version: str = Field("", description="A distilled student's teacher, "
+                                 "models:/NAME/VERSION (lineage; set by jobs/distill.py).")
+    traffic_window: str = Field("", description="The teacher's traffic a student learned from "
+                                "(lineage; set by jobs/distill.py).")
 
     @model_validator(mode="after")
     def _adapter_needs_a_registered_base(self) -> FinetuneConfig:

@@ -192,6 +192,8 @@ def run_finetune(
         trigger=config.trigger,
         trigger_window=config.trigger_window,
         adapter_base=base_spec if config.registers_adapter else "",
+        teacher_version=config.teacher_version,
+        traffic_window=config.traffic_window,
     )
     tracking_uri = settings.mlflow_url
     run_id = start_run(tracking_uri, config.experiment, run_name)

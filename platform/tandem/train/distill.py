@@ -1,0 +1,157 @@
+"""Distillation: a smaller student trained on the teacher's production answers.
+
+`jobs/distill.py` runs `run_distill`: it pins the teacher's version, builds the
+distillation set from the request log (`tandem.train.distill_data`), makes the student's
+starting point from the teacher (its config with fewer layers or narrower widths, the
+teacher's tokenizer, and the teacher's weights wherever the shapes still match: its
+embeddings and first layers when only depth shrinks), and fine-tunes it with the same Ray
+Train job as any fine-tune (`run_finetune`). The student registers as its own model with
+`tandem.teacher_version`, `tandem.traffic_window` and the dataset fingerprint.
+
+Sequence-level distillation only: the student learns the teacher's answers as text.
+Logit distillation (matching the teacher's token distributions) is not built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from tandem.config import StrictConfig
+from tandem.errors import UserError
+from tandem.settings import Settings
+
+SHAPE_FIELDS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads",
+                "num_key_value_heads")
+
+
+class StudentShape(StrictConfig):
+    """How the student differs from the teacher (fields of its transformers config)."""
+
+    num_hidden_layers: PositiveInt | None = Field(None, description="Fewer layers.")
+    hidden_size: PositiveInt | None = Field(None, description="A narrower model.")
+    intermediate_size: PositiveInt | None = Field(None, description="A narrower MLP.")
+    num_attention_heads: PositiveInt | None = Field(None, description="Fewer heads.")
+    num_key_value_heads: PositiveInt | None = Field(None, description="Fewer KV heads.")
+    base_model: str | None = Field(
+        None, description="Start from this model instead (models:/NAME@ALIAS or a local "
+        "directory); its tokenizer must be the teacher's.")
+
+
+class DistillConfig(StrictConfig):
+    """One distillation run (`jobs/configs/distill-*.yaml`)."""
+
+    teacher: str = Field(pattern=r"^models:/", description="The teacher, models:/NAME@ALIAS.")
+    student_model: str = Field(pattern=r"^[A-Za-z0-9._-]+$",
+                               description="Registered name of the student.")
+    student: StudentShape = Field(default_factory=lambda: StudentShape(num_hidden_layers=1),
+                                  description="The student's shape, from the teacher's.")
+    window_hours: PositiveFloat = Field(168.0, description="Traffic window: the teacher's "
+                                        "answers of the last N hours.")
+    train_sample: int = Field(400, ge=0, description="Original training rows mixed in.")
+    seed: int = Field(0, description="Sampling and shuffling seed.")
+    finetune: dict[str, Any] = Field(
+        default_factory=dict, description="Fields of the fine-tuning config (epochs, "
+        "learning_rate, num_workers, ...); registered_model, base_model, train_data and the "
+        "lineage fields are set by the distillation.")
+
+
+def tokenizer_digest(model_dir: Path) -> str:
+    """What makes two tokenizers the same: the vocabulary, merges and special tokens."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    canonical = json.dumps({"vocab": tokenizer.get_vocab(),
+                            "special": tokenizer.all_special_tokens}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_tokenizer(student_dir: Path, teacher_dir: Path) -> None:
+    """UserError unless the student tokenizes exactly as the teacher (its answers are the
+    teacher's tokens; another vocabulary would learn other text)."""
+    if tokenizer_digest(student_dir) != tokenizer_digest(teacher_dir):
+        raise UserError(f"the student's tokenizer ({student_dir}) differs from the teacher's "
+                        f"({teacher_dir}): a student must share its teacher's tokenizer")
+
+
+def build_student(teacher_dir: Path, shape: StudentShape, out_dir: Path, seed: int) -> Path:
+    """The student's starting point in `out_dir` (reused when already built): the teacher's
+    config with `shape`'s fields, the teacher's tokenizer, and the teacher's weights for
+    every parameter whose shape still matches (the rest random, seeded)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    changes = {name: getattr(shape, name) for name in SHAPE_FIELDS
+               if getattr(shape, name) is not None}
+    config = AutoConfig.from_pretrained(teacher_dir)
+    for name, value in changes.items():
+        setattr(config, name, value)
+    key = hashlib.sha256(json.dumps([str(teacher_dir), changes, seed]).encode()).hexdigest()
+    target = out_dir / key[:12]
+    if (target / "config.json").exists():
+        return target
+    torch.manual_seed(seed)
+    student = AutoModelForCausalLM.from_config(config)
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir).state_dict()
+    own = student.state_dict()
+    kept = {name: value for name, value in teacher.items()
+            if name in own and own[name].shape == value.shape}
+    student.load_state_dict(kept, strict=False)
+    staging = out_dir / f".{key[:12]}.building"
+    student.save_pretrained(staging)
+    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(staging)
+    staging.rename(target)
+    return target
+
+
+def run_distill(config: DistillConfig, settings: Settings,
+                log: Callable[[str], None] = print):
+    """Distill `config.teacher` into a registered student; returns the FinetuneResult."""
+    from pydantic import ValidationError
+
+    from tandem.config import _describe
+    from tandem.registry import download_model, resolve_version
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+    from tandem.train.config import FinetuneConfig
+    from tandem.train.distill_data import build_distill_rows
+    from tandem.train.run import resolve_base_model_dir, resolve_data_paths, run_finetune
+    from tandem.triggers.retrain_data import read_jsonl, write_jsonl
+
+    teacher, version = resolve_version(config.teacher, settings.mlflow_url)
+    teacher_dir = download_model(f"models:/{teacher}/{version}",
+                                 settings.models_dir / "registry", settings.mlflow_url)[0]
+    end = time.time()
+    start = end - config.window_hours * 3600
+    telemetry = settings.home / "telemetry"
+    train_rows = [row for path in resolve_data_paths(["builtin:train"], settings)
+                  for row in read_jsonl(path)]
+    rows = build_distill_rows(read_requests(telemetry), read_feedback(telemetry), train_rows,
+                              teacher=teacher, start=start, end=end,
+                              sample=config.train_sample, seed=config.seed)
+    window = f"{time.strftime('%Y-%m-%dT%H:%M', time.gmtime(start))}/" \
+             f"{time.strftime('%Y-%m-%dT%H:%M', time.gmtime(end))}"
+    data = write_jsonl(rows, settings.home / "datasets" / "distill" /
+                       f"{config.student_model}-{int(end)}.jsonl")
+    log(f"distilling {teacher} v{version} into {config.student_model}: {len(rows)} rows "
+        f"({window})")
+    if config.student.base_model:
+        student_dir = Path(resolve_base_model_dir(config.student.base_model, settings))
+    else:
+        student_dir = build_student(teacher_dir, config.student,
+                                    settings.models_dir / "base" / "students", config.seed)
+    check_tokenizer(student_dir, teacher_dir)
+    try:
+        finetune = FinetuneConfig.model_validate({
+            **config.finetune, "registered_model": config.student_model,
+            "base_model": str(student_dir), "train_data": [str(data)], "mode": "full",
+            "teacher_version": f"models:/{teacher}/{version}", "traffic_window": window})
+    except ValidationError as error:
+        raise UserError(_describe(error, "distillation finetune")) from None
+    return run_finetune(finetune, settings, log)
