@@ -18,15 +18,27 @@ def build_app(args: dict[str, Any]):
     import ray
     from tandem.serve import routes as route_table
     from tandem.serve.config import ServeAppConfig
-    from tandem.serve.deploy import INGRESS_APP, build_ingress_application, initial_table, resolve_model
+    from tandem.serve.deploy import (
+        INGRESS_APP,
+        build_ingress_application,
+        initial_table,
+        resolve_model,
+        resolve_students,
+    )
     from tandem.serve.pools import build_pool_application
     from tandem.settings import load_settings
 
     config = ServeAppConfig.model_validate(args)
     name, model_dir, version = resolve_model(config, load_settings())
-    table = initial_table(config, name, version, load_settings(), app=INGRESS_APP)
-    pools = [build_pool_application(name, model_dir, version, pool, spec)
-             for pool, spec in config.pools.items()]
+    students = resolve_students(config, load_settings())
+    table = initial_table(config, name, version, load_settings(), app=INGRESS_APP,
+                          students=students)
+    pools = [build_pool_application(name, model_dir, version, pool, config.pools[pool])
+             for pool in config.teacher_pools()]
+    for spec, (student, student_dir, student_version) in zip(config.students, students,
+                                                             strict=True):
+        pools += [build_pool_application(student, student_dir, student_version, pool,
+                                         config.pools[pool]) for pool in spec.pools]
     ray.get(route_table.get_or_create(table).replace.remote(table))
     return build_ingress_application(config, table, pools)
 

@@ -69,6 +69,17 @@ def format_completion(words: Sequence[str]) -> str:
     return " " + " ".join(table[word] for word in words)
 
 
+def reference_completion(prompt: str) -> str | None:
+    """The task's answer to a prompt in the training format; None when it is not a prompt
+    of the task (a word outside the glossary, another format)."""
+    if not (prompt.startswith(PROMPT_PREFIX) and prompt.endswith(PROMPT_SUFFIX)):
+        return None
+    words = prompt[len(PROMPT_PREFIX):-len(PROMPT_SUFFIX)].split()
+    if not words or any(word not in _glossary() for word in words):
+        return None
+    return format_completion(words)
+
+
 def _digest(*parts: object) -> int:
     text = ":".join(str(part) for part in parts)
     return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")

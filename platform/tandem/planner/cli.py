@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a tier with its own targets and traffic share (repeatable; shares "
                              "sum to 1; a trace's tier column overrides the shares); replaces "
                              "--ttft-slo-ms/--tpot-slo-ms")
+    parser.add_argument("--student", metavar="MODEL:TIER=EXACT_MATCH,...",
+                        help="also plan the routed mix: a distilled student (catalog model) "
+                             "with its exact match per tier takes the tiers whose "
+                             "min_quality it reaches (--tier ...,min_quality=Q); prints both "
+                             "fleets and the saving against a teacher-only fleet")
     parser.add_argument("--attainment", type=float, default=0.99,
                         help="share of each tier's requests that must meet its targets "
                              "(default 0.99)")
@@ -134,6 +139,35 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_routed(args: argparse.Namespace, trace, catalog, model, tiers, gpus, owned,
+                available) -> int:
+    from tandem.planner.routed import (
+        make_routed_plan,
+        parse_quality,
+        render_routed,
+        routed_summary,
+    )
+
+    student_name, quality = parse_quality(args.student)
+    student = catalog.model(student_name)
+    started = time.process_time()
+    routed = make_routed_plan(trace, catalog, model, student, args.precision, tiers, quality,
+                              args.attainment, args.rate_scale, progress=_progress, gpus=gpus,
+                              owned=owned, available=available, policy=args.policy)
+    _progress(f"planned in {time.process_time() - started:.1f} s of CPU time")
+    summary = routed_summary(routed)
+    out = args.out or _default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"plan-{model.name}-{student.name}-routed.json".replace("/", "_")
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render_routed(summary))
+        print(f"\nplan: {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.fit_efficiency:
         return _run_fit(args)
@@ -147,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     from tandem.planner.trace import bundled_trace_path, load_trace
 
     tiers = _tiers(args)
+    if args.student and args.emit_serve_config:
+        raise UserError("--emit-serve-config plans one model; drop it with --student")
     if not 0 < args.attainment <= 1:
         raise UserError(f"--attainment must be in (0, 1], got {args.attainment}")
     if args.precision not in PRECISIONS:
@@ -168,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         check_shares(tiers)
     _progress(f"{len(trace)} requests from {trace.source}; planning {model.name} "
               f"({args.precision}) at rate x{args.rate_scale:g}, routed by {args.policy}")
+    if args.student:
+        return _run_routed(args, trace, catalog, model, tiers, gpus, owned, available)
     started = time.process_time()
     plan = make_plan(trace, catalog, model, args.precision, tiers, args.attainment,
                      args.rate_scale, gpus, owned=owned, available=available,

@@ -34,6 +34,7 @@ class Tier:
     share: float
     ttft_ms: float = math.inf
     tpot_ms: float = math.inf
+    min_quality: float | None = None  # exact match a model needs for this tier (routed plans)
 
     @property
     def slo(self) -> Slo:
@@ -45,8 +46,10 @@ class Tier:
         return " and ".join(part for part in parts if part)
 
 
-def make_tier(name: str, share: float, ttft_ms: float | None, tpot_ms: float | None) -> Tier:
-    """A validated tier: at least one positive target, a share in (0, 1]."""
+def make_tier(name: str, share: float, ttft_ms: float | None, tpot_ms: float | None,
+              min_quality: float | None = None) -> Tier:
+    """A validated tier: at least one positive target, a share in (0, 1], a quality floor
+    in [0, 1] if any."""
     if ttft_ms is None and tpot_ms is None:
         raise UserError(f"tier {name!r} has no targets: give ttft_ms, tpot_ms or both")
     for key, value in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
@@ -54,12 +57,14 @@ def make_tier(name: str, share: float, ttft_ms: float | None, tpot_ms: float | N
             raise UserError(f"tier {name!r}: {key} must be a positive number, got {value}")
     if not 0 < share <= 1:
         raise UserError(f"tier {name!r}: share must be in (0, 1], got {share}")
+    if min_quality is not None and not 0 <= min_quality <= 1:
+        raise UserError(f"tier {name!r}: min_quality must be in [0, 1], got {min_quality}")
     return Tier(name, share, math.inf if ttft_ms is None else float(ttft_ms),
-                math.inf if tpot_ms is None else float(tpot_ms))
+                math.inf if tpot_ms is None else float(tpot_ms), min_quality)
 
 
 def parse_tier(text: str) -> Tier:
-    """`NAME:share=0.6,ttft_ms=400,tpot_ms=40` (the `--tier` flag) -> Tier."""
+    """`NAME:share=0.6,ttft_ms=400,tpot_ms=40[,min_quality=0.9]` (the `--tier` flag) -> Tier."""
     name, colon, rest = text.partition(":")
     name = name.strip()
     if not colon or not name.replace("-", "").replace("_", "").isalnum():
@@ -68,16 +73,17 @@ def parse_tier(text: str) -> Tier:
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, equals, value = item.partition("=")
         key = key.strip()
-        if not equals or key not in ("share", "ttft_ms", "tpot_ms"):
+        if not equals or key not in ("share", "ttft_ms", "tpot_ms", "min_quality"):
             raise UserError(f"--tier {text!r}: unknown field {item!r} "
-                            "(share, ttft_ms, tpot_ms)")
+                            "(share, ttft_ms, tpot_ms, min_quality)")
         try:
             fields[key] = float(value)
         except ValueError:
             raise UserError(f"--tier {text!r}: {key} is not a number: {value!r}") from None
     if "share" not in fields:
         raise UserError(f"--tier {text!r}: share is required")
-    return make_tier(name, fields["share"], fields.get("ttft_ms"), fields.get("tpot_ms"))
+    return make_tier(name, fields["share"], fields.get("ttft_ms"), fields.get("tpot_ms"),
+                     fields.get("min_quality"))
 
 
 @dataclass(frozen=True)

@@ -44,3 +44,12 @@ def offline_scores(model_dir: Path, base_dir: Path | None, holdout: Sequence[dic
         feedback=(exact_match_of(model, tokenizer, feedback_holdout) if feedback_holdout
                   else None),
         feedback_rows=len(feedback_holdout))
+
+
+def quality_per_tier(model_dir: Path, rows_by_tier: dict[str, Sequence[dict]]) -> dict[str, float]:
+    """Tier -> greedy exact match of the model in `model_dir` on that tier's rows."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    return {tier: exact_match_of(model, tokenizer, rows) for tier, rows in rows_by_tier.items()}

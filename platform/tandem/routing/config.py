@@ -30,6 +30,10 @@ class TierTargets(_Strict):
     budget_per_hour: float | None = Field(
         None, gt=0, description="USD/hour this tier may spend; above it, requests spill to "
                                 "the cheapest pool regardless of latency. None: no cap.")
+    min_quality: float | None = Field(
+        None, ge=0, le=1, description="Exact match in [0, 1] a model needs to take this tier's "
+                                      "requests when several models serve one name "
+                                      "(x-tandem-min-quality overrides it). None: any model.")
 
 
 class RoutingConfig(_Strict):
@@ -70,6 +74,12 @@ class RoutingConfig(_Strict):
         """(TTFT, TPOT) ms a request is routed and judged against: its own, else its tier's."""
         tier = self.targets(request.tier)
         return request.ttft_target_ms or tier.ttft_ms, request.tpot_target_ms or tier.tpot_ms
+
+    def quality_floor(self, request: RequestFeatures) -> float | None:
+        """The exact match a model must reach to answer `request`: its own, else its tier's."""
+        if request.min_quality is not None:
+            return request.min_quality
+        return self.targets(request.tier).min_quality
 
     def strictest_targets(self) -> tuple[float, float]:
         """The tightest TTFT and TPOT (ms) any tier has: what the fastest pools are for."""

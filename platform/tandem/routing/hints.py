@@ -20,7 +20,9 @@ TTFT_HEADER = "x-tandem-ttft-ms"
 TPOT_HEADER = "x-tandem-tpot-ms"
 TIER_HEADER = "x-tandem-tier"
 MAX_COST_HEADER = "x-tandem-max-cost"
-HINT_HEADERS: tuple[str, ...] = (TTFT_HEADER, TPOT_HEADER, TIER_HEADER, MAX_COST_HEADER)
+MIN_QUALITY_HEADER = "x-tandem-min-quality"
+HINT_HEADERS: tuple[str, ...] = (TTFT_HEADER, TPOT_HEADER, TIER_HEADER, MAX_COST_HEADER,
+                                 MIN_QUALITY_HEADER)
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -41,13 +43,15 @@ class RoutingHints:
     tpot_ms: float | None = None
     tier: str | None = None
     max_cost_usd: float | None = None
+    min_quality: float | None = None
 
     def features(self, prompt_tokens: int, max_tokens: int,
                  default_tier: str = "standard") -> RequestFeatures:
         """The request as the routing policy sees it."""
         return RequestFeatures(prompt_tokens=prompt_tokens, max_tokens=max_tokens,
                                ttft_target_ms=self.ttft_ms, tpot_target_ms=self.tpot_ms,
-                               tier=self.tier or default_tier, max_cost_usd=self.max_cost_usd)
+                               tier=self.tier or default_tier, max_cost_usd=self.max_cost_usd,
+                               min_quality=self.min_quality)
 
 
 def _positive_number(header: str, raw: str) -> float:
@@ -62,12 +66,20 @@ def _positive_number(header: str, raw: str) -> float:
     return value
 
 
+def _fraction(header: str, raw: str) -> float:
+    text = raw.strip()
+    if not _NUMBER.fullmatch(text) or not 0 <= float(text) <= 1:
+        raise InvalidRoutingHint(header, f"expected a number in [0, 1], got {raw!r}")
+    return float(text)
+
+
 def parse_routing_hints(headers: Mapping[str, str]) -> RoutingHints:
     """Read the `x-tandem-*` routing headers (names case-insensitive).
 
     Raises:
-        InvalidRoutingHint: a value is non-numeric, not positive, NaN or infinite, or
-            the tier is not one of interactive, standard, batch.
+        InvalidRoutingHint: a value is non-numeric, not positive, NaN or infinite, the
+            tier is not one of interactive, standard, batch, or the quality floor is
+            outside [0, 1].
     """
     found: dict[str, str] = {}
     for name, value in headers.items():
@@ -84,5 +96,8 @@ def parse_routing_hints(headers: Mapping[str, str]) -> RoutingHints:
                 TIER_HEADER, f"unknown tier {found[TIER_HEADER]!r}; choose from {', '.join(TIERS)}")
     numbers = {header: _positive_number(header, found[header])
                for header in (TTFT_HEADER, TPOT_HEADER, MAX_COST_HEADER) if header in found}
+    floor = found.get(MIN_QUALITY_HEADER)
     return RoutingHints(ttft_ms=numbers.get(TTFT_HEADER), tpot_ms=numbers.get(TPOT_HEADER),
-                        tier=tier, max_cost_usd=numbers.get(MAX_COST_HEADER))
+                        tier=tier, max_cost_usd=numbers.get(MAX_COST_HEADER),
+                        min_quality=None if floor is None else _fraction(MIN_QUALITY_HEADER,
+                                                                         floor))

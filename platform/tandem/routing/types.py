@@ -20,6 +20,7 @@ class RequestFeatures:
     tpot_target_ms: float | None = None
     tier: str = "standard"
     max_cost_usd: float | None = None
+    min_quality: float | None = None  # exact match in [0, 1] the answering model must reach
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +81,4 @@ class Decision:
     predicted_cost_usd: float | None = None
     predicted_slo_miss: bool = False
     candidates: tuple[Candidate, ...] = ()
+    model: str | None = None  # the registered model chosen, when several serve one name

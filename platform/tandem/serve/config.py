@@ -192,6 +192,15 @@ class LimitsConfig(StrictConfig):
         "`max_queued_per_replica`).")
 
 
+class StudentConfig(StrictConfig):
+    """A smaller model served under the served model's name on some of its pools."""
+
+    model: str = Field(description="Registry URI of the student (models:/NAME@ALIAS), a model "
+                       "distilled from `model` (jobs/distill.py).")
+    pools: list[str] = Field(min_length=1, description="Pools that serve the student instead "
+                             "of the teacher.")
+
+
 class ServeAppConfig(StrictConfig):
     """Args of `apps/llm_app.py:build_app` (the Tandem ingress + its pools)."""
 
@@ -200,6 +209,10 @@ class ServeAppConfig(StrictConfig):
         default_factory=list, description="Registered LoRA adapters (models:/NAME@ALIAS) served "
         "on the pools with `adapters` set, each under its own model name. Each must have been "
         "trained on the version of `model` served (its tandem.adapter_base tag).")
+    students: list[StudentConfig] = Field(
+        default_factory=list, description="Smaller models that answer for `model` under its "
+        "name on their own pools, for the requests whose quality floor they reach "
+        "(tandem.quality.<tier> on their versions; live feedback once rated).")
     pools: dict[str, PoolConfig] = Field(min_length=1, description="Pool name -> pool.")
     routing_policy: Literal["tandem", "least-loaded", "round-robin"] = Field(
         "tandem", description="How the ingress picks a pool per request: `tandem` is the "
@@ -259,6 +272,39 @@ class ServeAppConfig(StrictConfig):
             raise ValueError(f"{len(self.adapters)} adapters listed but a pool keeps at most "
                              f"{most} loaded (pools.<name>.adapters.max_adapters)")
         return self
+
+    @model_validator(mode="after")
+    def _students_have_their_own_pools(self) -> ServeAppConfig:
+        from tandem.registry import parse_model_uri
+
+        names = [parse_model_uri(self.model)[0]] + [parse_model_uri(uri)[0] for uri in self.adapters]
+        taken: dict[str, str] = {}
+        for student in self.students:
+            self._registry_uri(student.model)
+            name = parse_model_uri(student.model)[0]
+            if name in names:
+                raise ValueError(f"students: {name} is listed twice or is the served model "
+                                 "or an adapter")
+            names.append(name)
+            for pool in student.pools:
+                if pool not in self.pools:
+                    raise ValueError(f"students: {name}'s pool {pool!r} is not in pools "
+                                     f"({', '.join(self.pools)})")
+                if pool in taken:
+                    raise ValueError(f"students: pool {pool!r} is given to both {taken[pool]} "
+                                     f"and {name}")
+                if self.pools[pool].adapters is not None:
+                    raise ValueError(f"students: pool {pool!r} serves adapters of the teacher; "
+                                     "a student's pool cannot")
+                taken[pool] = name
+        if self.students and not self.teacher_pools():
+            raise ValueError("students take every pool: leave at least one for `model`")
+        return self
+
+    def teacher_pools(self) -> list[str]:
+        """The pools serving `model` itself (all but the students')."""
+        given = {pool for student in self.students for pool in student.pools}
+        return [name for name in self.pools if name not in given]
 
     def adapter_pools(self) -> list[str]:
         """The pools whose engines serve the adapters."""

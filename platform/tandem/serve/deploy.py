@@ -29,6 +29,7 @@ from tandem.serve.adapters import (
 )
 from tandem.serve.config import ServeAppConfig
 from tandem.serve.pools import Route, build_pool_application, route_for
+from tandem.serve.students import read_quality, student_entry
 from tandem.settings import Settings
 
 INGRESS_APP = "tandem"
@@ -78,13 +79,29 @@ def build_ingress_application(config: ServeAppConfig, table: dict[str, Any],
     return deployment.bind(config=config.model_dump(mode="json"), table=table, pools=pools or [])
 
 
+def resolve_students(config: ServeAppConfig, settings: Settings) -> list[tuple[str, Any, int]]:
+    """(registered name, local dir, version) of each student of `config`, in its order."""
+    return [resolve_model(config, settings, student.model) for student in config.students]
+
+
 def initial_table(config: ServeAppConfig, name: str, version: int, settings: Settings,
-                  app: str | None = None) -> dict[str, Any]:
-    """The route table of `config` serving `name` at `version`, with its adapters (each
-    checked against that version: AdapterMismatch names both when one does not fit)."""
-    routes = {pool: route_for(name, version, pool, spec, app).to_dict()
-              for pool, spec in config.pools.items()}
+                  app: str | None = None,
+                  students: list[tuple[str, Any, int]] = ()) -> dict[str, Any]:
+    """The route table of `config` serving `name` at `version` on its pools, with its
+    students (`resolve_students`; each on its own pools, with its quality per tier) and its
+    adapters (each checked against that version: AdapterMismatch names both when one does
+    not fit)."""
+    routes = {pool: route_for(name, version, pool, config.pools[pool], app).to_dict()
+              for pool in config.teacher_pools()}
     models = {name: {"version": version, "pools": routes}}
+    if students:
+        models[name].update(students=[student for student, _, _ in students],
+                            quality=read_quality(name, version, settings))
+    for spec, (student, _, student_version) in zip(config.students, students, strict=True):
+        student_routes = {pool: route_for(student, student_version, pool, config.pools[pool],
+                                          app).to_dict() for pool in spec.pools}
+        models[student] = student_entry(name, student_version, student_routes,
+                                        read_quality(student, student_version, settings))
     for uri in config.adapters:
         adapter, adapter_version = resolve_adapter(uri, name, version, settings)
         models[adapter] = adapter_entry(adapter, adapter_version, name, models[name],
@@ -115,12 +132,13 @@ def _wait_running(apps: list[str], timeout_s: float, log: Log) -> None:
         time.sleep(1.0)
 
 
-def _deploy_pools(routes: list[Route], config: ServeAppConfig, model_dir, timeout_s: float,
+def _deploy_pools(routes: list[tuple[Route, Any]], config: ServeAppConfig, timeout_s: float,
                   log: Log) -> None:
+    """Start each (route, model directory) not running yet; wait until all are RUNNING."""
     from ray import serve
 
     existing = serve.status().applications
-    for route in routes:
+    for route, model_dir in routes:
         if route.app in existing and "FAILED" not in str(existing[route.app].status):
             log(f"pool {route.pool} (v{route.version}) already deployed as {route.app}")
             continue
@@ -129,7 +147,7 @@ def _deploy_pools(routes: list[Route], config: ServeAppConfig, model_dir, timeou
                                              route.version, route.pool, config.pools[route.pool])
         serve.run_many([serve.RunTarget(application, name=route.app, route_prefix=None)],
                        wait_for_applications_running=False)
-    _wait_running([route.app for route in routes], timeout_s, log)
+    _wait_running([route.app for route, _ in routes], timeout_s, log)
 
 
 def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
@@ -142,7 +160,8 @@ def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
     connect(settings)
     name, model_dir, version = resolve_model(config, settings)
     log(f"serving {name} v{version} from {model_dir}")
-    table = initial_table(config, name, version, settings)
+    students = resolve_students(config, settings)
+    table = initial_table(config, name, version, settings, students=students)
     old = route_table.lookup()
     stale = set()
     if old is not None:
@@ -151,8 +170,14 @@ def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
         snapshot = ray.get(old.snapshot.remote(0))
         stale = {route["app"] for entry in engine_models(snapshot[1]["models"]).values()
                  for route in entry["pools"].values()}
-    wanted = [route_for(name, version, pool, spec) for pool, spec in config.pools.items()]
-    _deploy_pools(wanted, config, model_dir, timeout_s, log)
+    wanted = [(route_for(name, version, pool, config.pools[pool]), model_dir)
+              for pool in config.teacher_pools()]
+    for spec, (student, student_dir, student_version) in zip(config.students, students,
+                                                             strict=True):
+        log(f"student {student} v{student_version} on {', '.join(spec.pools)}")
+        wanted += [(route_for(student, student_version, pool, config.pools[pool]), student_dir)
+                   for pool in spec.pools]
+    _deploy_pools(wanted, config, timeout_s, log)
     actor = route_table.get_or_create(table)
     import ray
 
@@ -160,7 +185,7 @@ def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
     serve.run_many([serve.RunTarget(build_ingress_application(config, table), name=INGRESS_APP,
                                     route_prefix="/")], wait_for_applications_running=False)
     _wait_running([INGRESS_APP], timeout_s, log)
-    for app in stale - {route.app for route in wanted}:
+    for app in stale - {route.app for route, _ in wanted}:
         serve.delete(app)
     adapters = ", ".join(f"{adapter} v{table['models'][adapter]['version']}"
                          for adapter in adapters_on(table["models"], name))
@@ -213,21 +238,22 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
         stop_canary(name, settings, log)
         canary = None
     timeouts = _drain_timeouts(config, settings)
-    for pool, spec in config.pools.items():
-        old = entry["pools"].get(pool)
-        if old is not None and old["version"] == version:
+    for pool in list(entry["pools"]):
+        old = entry["pools"][pool]
+        if old["version"] == version:
             continue
-        new = route_for(name, version, pool, spec)  # a canary's app of `version` is reused
-        _deploy_pools([new], config, model_dir, max(1.0, deadline - time.monotonic()), log)
+        new = route_for(name, version, pool, config.pools[pool])  # a canary's app is reused
+        _deploy_pools([(new, model_dir)], config, max(1.0, deadline - time.monotonic()), log)
         epoch = _wait_applied(actor.set_pool.remote(name, pool, new.to_dict()),
                               max(1.0, deadline - time.monotonic()), f"switch pool {pool}")
         log(f"pool {pool}: traffic on v{version}")
-        if old is not None:
-            _drain(old["app"], epoch, timeouts[pool], pool, log)
-            serve.delete(old["app"], _blocking=True)
-            log(f"pool {pool}: v{old['version']} removed")
+        _drain(old["app"], epoch, timeouts[pool], pool, log)
+        serve.delete(old["app"], _blocking=True)
+        log(f"pool {pool}: v{old['version']} removed")
     if canary is not None:
         ray.get(actor.set_canary.remote(name, None))  # its apps now serve as the champion's
+    if "quality" in entry:  # a student, or a teacher with students: the router needs it
+        ray.get(actor.set_quality.remote(name, read_quality(name, version, settings)))
     ray.get(actor.set_version.remote(name, version))
 
 
@@ -292,10 +318,10 @@ def start_canary(name: str, version: int, share: float, settings: Settings,
     entry = table["models"].get(name)
     if entry is None:
         raise UserError(f"model {name!r} is not deployed (served: {', '.join(table['models'])})")
-    unknown = sorted(set(pools or []) - set(config.pools))
+    unknown = sorted(set(pools or []) - set(entry["pools"]))
     if unknown:
-        raise UserError(f"canary pools {unknown} are not in the deployment "
-                        f"(pools: {', '.join(config.pools)})")
+        raise UserError(f"canary pools {unknown} do not serve {name} "
+                        f"(its pools: {', '.join(entry['pools'])})")
     if entry["version"] == version:
         raise UserError(f"{name} v{version} is already the version serving; nothing to canary")
     if "adapter" in entry:  # same engines, another adapter version: the table alone changes
@@ -310,8 +336,10 @@ def start_canary(name: str, version: int, share: float, settings: Settings,
         return
     model_dir, _ = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
                                   settings.mlflow_url)
-    routes = [route_for(name, version, pool, config.pools[pool]) for pool in pools or config.pools]
-    _deploy_pools(routes, config, model_dir, timeout_s or config.swap_timeout_s, log)
+    routes = [route_for(name, version, pool, config.pools[pool])
+              for pool in pools or entry["pools"]]
+    _deploy_pools([(route, model_dir) for route in routes], config,
+                  timeout_s or config.swap_timeout_s, log)
     canary = {"version": version, "share": share,
               "pools": {route.pool: route.to_dict() for route in routes}}
     _wait_applied(route_table.lookup().set_canary.remote(name, canary), timeout_s or 60.0,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from tandem.perf import ReplicaModel, flat_prior, pool_constants, request_cost_u
 from tandem.routing import PoolState, RequestFeatures
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.log import DecisionLog, decision_record
+from tandem.routing.models import ServedModel, pick_model_pool
 from tandem.routing.policy import LeastLoadedPolicy, RoundRobinPolicy
 from tandem.routing.types import Decision
 from tandem.serve.config import PoolConfig, ServeAppConfig
@@ -134,10 +135,17 @@ class PoolRouter:
         return max(expected - waited, 0.1 * expected) * 1e3
 
     def choose(self, features: RequestFeatures, states: list[PoolState], now: float,
-               request_id: str) -> Decision:
+               request_id: str, models: Sequence[ServedModel] = ()) -> Decision:
+        """The pool for one request; with `models` (a teacher and its students) the
+        cheapest (model, pool) meeting the latency targets and the quality floor, and the
+        decision names the model."""
         if isinstance(self.policy, LatencyCostPolicy):
             self.policy.set_spend_rates(self._spend_rates(now))
-        decision = self.policy.pick_pool(features, states, now)
+        if models:
+            decision = pick_model_pool(self.policy, features, self.routing.quality_floor(features),
+                                       models, states, now)[1]
+        else:
+            decision = self.policy.pick_pool(features, states, now)
         if any(state.cold_start_ms for state in states if state.name == decision.pool):
             self._waking.setdefault(decision.pool, now)  # this request wakes it
         self.log.record(now, features, decision, request_id)

@@ -66,6 +66,12 @@ class RouteTable:
         self._epoch += 1
         return self._epoch
 
+    def set_quality(self, model: str, quality: dict[str, float]) -> int:
+        """`model`'s exact match per tier (a student's, or its teacher's), for the router."""
+        self._table["models"][model]["quality"] = quality
+        self._epoch += 1
+        return self._epoch
+
     def set_version(self, model: str, version: int) -> int:
         self._table["models"][model]["version"] = version
         self._epoch += 1

@@ -6,7 +6,10 @@ starting point from the teacher (its config with fewer layers or narrower widths
 teacher's tokenizer, and the teacher's weights wherever the shapes still match: its
 embeddings and first layers when only depth shrinks), and fine-tunes it with the same Ray
 Train job as any fine-tune (`run_finetune`). The student registers as its own model with
-`tandem.teacher_version`, `tandem.traffic_window` and the dataset fingerprint.
+`tandem.teacher_version`, `tandem.traffic_window` and the dataset fingerprint. Then
+student and teacher are scored per tier on the held-out live prompts
+(`tandem.train.distill_data.quality_rows`), and both versions get `tandem.quality.<tier>`:
+what the router's quality floors are judged on (`tandem.routing.models`).
 
 Sequence-level distillation only: the student learns the teacher's answers as text.
 Logit distillation (matching the teacher's token distributions) is not built.
@@ -56,6 +59,10 @@ class DistillConfig(StrictConfig):
                                         "answers of the last N hours.")
     train_sample: int = Field(400, ge=0, description="Original training rows mixed in.")
     seed: int = Field(0, description="Sampling and shuffling seed.")
+    quality_holdout: float = Field(0.2, ge=0, lt=1, description="Share of live prompts kept "
+                                   "out of training to score student and teacher per tier.")
+    quality_min_rows: PositiveInt = Field(5, description="A tier's quality is recorded only "
+                                          "from at least this many held-out prompts.")
     finetune: dict[str, Any] = Field(
         default_factory=dict, description="Fields of the fine-tuning config (epochs, "
         "learning_rate, num_workers, ...); registered_model, base_model, train_data and the "
@@ -120,7 +127,7 @@ def run_distill(config: DistillConfig, settings: Settings,
     from tandem.telemetry.feedback import read_feedback
     from tandem.telemetry.request_log import read_requests
     from tandem.train.config import FinetuneConfig
-    from tandem.train.distill_data import build_distill_rows
+    from tandem.train.distill_data import build_distill_rows, quality_rows
     from tandem.train.run import resolve_base_model_dir, resolve_data_paths, run_finetune
     from tandem.triggers.retrain_data import read_jsonl, write_jsonl
 
@@ -132,9 +139,13 @@ def run_distill(config: DistillConfig, settings: Settings,
     telemetry = settings.home / "telemetry"
     train_rows = [row for path in resolve_data_paths(["builtin:train"], settings)
                   for row in read_jsonl(path)]
-    rows = build_distill_rows(read_requests(telemetry), read_feedback(telemetry), train_rows,
-                              teacher=teacher, start=start, end=end,
-                              sample=config.train_sample, seed=config.seed)
+    requests, feedback = read_requests(telemetry), read_feedback(telemetry)
+    rows = build_distill_rows(requests, feedback, train_rows, teacher=teacher, start=start,
+                              end=end, sample=config.train_sample, seed=config.seed,
+                              holdout_share=config.quality_holdout)
+    scoring = {tier: tier_rows for tier, tier_rows in quality_rows(
+        requests, feedback, teacher=teacher, start=start, end=end,
+        holdout_share=config.quality_holdout).items() if len(tier_rows) >= config.quality_min_rows}
     window = f"{time.strftime('%Y-%m-%dT%H:%M', time.gmtime(start))}/" \
              f"{time.strftime('%Y-%m-%dT%H:%M', time.gmtime(end))}"
     data = write_jsonl(rows, settings.home / "datasets" / "distill" /
@@ -154,4 +165,31 @@ def run_distill(config: DistillConfig, settings: Settings,
             "teacher_version": f"models:/{teacher}/{version}", "traffic_window": window})
     except ValidationError as error:
         raise UserError(_describe(error, "distillation finetune")) from None
-    return run_finetune(finetune, settings, log)
+    result = run_finetune(finetune, settings, log)
+    if result.version is not None:
+        record_quality(scoring, [(teacher, version, teacher_dir),
+                                 (config.student_model, result.version, None)], settings, log)
+    return result
+
+
+def record_quality(rows_by_tier: dict[str, list[dict]], versions: list[tuple[str, int, Any]],
+                   settings: Settings, log: Callable[[str], None]) -> None:
+    """Score each (name, version, local dir or None: download it) per tier and tag the
+    version with `tandem.quality.<tier>`; a tier without rows is left unmeasured."""
+    from tandem.registry import download_model, set_version_tags
+    from tandem.rollout.evaluate import quality_per_tier
+
+    if not rows_by_tier:
+        log("quality per tier not recorded: too few held-out live prompts with a ground truth")
+        return
+    for name, version, model_dir in versions:
+        model_dir = model_dir or download_model(f"models:/{name}/{version}",
+                                                settings.models_dir / "registry",
+                                                settings.mlflow_url)[0]
+        scores = quality_per_tier(model_dir, rows_by_tier)
+        set_version_tags(name, version, {f"tandem.quality.{tier}": f"{score:.4f}"
+                                         for tier, score in scores.items()},
+                         settings.mlflow_url)
+        log(f"{name} v{version} exact match per tier: " + ", ".join(
+            f"{tier} {score:.2f} ({len(rows_by_tier[tier])} prompts)"
+            for tier, score in sorted(scores.items())))

@@ -45,7 +45,8 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
                   now: float, window_s: float, last_n: int, baseline: Baseline | None,
                   profile: DataProfile | None, scale: FeedbackScale,
                   slo_miss_target: float | None, cost_target_usd: float | None,
-                  last_training_time: float | None) -> TriggerWindow:
+                  last_training_time: float | None,
+                  last_distillation_time: float | None = None) -> TriggerWindow:
     """The window of `model`'s telemetry in `(now - window_s, now]` for the policies.
 
     Args:
@@ -58,6 +59,8 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
         scale: the feedback score scale, normalized to [-1, 1].
         last_training_time: corrections after this time (POSIX seconds) count as new;
             None counts them all.
+        last_distillation_time: answers with logged text after this time count toward the
+            next distillation; None counts them all.
     """
     start = now - window_s
     model_ratings = [r for r in ratings(between(feedback, None, now), requests) if r.model == model]
@@ -75,6 +78,10 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
     traffic = traffic.filter(pc.and_(pc.equal(traffic["model"], model),
                                      pc.less(traffic["status"], 400)))
     rows = traffic.select(["prompt", "slo_met", "cost_usd"]).to_pylist()
+    answered = between(requests, last_distillation_time, now)
+    answers = pc.sum(pc.and_(pc.and_(pc.equal(answered["model"], model),
+                                     pc.equal(answered["status"], 200)),
+                             pc.is_valid(answered["response"]))).as_py() or 0
     return TriggerWindow(
         model=model, model_version=version,
         scores=tuple(normalized_score(r.score, scale) for r in recent),
@@ -85,4 +92,5 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
         slo_judged=sum(row["slo_met"] is not None for row in rows),
         slo_misses=sum(row["slo_met"] is False for row in rows),
         cost_per_request_usd=sum(row["cost_usd"] for row in rows) / len(rows) if rows else None,
-        slo_miss_target=slo_miss_target, cost_target_usd=cost_target_usd)
+        slo_miss_target=slo_miss_target, cost_target_usd=cost_target_usd,
+        answers_since_distillation=int(answers))

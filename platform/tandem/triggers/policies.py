@@ -5,10 +5,12 @@ recent prompts, corrections, SLO misses, cost) and asks each policy; it holds th
 and passes `now`, so every policy is a plain function of data and testable without Ray,
 MLflow or time. Three policies retrain (quality drop, prompt drift, enough new labels);
 latency or cost over target only alerts, because a bigger fleet mix, not a new model,
-fixes those (`tandem plan`). Each policy has a cool-down, recorded in `TriggerState`,
-so that a condition that persists while the retrained model is on its way does not fire
-again and again; the result's reason is a sentence with the numbers, for the operator
-and for the new version's `tandem.trigger` tag.
+fixes those (`tandem plan`). One more, when configured, distills: enough logged teacher
+answers since the last distillation make a new student worth training (`jobs/distill.py`).
+Each policy has a cool-down, recorded in `TriggerState`, so that a condition that persists
+while the retrained model is on its way does not fire again and again; the result's reason
+is a sentence with the numbers, for the operator and for the new version's
+`tandem.trigger` tag.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tandem.triggers.profile import DataProfile
 from tandem.triggers.state import TriggerState, window_id
 
-Action = Literal["retrain", "alert", "none"]
+Action = Literal["retrain", "distill", "alert", "none"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class TriggerWindow:
             them by measurement (the request log's `slo_met`, not the router's prediction).
         cost_per_request_usd: mean estimated cost of those requests.
         slo_miss_target, cost_target_usd: the highest acceptable miss fraction and cost.
+        answers_since_distillation: answers with logged text since the last distillation.
     """
 
     model: str
@@ -57,6 +60,7 @@ class TriggerWindow:
     cost_per_request_usd: float | None = None
     slo_miss_target: float | None = None
     cost_target_usd: float | None = None
+    answers_since_distillation: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,16 @@ class DriftConfig(TriggerConfig):
 class NewLabelsConfig(TriggerConfig):
     min_corrections: int = Field(100, gt=0, description="Fire at this many corrections since the "
                                  "last training run.")
+
+
+class DistillTriggerConfig(TriggerConfig):
+    student_model: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="Registered name "
+                               "of the student the distillation job trains.")
+    config: str = Field("jobs/configs/distill-tiny.yaml", description="Distillation YAML.")
+    overrides: list[str] = Field(default_factory=list, description="Extra --key=value "
+                                 "arguments for jobs/distill.py.")
+    min_answers: int = Field(1000, gt=0, description="Fire at this many logged answers of the "
+                             "teacher since the last distillation.")
 
 
 class LatencyCostConfig(TriggerConfig):
@@ -200,6 +214,22 @@ class NewLabelsTrigger:
         count, needed = window.corrections_since_training, self.config.min_corrections
         finding = f"{count} corrections since the last training run (threshold {needed})"
         return _decide(self.name, self.config, "retrain", state, now,
+                       finding if count >= needed else None, finding)
+
+
+class DistillTrigger:
+    """Distill a new student once the teacher has answered enough since the last one."""
+
+    name = "distill"
+
+    def __init__(self, config: DistillTriggerConfig) -> None:
+        self.config = config
+
+    def evaluate(self, window: TriggerWindow, state: TriggerState, now: float) -> TriggerResult:
+        count, needed = window.answers_since_distillation, self.config.min_answers
+        finding = (f"{count} logged answers since the last distillation into "
+                   f"{self.config.student_model} (threshold {needed})")
+        return _decide(self.name, self.config, "distill", state, now,
                        finding if count >= needed else None, finding)
 
 

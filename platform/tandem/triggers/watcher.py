@@ -9,7 +9,8 @@ one job per window, not at least one). A submit that fails while the watcher liv
 retried on the next tick under the same id.
 
 Several retrain triggers firing in one tick get one job between them (one model, one
-training run); every fired window is claimed for it. Alerts go to the `alert` sink and
+training run); every fired window is claimed for it. A fired distillation is a job of its
+own (another model is trained), claimed and submitted the same way. Alerts go to the `alert` sink and
 never submit anything. Gathering, submitting and alerting are injected, so the watcher
 itself needs no Ray, MLflow or clock.
 """
@@ -26,10 +27,10 @@ from tandem.triggers.state import TriggerState
 logger = logging.getLogger(__name__)
 
 
-def submission_id(model: str, window_id: str) -> str:
-    """The Ray job submission id of the retraining job for `model`'s trigger window (characters
+def submission_id(model: str, window_id: str, action: str = "retrain") -> str:
+    """The Ray job submission id of the `action` job for `model`'s trigger window (characters
     other than letters, digits, `.`, `_` and `-` become `-`)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", f"tandem-retrain-{model}-{window_id}")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"tandem-{action}-{model}-{window_id}")
 
 
 class Watcher:
@@ -60,14 +61,15 @@ class Watcher:
         for result in results:
             if result.fired and result.action == "alert":
                 self._alert(result)
-        fired = [result for result in results if result.fired and result.action == "retrain"
-                 and not self._state.already_submitted(result.window_id)]
-        if fired:
-            job = submission_id(window.model, fired[0].window_id)
-            for result in fired:
-                self._state.claim(result.window_id, job)
-            self._unsent[job] = fired[0]
-            self._send(job)
+        for action in ("retrain", "distill"):
+            fired = [result for result in results if result.fired and result.action == action
+                     and not self._state.already_submitted(result.window_id)]
+            if fired:
+                job = submission_id(window.model, fired[0].window_id, action)
+                for result in fired:
+                    self._state.claim(result.window_id, job)
+                self._unsent[job] = fired[0]
+                self._send(job)
         return results
 
     def _retry_unsent(self) -> None:
@@ -79,8 +81,9 @@ class Watcher:
         try:
             submitted = self._submit(result, job)
         except Exception:
-            logger.exception("retrain for %s (%s) not submitted; retrying next tick",
-                             result.window_id, job)
+            logger.exception("%s for %s (%s) not submitted; retrying next tick",
+                             result.action, result.window_id, job)
             return
         del self._unsent[job]
-        logger.info("retrain job %s submitted: %s: %s", submitted, result.name, result.reason)
+        logger.info("%s job %s submitted: %s: %s", result.action, submitted, result.name,
+                    result.reason)

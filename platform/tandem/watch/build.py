@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tandem.watch.config import WatchConfig
 
 FINETUNE_ENTRYPOINT = "jobs/finetune.py"
+DISTILL_ENTRYPOINT = "jobs/distill.py"
 
 
 def retrain_overrides(model: str, data: Path, result: TriggerResult,
@@ -64,15 +65,30 @@ def _training_rows(paths: list[Path]) -> list[dict]:
 def _registry_facts(model: str, tracking_uri: str) -> tuple[int | None, float | None]:
     """`model`'s champion version and the creation time of its newest version (POSIX
     seconds), each None when there is none; `UserError` when MLflow does not answer."""
-    from tandem.registry import CHAMPION, _client, alias_version
+    from tandem.registry import CHAMPION, alias_version
 
     try:
-        versions = _client(tracking_uri).search_model_versions(f"name='{model}'")
-        newest = max((mv.creation_timestamp / 1000 for mv in versions), default=None)
-        return alias_version(model, CHAMPION, tracking_uri), newest
+        return alias_version(model, CHAMPION, tracking_uri), _newest_version_time(model,
+                                                                                  tracking_uri)
     except Exception as error:  # MLflow raises many types for "server unreachable"
         raise UserError(f"cannot read {model} from MLflow at {tracking_uri} "
                         f"({type(error).__name__}); start the stack with `tandem up`") from None
+
+
+def _newest_version_time(model: str, tracking_uri: str) -> float | None:
+    """When `model`'s newest version was created (POSIX seconds); None without versions."""
+    from tandem.registry import _client
+
+    versions = _client(tracking_uri).search_model_versions(f"name='{model}'")
+    return max((mv.creation_timestamp / 1000 for mv in versions), default=None)
+
+
+def distill_entrypoint(config: WatchConfig) -> list[str]:
+    """The distillation job the distill trigger submits: the champion into the student."""
+    distill = config.distill
+    return ["python", DISTILL_ENTRYPOINT, "--config", distill.config,
+            f"--teacher=models:/{config.model}@champion",
+            f"--student_model={distill.student_model}", *distill.overrides]
 
 
 def _model_and_base(model: str, version: int, settings: Settings) -> tuple[Path, Path | None]:
@@ -95,13 +111,13 @@ def trigger_state_path(config: WatchConfig, settings: Settings) -> Path:
 def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
     """A `Watcher` over `settings.home`'s telemetry that submits `jobs/finetune.py`."""
     from tandem.config import load_config
-    from tandem.jobs import submit_job
     from tandem.telemetry.feedback import read_feedback
     from tandem.telemetry.request_log import read_requests
     from tandem.train.config import FinetuneConfig
     from tandem.train.run import resolve_data_paths
     from tandem.triggers.gather import gather_window
     from tandem.triggers.policies import (
+        DistillTrigger,
         DriftTrigger,
         LatencyCostAlert,
         NewLabelsTrigger,
@@ -120,14 +136,24 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
 
     def gather(now: float) -> TriggerWindow:
         champion, last_training = _registry_facts(config.model, settings.mlflow_url)
+        last_distillation = None
+        if config.distill is not None:
+            try:
+                last_distillation = _newest_version_time(config.distill.student_model,
+                                                         settings.mlflow_url)
+            except Exception as error:  # MLflow raises many types for "server unreachable"
+                raise UserError(f"cannot read {config.distill.student_model} from MLflow "
+                                f"({type(error).__name__})") from None
         return gather_window(
             read_requests(telemetry), read_feedback(telemetry), model=config.model,
             version=champion, now=now, window_s=config.window_s, last_n=config.quality.last_n,
             baseline=None, profile=profile, scale=config.feedback_scale,
             slo_miss_target=config.slo_miss_target, cost_target_usd=config.cost_target_usd,
-            last_training_time=last_training)
+            last_training_time=last_training, last_distillation_time=last_distillation)
 
     def submit(result: TriggerResult, job_id: str) -> str:
+        if result.action == "distill":
+            return _submit_once(settings, distill_entrypoint(config), job_id)
         rows = build_retrain_rows(read_feedback(telemetry), read_requests(telemetry), train_rows,
                                   sample=config.retrain_sample, seed=config.seed,
                                   model=config.model,
@@ -139,20 +165,28 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
                       *config.finetune_overrides,
                       *retrain_overrides(config.model, data, result, parent,
                                          finetune.registers_adapter)]
-        try:
-            return submit_job(settings, entrypoint, submission_id=job_id)
-        except Exception as error:
-            if "already exists" in str(error):  # submitted before; Ray keeps one job per id
-                return job_id
-            raise
+        return _submit_once(settings, entrypoint, job_id)
 
     def alert(result: TriggerResult) -> None:
         print(f"ALERT {config.model} {result.name}: {result.reason}", flush=True)
 
     policies = [QualityTrigger(config.quality), DriftTrigger(config.drift),
                 NewLabelsTrigger(config.new_labels), LatencyCostAlert(config.latency_cost)]
+    if config.distill is not None:
+        policies.append(DistillTrigger(config.distill))
     state = TriggerState(trigger_state_path(config, settings))
     return Watcher(policies, state, gather, submit, alert)
+
+
+def _submit_once(settings: Settings, entrypoint: list[str], job_id: str) -> str:
+    from tandem.jobs import submit_job
+
+    try:
+        return submit_job(settings, entrypoint, submission_id=job_id)
+    except Exception as error:
+        if "already exists" in str(error):  # submitted before; Ray keeps one job per id
+            return job_id
+        raise
 
 
 def build_rollout(config: WatchConfig, settings: Settings,

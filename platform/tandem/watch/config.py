@@ -10,7 +10,13 @@ from pydantic import Field
 
 from tandem.config import StrictConfig, load_config
 from tandem.rollout.verdicts import RolloutConfig
-from tandem.triggers.policies import DriftConfig, LatencyCostConfig, NewLabelsConfig, QualityConfig
+from tandem.triggers.policies import (
+    DistillTriggerConfig,
+    DriftConfig,
+    LatencyCostConfig,
+    NewLabelsConfig,
+    QualityConfig,
+)
 
 
 class WatchConfig(StrictConfig):
@@ -45,6 +51,9 @@ class WatchConfig(StrictConfig):
                                         description="New-labels trigger.")
     latency_cost: LatencyCostConfig = Field(default_factory=LatencyCostConfig,
                                             description="Latency/cost alert.")
+    distill: DistillTriggerConfig | None = Field(
+        None, description="Distill the champion into `student_model` (jobs/distill.py) every "
+        "`min_answers` logged answers; off when absent.")
     trace_share: float = Field(0.05, ge=0, le=1, description="Share of unrated requests "
                                "exported to MLflow as traces (rated ones always are).")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Gates a retrained "

@@ -1,7 +1,10 @@
-"""Distillation from the served model's production answers: `jobs/distill.py` through
-`ray job submit` registers a 1-layer student of `tandem-serve` with its lineage, trained on
-what the teacher answered in this session's earlier tests; a student whose tokenizer differs
-is refused with exit 2 before any training."""
+"""Distillation from the served model's production answers, then routing across teacher
+and student: `jobs/distill.py` through `ray job submit` registers a 1-layer student of
+`tandem-serve` with its lineage, trained on what the teacher answered in this session's
+earlier tests; a student whose tokenizer differs is refused with exit 2 before any training.
+The student then serves on `cheap` under the teacher's name (one engine start, one more to
+restore the usual pools): both answer, the header names which, a quality floor sends
+requests to the teacher, and a student whose live quality drops is taken out of routing."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import sys
 import pytest
 
 from tests.integration.jobs_helpers import wait_for_job
-from tests.integration.serve.conftest import MODEL
+from tests.integration.serve.conftest import MODEL, decisions, logged_rows, served_config
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +29,10 @@ def _distill_args(*extra: str) -> list[str]:
             f"--teacher=models:/{MODEL}@champion", f"--student_model={STUDENT}", *extra]
 
 
-def test_a_distillation_job_registers_a_smaller_student_with_its_lineage(
-        served, registered, http, repo_root):
+@pytest.fixture(scope="module")
+def distilled(served, registered, http, repo_root):
+    """One distillation job through `ray job submit`: (its logs, an answer it learned from)."""
     from tandem.jobs import _client, submit_job
-    from tandem.registry import CHAMPION, alias_version, download_model, version_tags
-    from tandem.triggers.retrain_data import read_jsonl
 
     answered = http.post(f"{served.api_url}/v1/completions", timeout=60, json={
         "model": MODEL, "prompt": "translate: lamp river =>", "max_tokens": 4})
@@ -42,7 +44,14 @@ def test_a_distillation_job_registers_a_smaller_student_with_its_lineage(
     status = wait_for_job(client, job_id, timeout_s=900)
     logs = client.get_job_logs(job_id)
     assert status == "SUCCEEDED", logs[-3000:]
+    return logs, answered
 
+
+def test_a_distillation_job_registers_a_smaller_student_with_its_lineage(distilled, served):
+    from tandem.registry import CHAMPION, alias_version, download_model, version_tags
+    from tandem.triggers.retrain_data import read_jsonl
+
+    logs, answered = distilled
     version = alias_version(STUDENT, CHAMPION, served.mlflow_url)
     tags = version_tags(STUDENT, version, served.mlflow_url)
     teacher_version = alias_version(MODEL, CHAMPION, served.mlflow_url)
@@ -62,6 +71,13 @@ def test_a_distillation_job_registers_a_smaller_student_with_its_lineage(
     assert rows["translate: lamp river =>"] == " " + \
         answered.json()["choices"][0]["text"].strip()  # the teacher's own answer
     assert f"distilling {MODEL} v{teacher_version} into {STUDENT}" in logs
+    scored = {tier: float(value) for tier, value in tags.items()
+              if tier.startswith("tandem.quality.")}
+    if "quality per tier not recorded" not in logs:  # enough held-out live prompts this run
+        assert scored and all(0 <= value <= 1 for value in scored.values())
+        assert f"{STUDENT} v{version} exact match per tier" in logs
+        teacher_tags = version_tags(MODEL, teacher_version, served.mlflow_url)
+        assert scored.keys() <= teacher_tags.keys()
 
 
 def test_a_student_with_another_tokenizer_exits_2_naming_both(served, registered, repo_root):
@@ -81,3 +97,80 @@ def test_a_student_with_another_tokenizer_exits_2_naming_both(served, registered
     assert done.returncode == 2, done.stderr[-2000:]
     assert "differs from the teacher's" in done.stderr and str(other) in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def routed(served, distilled):
+    """`cheap` serves the student under the teacher's name. The test fixes the student's
+    recorded quality (0.9 in every tier) so the floors below are known; the job's own
+    scores depend on this session's traffic."""
+    from tandem.registry import CHAMPION, alias_version, set_version_tags
+    from tandem.serve.config import ServeAppConfig
+    from tandem.serve.deploy import deploy
+
+    version = alias_version(STUDENT, CHAMPION, served.mlflow_url)
+    set_version_tags(STUDENT, version, {f"tandem.quality.{tier}": "0.9"
+                                        for tier in ("interactive", "standard", "batch")},
+                     served.mlflow_url)
+    data = served_config().model_dump(mode="json")
+    data["students"] = [{"model": f"models:/{STUDENT}@champion", "pools": ["cheap"]}]
+    deploy(ServeAppConfig.model_validate(data), served)
+    try:
+        yield version
+    finally:
+        deploy(served_config(), served)
+
+
+def _batch(served, http, floor: str | None, prompt: str = "translate: red cat =>"):
+    headers = {"x-tandem-tier": "batch"} | ({"x-tandem-min-quality": floor} if floor else {})
+    return http.post(f"{served.api_url}/v1/completions", timeout=60, headers=headers, json={
+        "model": MODEL, "prompt": prompt, "max_tokens": 4, "temperature": 0})
+
+
+def test_two_models_behind_one_name_both_answer_and_the_header_names_the_one_that_did(
+        served, http, routed):
+    from tandem.registry import CHAMPION, alias_version
+
+    teacher_version = alias_version(MODEL, CHAMPION, served.mlflow_url)
+    student = _batch(served, http, "0.5")  # both reach it: the cheaper pool, the student's
+    assert student.status_code == 200, student.text
+    assert student.headers["x-tandem-model"] == f"models:/{STUDENT}/{routed}"
+    assert student.headers["x-tandem-pool"] == "cheap"
+    teacher = _batch(served, http, "0.95")  # above the student's 0.9: the teacher
+    assert teacher.status_code == 200, teacher.text
+    assert teacher.headers["x-tandem-model"] == f"models:/{MODEL}/{teacher_version}"
+    assert teacher.headers["x-tandem-pool"] == "fast"
+    rows = {row["request_id"]: row for row in logged_rows(
+        served, {student.headers["x-request-id"], teacher.headers["x-request-id"]})}
+    assert rows[student.headers["x-request-id"]]["model"] == STUDENT  # per model downstream
+    assert rows[teacher.headers["x-request-id"]]["model"] == MODEL
+    reason = decisions(served)[teacher.headers["x-request-id"]]["reason"]
+    assert f"{STUDENT} v{routed} left out: quality 0.90 (recorded for batch) below floor 0.95" \
+        in reason
+    card = http.get(f"{served.api_url}/v1/models/{MODEL}", timeout=10).json()
+    assert card["students"] == [STUDENT] and card["pools"].keys() == {"fast"}
+    bad = _batch(served, http, "1.5")
+    assert bad.status_code == 400 and "x-tandem-min-quality" in bad.json()["error"]["message"]
+    unknown = http.post(f"{served.api_url}/v1/completions", timeout=30, json={
+        "model": "no-such-logical-model", "prompt": "translate: red =>", "max_tokens": 2})
+    assert unknown.status_code == 404
+
+
+def test_a_student_is_removed_from_routing_when_its_live_quality_drops(served, http, routed):
+    answered = [_batch(served, http, "0.5", f"translate: {word} =>")
+                for word in ("red", "blue", "green", "cat", "dog", "bird", "cup", "egg",
+                             "milk", "rice")]
+    assert all(r.headers.get("x-tandem-model", "").startswith(f"models:/{STUDENT}/")
+               for r in answered), [r.headers.get("x-tandem-model") for r in answered]
+    for reply in answered:  # every answer judged wrong by its user
+        rated = http.post(f"{served.api_url}/v1/feedback", timeout=30, json={
+            "request_id": reply.headers["x-request-id"], "score": -1})
+        assert rated.status_code == 201, rated.text
+    after = _batch(served, http, "0.5")
+    assert after.status_code == 200
+    assert after.headers["x-tandem-model"].startswith(f"models:/{MODEL}/")
+    reason = decisions(served)[after.headers["x-request-id"]]["reason"]
+    assert f"{STUDENT} v{routed} left out: quality 0.00 (live over 10 rated answers) below " \
+           "floor 0.5" in reason
+    unfloored = _batch(served, http, None)  # no floor (the local tiers set none): any model
+    assert unfloored.headers["x-tandem-model"].startswith(f"models:/{STUDENT}/")

@@ -8,7 +8,8 @@ import torch
 from tandem.data.task import format_completion, format_prompt
 from tandem.errors import UserError
 from tandem.train.distill import DistillConfig, StudentShape, build_student, check_tokenizer
-from tandem.train.distill_data import build_distill_rows
+from tandem.train.distill_data import build_distill_rows, quality_rows
+from tandem.triggers.retrain_data import held_out
 
 from tests.unit.triggers.tables import NOW, feedback, feedback_table, request, requests_table
 
@@ -43,6 +44,31 @@ def test_the_set_is_the_teachers_answers_corrected_plus_uncovered_training_rows(
     assert len(rows) == 4
     assert rows == build_distill_rows(requests, fixes, TRAIN, teacher="tandem-tiny",
                                       sample=len(TRAIN), seed=3, **WINDOW)
+
+
+def test_held_out_live_prompts_score_each_tier_against_the_ground_truth_not_the_teacher():
+    prompts = [format_prompt(words) for words in (["red", "cat"], ["blue"], ["green", "dog"],
+                                                  ["bread"], ["lamp", "cup"], ["moon"])]
+    kept = [prompt for prompt in prompts if held_out(prompt, 0.5)]
+    assert 0 < len(kept) < len(prompts)  # the share splits these prompts both ways
+    requests = requests_table(*[
+        request(f"r{i}", 60 - i, prompt=prompt, response=" wrong",
+                tier="batch" if i % 2 else "interactive")
+        for i, prompt in enumerate(prompts + ["translate: zzz =>"])])  # zzz: no ground truth
+    fixed = kept[0]
+    fixes = feedback_table(feedback(f"r{prompts.index(fixed)}", 30, -1.0, "corrected"))
+    scoring = quality_rows(requests, fixes, teacher="tandem-tiny", holdout_share=0.5, **WINDOW)
+    rows = [row for tier_rows in scoring.values() for row in tier_rows]
+    assert sorted(row["prompt"] for row in rows) == sorted(kept)
+    truth = {row["prompt"]: row["completion"] for row in rows}
+    assert truth[fixed] == " corrected"
+    for prompt in kept[1:]:
+        words = prompt.removeprefix("translate: ").removesuffix(" =>").split()
+        assert truth[prompt] == format_completion(words)
+    assert set(scoring) <= {"batch", "interactive"}
+    training = build_distill_rows(requests, fixes, TRAIN, teacher="tandem-tiny", sample=0,
+                                  seed=0, holdout_share=0.5, **WINDOW)
+    assert not {row["prompt"] for row in training} & set(kept)  # never trained on
 
 
 def test_without_logged_text_there_is_nothing_to_distill_and_it_says_why():

@@ -138,3 +138,14 @@ def test_a_window_gathered_from_stored_telemetry_fires_new_labels(tmp_path):
     assert window.requests == 3 and window.corrections_since_training == 3
     result = NewLabelsTrigger(NewLabelsConfig(min_corrections=3)).evaluate(window, TriggerState(), NOW)
     assert result.fired and result.reason == "3 corrections since the last training run (threshold 3)"
+
+
+def test_answers_since_the_last_distillation_count_the_models_answered_logged_requests():
+    requests = requests_table(
+        request("a", 600), request("b", 500), request("old", 3 * HOUR),
+        request("no-text", 400, prompt=None, response=None),
+        request("failed", 300, status=500, response=None),
+        request("other", 200, model="other-model"))
+    assert gather(requests, feedback_table()).answers_since_distillation == 3  # a, b, old
+    assert gather(requests, feedback_table(),
+                  last_distillation_time=NOW - HOUR).answers_since_distillation == 2

@@ -1,5 +1,7 @@
 import pytest
 from tandem.triggers.policies import (
+    DistillTrigger,
+    DistillTriggerConfig,
     DriftConfig,
     DriftTrigger,
     LatencyCostAlert,
@@ -121,6 +123,25 @@ def test_retrain_triggers_firing_together_share_one_job(tmp_path):
     job = submission_id("tandem-tiny", results[0].window_id)
     assert recorder.submitted == [("drift", results[0].window_id, job)]
     assert state.job_of(results[1].window_id) == job
+
+
+def test_a_distillation_fires_at_enough_answers_and_is_a_job_of_its_own(tmp_path):
+    state, recorder = TriggerState(tmp_path / "s.json"), Recorder()
+    distill = DistillTrigger(DistillTriggerConfig(student_model="tandem-tiny-student",
+                                                  min_answers=1000, cooldown_s=0))
+    few = TriggerWindow(model="tandem-tiny", answers_since_distillation=999)
+    [quiet] = watcher(state, recorder, few, [distill]).tick(NOW)
+    assert not quiet.fired and "999 logged answers since the last distillation into " \
+        "tandem-tiny-student (threshold 1000)" == quiet.reason
+    window = TriggerWindow(model="tandem-tiny", model_version=3, corrections_since_training=5,
+                           answers_since_distillation=1000)
+    results = watcher(state, recorder, window, [labels(), distill]).tick(NOW)
+    assert [(r.name, r.fired, r.action) for r in results] == [
+        ("new_labels", True, "retrain"), ("distill", True, "distill")]
+    assert [(name, job) for name, _, job in recorder.submitted] == [
+        ("new_labels", submission_id("tandem-tiny", results[0].window_id)),
+        ("distill", submission_id("tandem-tiny", results[1].window_id, "distill"))]
+    assert recorder.submitted[1][2] == f"tandem-distill-tandem-tiny-distill-{int(NOW // HOUR)}"
 
 
 def test_a_failed_submit_is_retried_under_the_same_id(tmp_path):

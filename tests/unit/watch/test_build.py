@@ -30,3 +30,15 @@ def test_retraining_an_adapter_continues_the_parent_adapter_on_the_configured_ba
     assert config.registers_adapter and config.registered_model == "tandem-tiny-support"
     assert config.lora.init_from == "models:/tandem-tiny-support/4"
     assert config.base_model == "models:/tandem-tiny@champion"  # the adapter's base stays
+
+
+def test_the_distill_trigger_submits_the_champion_into_the_configured_student():
+    from tandem.watch.build import distill_entrypoint
+    from tandem.watch.config import load_watch_config
+
+    config = load_watch_config(None, ['--distill={"student_model": "tandem-tiny-student", '
+                                      '"min_answers": 500, "overrides": ["--train_sample=50"]}'])
+    assert distill_entrypoint(config) == [
+        "python", "jobs/distill.py", "--config", "jobs/configs/distill-tiny.yaml",
+        "--teacher=models:/tandem-tiny@champion", "--student_model=tandem-tiny-student",
+        "--train_sample=50"]

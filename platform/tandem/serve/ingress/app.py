@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tandem.auth import ADMIN, AuthError, load_keys
+from tandem.routing.models import LiveQuality, judged_right
 from tandem.serve import admin, shared_view
 from tandem.serve import routes as route_table
 from tandem.serve.ingress.accounting import Accounting
@@ -35,7 +36,12 @@ from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
 from tandem.serve.validation import RequestError, error_body, response_text
-from tandem.telemetry.feedback import FeedbackError, FeedbackStore, parse_feedback
+from tandem.telemetry.feedback import (
+    FeedbackError,
+    FeedbackStore,
+    normalized_score,
+    parse_feedback,
+)
 from tandem.telemetry.request_log import RequestLog
 
 app = FastAPI(title="Tandem", docs_url=None, redoc_url=None, openapi_url=None)  # no unkeyed schema endpoint
@@ -96,7 +102,9 @@ class TandemIngress(OpenAiIngress):
         self._edge = Edge(load_keys(home), limiter, self._config.max_body_bytes)
         self._router = PoolRouter(self._config, home / "routing" / "decisions.jsonl")
         metrics = ServeMetrics()
-        self._dispatcher = Dispatcher(self._router, metrics, limits.max_queued_requests)
+        self._live_quality = LiveQuality()
+        self._dispatcher = Dispatcher(self._router, metrics, limits.max_queued_requests,
+                                      self._live_quality)
         self._accounting = Accounting(self._router, metrics, self._requests)
         self._watch = PoolWatch(route_table.get_or_create(table), shared_view.get_or_create(),
                                 f"{os.getpid()}-{id(self)}", self._router, limiter,
@@ -128,6 +136,9 @@ class TandemIngress(OpenAiIngress):
                                  "price_per_hour": route["price_per_hour"]}
                           for pool, route in entry["pools"].items()},
             }
+            for key in ("students", "student_of", "quality"):  # who answers for a name
+                if key in entry:
+                    card[key] = entry[key]
             adapter = entry.get("adapter")
             if adapter:  # `parent` as vLLM's own model list names a LoRA's base
                 card.update(parent=adapter["base"],
@@ -173,10 +184,10 @@ class TandemIngress(OpenAiIngress):
         self._edge.admit(request)
         body = await self._edge.read_json(request)
         log_text = self._config.telemetry.log_text
-        parsed, entry = parse_completion(kind, body, request.headers, self._watch.table["models"],
-                                         exchange, self._max_model_len,
-                                         self._router.default_tier(), log_text)
-        first_item, stream = await self._dispatcher.send(request, kind, parsed, entry, exchange)
+        models = self._watch.table["models"]  # one table for the whole request
+        parsed = parse_completion(kind, body, request.headers, models, exchange,
+                                  self._max_model_len, self._router.default_tier(), log_text)
+        first_item, stream = await self._dispatcher.send(request, kind, parsed, models, exchange)
         if isinstance(first_item, ErrorResponse):
             status = int(first_item.error.code or 500)
             if status >= 500 and "context" in first_item.error.message.lower():
@@ -184,6 +195,8 @@ class TandemIngress(OpenAiIngress):
             raise RequestError(status, first_item.error.message, None)
         exchange.ttft_s = time.perf_counter() - exchange.started
         headers = {"x-tandem-pool": exchange.pool, "x-tandem-model-version": str(exchange.version)}
+        if exchange.several_models:
+            headers["x-tandem-model"] = f"models:/{exchange.model}/{exchange.version}"
         if exchange.cost_usd is not None:
             headers["x-tandem-cost-usd"] = f"{exchange.cost_usd:.10f}"
         if not isinstance(first_item, str | list) and hasattr(first_item, "model_dump"):
@@ -211,6 +224,10 @@ class TandemIngress(OpenAiIngress):
             raise RequestError(404, f"request {feedback.request_id!r} was not answered here",
                                "request_id", "request_not_found")
         created = await asyncio.to_thread(self._feedback.add, feedback, record)
+        if created and record.get("model_version") is not None:
+            score = normalized_score(feedback.score, self._config.telemetry.feedback_scale)
+            self._live_quality.rate(record["model"], int(record["model_version"]),
+                                    judged_right(score, feedback.correction, record.get("response")))
         content = {"object": "feedback", "request_id": feedback.request_id,
                    "feedback_id": feedback.feedback_id, "stored": created}
         return JSONResponse(content, status_code=201 if created else 200)

@@ -3,7 +3,9 @@
 While a canary runs, its share of a model's requests goes to the challenger's pools
 (`canary_or_champion`); the routing policy then picks the pool among that version's. A LoRA
 adapter's request goes to its base's engines with the adapter version's name as its model
-and as Serve's multiplexed model id (`tandem.serve.adapters`).
+and as Serve's multiplexed model id (`tandem.serve.adapters`). A model with students is
+routed across its own pools and theirs: the cheapest (model, pool) that meets the request's
+latency targets and quality floor (`tandem.serve.students`).
 A pool whose every replica already holds `limits.max_queued_requests` waiting requests
 is skipped, and when all are full the answer is 503. A call that fails before anything
 was streamed marks the pool down and is sent once more to the next best pool. So is one
@@ -30,10 +32,12 @@ from ray.serve.exceptions import (
     ReplicaUnavailableError,
 )
 
+from tandem.routing.models import LiveQuality
 from tandem.routing.policy import NoHealthyPool
 from tandem.serve.ingress.exchange import Exchange
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
+from tandem.serve.students import served_models
 from tandem.serve.validation import RequestError
 
 POOL_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError,
@@ -77,8 +81,10 @@ def canary_or_champion(entry: dict[str, Any], draw: float) -> dict[str, Any]:
 class Dispatcher:
     """Pool choice and the call to the chosen pool, for one ingress replica."""
 
-    def __init__(self, router: PoolRouter, metrics: ServeMetrics, max_queued_requests: int) -> None:
+    def __init__(self, router: PoolRouter, metrics: ServeMetrics, max_queued_requests: int,
+                 live: LiveQuality) -> None:
         self._router = router
+        self._live = live
         self._metrics = metrics
         self._max_queued = max_queued_requests
         self._handles: dict[tuple[str, str], Any] = {}
@@ -96,28 +102,34 @@ class Dispatcher:
             handle = self._handles[key] = handle.options(**options)
         return handle
 
-    async def send(self, request: Request, kind: str, parsed, entry: dict[str, Any],
+    async def send(self, request: Request, kind: str, parsed, models: dict[str, Any],
                    exchange: Exchange):
-        """(first item, stream) of the pool that answered; the stream is None for a whole
-        response or an error, which the first item then holds."""
-        target = canary_or_champion(entry, random.random())
-        pools, lora = target["pools"], (target.get("adapter") or {}).get("lora")
+        """(first item, stream) of the pool that answered `exchange.model`; the stream is
+        None for a whole response or an error, which the first item then holds."""
+        entry, served = models[exchange.model], ()
+        if entry.get("students"):
+            served, pools = served_models(models, exchange.model, random.random(), self._live)
+            lora = None
+        else:
+            target = canary_or_champion(entry, random.random())
+            pools, lora = target["pools"], (target.get("adapter") or {}).get("lora")
         if lora is not None:
             parsed.model = lora
         failed_pool = None
         for attempt in (1, 2):
             first_item, stream = await self._send_once(request, kind, parsed, pools, exchange,
-                                                       failed_pool, lora)
+                                                       failed_pool, lora, served)
             if stream is not None or attempt == 2:
                 break
             failed_pool = exchange.pool  # the pool failed before streaming anything: once more
         return first_item, stream
 
     async def _send_once(self, request: Request, kind: str, parsed, pools: dict[str, Any],
-                         exchange: Exchange, failed_pool: str | None, lora: str | None):
-        """Route among `pools` and send once. Returns (first item, stream), or (exception,
-        None) when the chosen pool failed before answering anything (the caller may retry
-        elsewhere)."""
+                         exchange: Exchange, failed_pool: str | None, lora: str | None,
+                         served: tuple | list):
+        """Route among `pools` (of the `served` models, when several) and send once.
+        Returns (first item, stream), or (exception, None) when the chosen pool failed
+        before answering anything (the caller may retry elsewhere)."""
         router = self._router
         now = time.time()
         if failed_pool is not None:
@@ -126,9 +138,12 @@ class Dispatcher:
         if all(s.queued >= self._max_queued * s.replicas for s in states if s.healthy):
             raise RequestError(503, "every pool's queue is full; retry shortly", code="overloaded")
         try:
-            decision = router.choose(exchange.features, states, now, exchange.request_id)
+            decision = router.choose(exchange.features, states, now, exchange.request_id, served)
         except NoHealthyPool:
             raise RequestError(503, "no healthy pool can take this request") from None
+        if decision.model is not None:
+            exchange.model = parsed.model = decision.model
+            exchange.several_models = True
         self._metrics.decision(decision.pool, exchange.model, exchange.features.tier,
                                decision.predicted_slo_miss)
         route = pools[decision.pool]

@@ -36,6 +36,7 @@ class Exchange:
         self.released = False
         self.finished = False
         self.app: str | None = None  # the Serve application of the pool it was sent to
+        self.several_models = False  # routed across a teacher and its students
 
     def routed(self, decision, route: dict[str, Any], state: PoolState,
                targets: tuple[float, float], cost_usd: float | None) -> None:

@@ -36,11 +36,14 @@ ENDPOINTS = {
 
 
 def model_entry(models: dict[str, Any], model: str | None) -> tuple[str, dict[str, Any]]:
-    """(name, route-table entry) of the model a request names; the only one when it names none."""
+    """(name, route-table entry) of the model a request names; when it names none, the only
+    one served (students and adapters aside: they answer under their own names too)."""
     if model is None:
-        if len(models) != 1:
+        served = [name for name, entry in models.items()
+                  if "student_of" not in entry and "adapter" not in entry]
+        if len(served) != 1:
             raise RequestError(400, "'model' is required when several models are served", "model")
-        model = next(iter(models))
+        model = served[0]
     entry = models.get(model)
     if entry is None or not entry["pools"]:
         raise RequestError(404, f"model {model!r} is not served here; GET /v1/models lists "
@@ -50,8 +53,8 @@ def model_entry(models: dict[str, Any], model: str | None) -> tuple[str, dict[st
 
 def parse_completion(kind: str, body: Any, headers, models: dict[str, Any], exchange: Exchange,
                      max_model_len: int, default_tier: str, log_text: bool):
-    """vLLM's request model of `body` and the route-table entry of its model; fills in what
-    `exchange` records (model, stream, features, prompt text when `log_text`)."""
+    """vLLM's request model of `body`; fills in what `exchange` records (the model it names,
+    found in `models`; stream, features, prompt text when `log_text`)."""
     model_cls, required, accepted = ENDPOINTS[kind]
     if isinstance(body, dict) and isinstance(body.get("model"), str):
         exchange.model = body["model"]
@@ -60,7 +63,7 @@ def parse_completion(kind: str, body: Any, headers, models: dict[str, Any], exch
         hints = parse_routing_hints(headers)
     except InvalidRoutingHint as error:
         raise RequestError(400, str(error), error.header, "invalid_hint") from None
-    model, entry = model_entry(models, body.get("model"))
+    model, _ = model_entry(models, body.get("model"))
     exchange.model = model
     exchange.stream = bool(body.get("stream"))
     if log_text:
@@ -83,4 +86,4 @@ def parse_completion(kind: str, body: Any, headers, models: dict[str, Any], exch
             parsed = _sanitize_chat_completion_request(parsed)
         except ValueError as error:  # message content that is no text and no content part
             raise RequestError(400, str(error)[:500], "messages") from None
-    return parsed, entry
+    return parsed

@@ -1,0 +1,118 @@
+"""Routing across models: one logical model served by a teacher and its distilled students.
+
+Every pool serves one registered model. A model may take a request only if its quality
+reaches the request's floor (`x-tandem-min-quality`, else its tier's `min_quality`):
+its live exact match once enough of its answers were rated (`LiveQuality`), else the
+exact match recorded on its version per tier (`tandem.quality.<tier>`). A student with
+neither gets a request only when there is no floor. The teacher (the reference) is the
+fallback: when no model reaches the floor, or its own quality was never measured, it is
+admitted. The pools of the admitted models then go to the pool policy, which picks the
+cheapest predicted to meet the latency targets: so the (model, pool) chosen is the
+cheapest pair predicted to meet the latency targets and the floor, and no model is picked
+whose quality, as known, is below the floor, unless none reaches it (the decision then
+says so). Pure, like every policy: feedback comes in through `LiveQuality.rate`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from tandem.routing.policy import RoutingPolicy
+from tandem.routing.types import Decision, PoolState, RequestFeatures
+
+MIN_RATED = 10  # rated answers before live quality replaces the recorded one
+LIVE_WINDOW = 50  # the most recent rated answers live quality is measured over
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """One registered model behind a logical name, as the router sees it."""
+
+    name: str
+    version: int
+    pools: tuple[str, ...]
+    quality: Mapping[str, float] = field(default_factory=dict)  # tier -> exact match in [0, 1]
+    reference: bool = False  # the teacher: admitted when no model reaches the floor
+    live_quality: float | None = None  # exact match of its last rated answers, once enough
+    rated: int = 0  # answers that live quality is measured over
+
+    def expected_quality(self, tier: str) -> tuple[float | None, str]:
+        """(quality, where it comes from) for a request of `tier`; None: never measured."""
+        if self.live_quality is not None:
+            return self.live_quality, f"live over {self.rated} rated answers"
+        recorded = self.quality.get(tier)
+        return recorded, f"recorded for {tier}"
+
+
+def admit_models(models: Sequence[ServedModel], tier: str,
+                 floor: float | None) -> tuple[list[ServedModel], list[str]]:
+    """The models that may take a request of `tier` with quality `floor`, and one note per
+    model left out (or why the reference was let in below the floor)."""
+    if floor is None:
+        return list(models), []
+    admitted, notes = [], []
+    for model in models:
+        quality, source = model.expected_quality(tier)
+        if quality is None and model.reference:
+            admitted.append(model)
+        elif quality is None:
+            notes.append(f"{model.name} v{model.version} left out: no quality measured for "
+                         f"{tier} (floor {floor:g})")
+        elif quality >= floor:
+            admitted.append(model)
+        else:
+            notes.append(f"{model.name} v{model.version} left out: quality {quality:.2f} "
+                         f"({source}) below floor {floor:g}")
+    if not admitted:
+        references = [model for model in models if model.reference] or [
+            max(models, key=lambda m: m.expected_quality(tier)[0] or 0.0)]
+        admitted = references
+        notes.append(f"no model reaches floor {floor:g}: {references[0].name} "
+                     f"v{references[0].version} serves")
+    return admitted, notes
+
+
+def pick_model_pool(policy: RoutingPolicy, request: RequestFeatures, floor: float | None,
+                    models: Sequence[ServedModel], pools: Sequence[PoolState],
+                    now: float) -> tuple[ServedModel, Decision]:
+    """The model and the decision of `policy` among the admitted models' pools; the
+    decision names the model, and its reason ends with the notes on the models left out."""
+    admitted, notes = admit_models(models, request.tier, floor)
+    owner = {pool: model for model in admitted for pool in model.pools}
+    decision = policy.pick_pool(request, [pool for pool in pools if pool.name in owner], now)
+    reason = f"{decision.reason}; {'; '.join(notes)}" if notes else decision.reason
+    chosen = owner[decision.pool]
+    return chosen, replace(decision, model=chosen.name, reason=reason)
+
+
+class LiveQuality:
+    """Exact match of each model version's recently rated answers.
+
+    An answer counts as right when its feedback score is positive and any correction
+    equals it: the same judgement as the loop's exact-match scoring, made by a person.
+    """
+
+    def __init__(self, window: int = LIVE_WINDOW, min_rated: int = MIN_RATED) -> None:
+        self._window = window
+        self._min_rated = min_rated
+        self._rated: dict[tuple[str, int], deque[bool]] = {}
+
+    def rate(self, model: str, version: int, right: bool) -> None:
+        rated = self._rated.setdefault((model, version), deque(maxlen=self._window))
+        rated.append(right)
+
+    def of(self, model: str, version: int) -> tuple[float | None, int]:
+        """(live exact match, answers rated); None until `min_rated` answers are."""
+        rated = self._rated.get((model, version))
+        if not rated or len(rated) < self._min_rated:
+            return None, len(rated or ())
+        return sum(rated) / len(rated), len(rated)
+
+
+def judged_right(score: float, correction: str | None, response: str | None) -> bool:
+    """Whether one rated answer was right (`score` normalised to [-1, 1])."""
+    if score <= 0:
+        return False
+    return correction is None or response is None or correction.strip() == response.strip()
