@@ -67,6 +67,13 @@ class FinetuneConfig(StrictConfig):
                                  "models:/NAME/VERSION (lineage; set by jobs/distill.py).")
     traffic_window: str = Field("", description="The teacher's traffic a student learned from "
                                 "(lineage; set by jobs/distill.py).")
+    distill_teacher: str = Field("", description="Local directory of a teacher whose token "
+                                 "distributions the model also learns (logit distillation; set "
+                                 "by jobs/distill.py). Empty: labels only.")
+    distill_weight: float = Field(0.5, ge=0.0, le=1.0, description="Share of the loss that is "
+                                  "the KL divergence to the teacher's distributions.")
+    distill_temperature: PositiveFloat = Field(2.0, description="Softmax temperature of the "
+                                               "distillation loss.")
 
     @model_validator(mode="after")
     def _adapter_needs_a_registered_base(self) -> FinetuneConfig:

@@ -11,8 +11,10 @@ student and teacher are scored per tier on the held-out live prompts
 (`tandem.train.distill_data.quality_rows`), and both versions get `tandem.quality.<tier>`:
 what the router's quality floors are judged on (`tandem.routing.models`).
 
-Sequence-level distillation only: the student learns the teacher's answers as text.
-Logit distillation (matching the teacher's token distributions) is not built.
+Two signals: sequence-level (the student learns the teacher's answers as text) and, with
+`logit_weight` > 0, logit distillation: the teacher runs in every training worker and the
+loss adds the KL divergence to its token distributions on the same rows
+(`tandem.train.steps.distillation_loss`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class DistillConfig(StrictConfig):
                                         "answers of the last N hours.")
     train_sample: int = Field(400, ge=0, description="Original training rows mixed in.")
     seed: int = Field(0, description="Sampling and shuffling seed.")
+    logit_weight: float = Field(0.5, ge=0, le=1, description="Share of the loss that is the KL "
+                                "divergence to the teacher's token distributions (the teacher "
+                                "runs in the job); 0: sequence-level distillation only.")
+    temperature: PositiveFloat = Field(2.0, description="Softmax temperature of the logit loss.")
     quality_holdout: float = Field(0.2, ge=0, lt=1, description="Share of live prompts kept "
                                    "out of training to score student and teacher per tier.")
     quality_min_rows: PositiveInt = Field(5, description="A tier's quality is recorded only "
@@ -85,6 +91,17 @@ def check_tokenizer(student_dir: Path, teacher_dir: Path) -> None:
     if tokenizer_digest(student_dir) != tokenizer_digest(teacher_dir):
         raise UserError(f"the student's tokenizer ({student_dir}) differs from the teacher's "
                         f"({teacher_dir}): a student must share its teacher's tokenizer")
+
+
+def check_vocabulary(student_dir: Path, teacher_dir: Path) -> None:
+    """Logit distillation compares distributions over one vocabulary: the embedding sizes
+    must match (UserError naming both otherwise)."""
+    sizes = [json.loads((path / "config.json").read_text()).get("vocab_size")
+             for path in (student_dir, teacher_dir)]
+    if sizes[0] != sizes[1]:
+        raise UserError(f"logit distillation needs one vocabulary: {student_dir} has "
+                        f"{sizes[0]} tokens, the teacher {teacher_dir} {sizes[1]}; set "
+                        "logit_weight: 0 for sequence-level distillation only")
 
 
 def build_student(teacher_dir: Path, shape: StudentShape, out_dir: Path, seed: int) -> Path:
@@ -151,18 +168,24 @@ def run_distill(config: DistillConfig, settings: Settings,
     data = write_jsonl(rows, settings.home / "datasets" / "distill" /
                        f"{config.student_model}-{int(end)}.jsonl")
     log(f"distilling {teacher} v{version} into {config.student_model}: {len(rows)} rows "
-        f"({window})")
+        f"({window}); " + (f"logit distillation at weight {config.logit_weight:g}, "
+                           f"temperature {config.temperature:g}" if config.logit_weight
+                           else "sequence-level only"))
     if config.student.base_model:
         student_dir = Path(resolve_base_model_dir(config.student.base_model, settings))
     else:
         student_dir = build_student(teacher_dir, config.student,
                                     settings.models_dir / "base" / "students", config.seed)
     check_tokenizer(student_dir, teacher_dir)
+    if config.logit_weight:
+        check_vocabulary(student_dir, teacher_dir)
     try:
         finetune = FinetuneConfig.model_validate({
             **config.finetune, "registered_model": config.student_model,
             "base_model": str(student_dir), "train_data": [str(data)], "mode": "full",
-            "teacher_version": f"models:/{teacher}/{version}", "traffic_window": window})
+            "teacher_version": f"models:/{teacher}/{version}", "traffic_window": window,
+            "distill_teacher": str(teacher_dir) if config.logit_weight else "",
+            "distill_weight": config.logit_weight, "distill_temperature": config.temperature})
     except ValidationError as error:
         raise UserError(_describe(error, "distillation finetune")) from None
     result = run_finetune(finetune, settings, log)

@@ -22,6 +22,7 @@ import torch
 
 from tandem.train.config import FinetuneConfig
 from tandem.train.steps import (
+    Teacher,
     concat_rows,
     evaluate_loss,
     iterate_batches,
@@ -58,6 +59,17 @@ def _load_model(source: Path, base_dir: Path, config: FinetuneConfig) -> torch.n
             task_type="CAUSAL_LM",
         ))
     return model
+
+
+def _load_teacher(config: FinetuneConfig) -> Teacher | None:
+    """The frozen teacher of a logit distillation, or None."""
+    if not config.distill_teacher or config.distill_weight == 0:
+        return None
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(config.distill_teacher, dtype=torch.float32)
+    model.eval().requires_grad_(False)
+    return Teacher(model, config.distill_weight, config.distill_temperature)
 
 
 def _plain_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -140,6 +152,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     eval_prompts, eval_answers = loop_config["eval_prompts"], loop_config["eval_answers"]
     logger = RunLogger(loop_config["tracking_uri"], loop_config["mlflow_run_id"] if rank == 0 else None)
     autocast = torch.bfloat16 if config.precision == "bf16" else None
+    teacher = _load_teacher(config)
     job_started = time.perf_counter()
 
     for epoch in range(start_epoch, config.epochs):
@@ -159,7 +172,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         stats = train_epoch(
             model, optimizer, scheduler,
             iterate_batches(rows, config.batch_size, config.seed, epoch),
-            config.grad_accum_steps, autocast, report_progress,
+            config.grad_accum_steps, autocast, report_progress, teacher,
         )
         metrics: dict[str, float] = {
             "epoch": epoch + 1,

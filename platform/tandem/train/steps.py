@@ -53,14 +53,51 @@ class EpochStats:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+@dataclass(frozen=True)
+class Teacher:
+    """A frozen model whose token distributions the trained model also learns."""
+
+    model: torch.nn.Module
+    weight: float  # share of the loss that is the KL divergence to the teacher
+    temperature: float
+
+
+def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | bool]:
     if "position_ids" in batch:
         # Packed rows: per-example positions (and no attention mask) make attention
         # block-diagonal, so examples packed together never see each other.
-        return model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                     labels=batch["labels"], use_cache=False).loss
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                 labels=batch["labels"]).loss
+        return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
+                "use_cache": False}
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      labels: torch.Tensor, weight: float, temperature: float) -> torch.Tensor:
+    """(1 - weight) x cross-entropy on `labels` + weight x T^2 x KL(teacher || student) at
+    temperature T, over the labelled positions (Hinton et al., 2015; the T^2 keeps the
+    gradients' scale). Logits are [batch, seq, vocab]; position t predicts label t + 1."""
+    student = student_logits[:, :-1]
+    teacher = teacher_logits[:, :-1]
+    targets = labels[:, 1:]
+    mask = targets != -100
+    student, teacher, targets = student[mask].float(), teacher[mask].float(), targets[mask]
+    cross_entropy = torch.nn.functional.cross_entropy(student, targets)
+    kl = torch.nn.functional.kl_div(
+        torch.log_softmax(student / temperature, dim=-1),
+        torch.log_softmax(teacher / temperature, dim=-1),
+        log_target=True, reduction="batchmean") * temperature ** 2
+    return (1 - weight) * cross_entropy + weight * kl
+
+
+def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+          teacher: Teacher | None = None) -> torch.Tensor:
+    inputs = _inputs(batch)
+    if teacher is None:
+        return model(**inputs, labels=batch["labels"]).loss
+    with torch.no_grad():
+        teacher_logits = teacher.model(**inputs).logits
+    return distillation_loss(model(**inputs).logits, teacher_logits, batch["labels"],
+                             teacher.weight, teacher.temperature)
 
 
 def train_epoch(
@@ -71,8 +108,10 @@ def train_epoch(
     grad_accum_steps: int = 1,
     autocast_dtype: torch.dtype | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    teacher: Teacher | None = None,
 ) -> EpochStats:
-    """One pass over `batches`; gradients are all-reduced once per optimizer step.
+    """One pass over `batches`; gradients are all-reduced once per optimizer step. With a
+    `teacher` the loss also pulls toward its token distributions (`distillation_loss`).
 
     `model` may be DDP-wrapped: intermediate micro-steps run under `no_sync()`
     so gloo/NCCL all-reduce happens only on the last one.
@@ -87,7 +126,7 @@ def train_epoch(
         sync_context = contextlib.nullcontext() if last_micro or no_sync is None else no_sync()
         with sync_context:
             with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                loss = _loss(model, batch)
+                loss = _loss(model, batch, teacher)
             (loss / grad_accum_steps).backward()
         total_loss += loss.item()
         micro += 1

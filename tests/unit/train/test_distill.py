@@ -128,3 +128,14 @@ def test_the_distill_config_is_strict():
         DistillConfig(teacher="models:/t@champion", student_model="s", students=1)
     assert DistillConfig(teacher="models:/t@champion", student_model="s").student \
         .num_hidden_layers == 1
+
+
+def test_logit_distillation_needs_one_vocabulary_and_says_so(tmp_path):
+    from tandem.train.distill import check_vocabulary
+
+    for name, size in (("student", 300), ("teacher", 310), ("same", 310)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"vocab_size": size}))
+    check_vocabulary(tmp_path / "same", tmp_path / "teacher")
+    with pytest.raises(UserError, match="300 tokens, the teacher .* 310.*logit_weight: 0"):
+        check_vocabulary(tmp_path / "student", tmp_path / "teacher")
