@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 export TANDEM_HOME ?= $(CURDIR)/.tandem
 
-.PHONY: install prometheus test test-slow demo up down observe bench lint
+.PHONY: install prometheus test test-slow demo demo-distill up down observe bench lint
 
 install: $(STAMP) prometheus
 
@@ -38,6 +38,10 @@ test-slow: install
 
 demo: install
 	.venv/bin/tandem demo
+
+# The flywheel's second half: distill the champion, route across teacher and student.
+demo-distill: install
+	.venv/bin/tandem demo --distill
 
 up: install
 	.venv/bin/tandem up

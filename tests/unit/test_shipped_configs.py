@@ -49,3 +49,14 @@ def test_demo_story_config_validates_with_its_watch_config():
     watch = WatchConfig.model_validate({"model": story.model, **story.watch})
     assert (REPO / story.serve_config).exists() and (REPO / story.finetune_config).exists()
     assert watch.new_labels.min_corrections <= story.drift_requests
+
+
+def test_distill_story_config_validates_and_names_shipped_configs():
+    from tandem.distill_story import DistillStoryConfig
+    from tandem.train.distill import DistillConfig
+
+    story = load_config(DistillStoryConfig, REPO / "jobs" / "demo-distill.yaml")
+    for path in (story.serve_config, story.finetune_config, story.distill_config):
+        assert (REPO / path).exists()
+    load_config(DistillConfig, REPO / story.distill_config)
+    assert story.traffic_requests >= 3 * 5  # enough held-out prompts per tier to score

@@ -18,12 +18,17 @@ from tandem.errors import UserError
 from tandem.settings import Settings, load_settings
 
 STORY_CONFIG = "jobs/demo.yaml"
+DISTILL_STORY_CONFIG = "jobs/demo-distill.yaml"
 QUESTIONS = 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=STORY_CONFIG,
-                        help="Story YAML (fields of tandem.story.StoryConfig).")
+    parser.add_argument("--config", default=None,
+                        help="Story YAML (fields of tandem.story.StoryConfig, or with "
+                             "--distill of tandem.distill_story.DistillStoryConfig).")
+    parser.add_argument("--distill", action="store_true",
+                        help="The flywheel's second half instead: distill the champion into "
+                             "a student, route across both, measure rent per 1k requests.")
     parser.add_argument("overrides", nargs="*", help="--key=value overrides (after --)")
 
 
@@ -47,11 +52,33 @@ def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
               f"pool {raw.headers['x-tandem-pool']}, v{raw.headers['x-tandem-model-version']})")
 
 
+def _run_distill(args: argparse.Namespace) -> int:
+    from tandem.config import load_config
+    from tandem.distill_story import DistillStoryConfig, run_distill_story, summary_lines
+
+    config = load_config(DistillStoryConfig, args.config or DISTILL_STORY_CONFIG, args.overrides)
+    if not Path(config.serve_config).exists():
+        raise UserError(f"run `tandem demo --distill` from the project root "
+                        f"({config.serve_config} not found)")
+    settings = load_settings()
+    started = time.monotonic()
+    print("== local stack: Ray cluster (head + one node per pool) and MLflow")
+    stack.up(settings)
+    result = run_distill_story(config, settings)
+    print("\n" + "\n".join(summary_lines(result, config)))
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
+    print(f"  MLflow UI:      {settings.mlflow_url}/#/models/{config.student_model}")
+    print("\nThe stack stays up for exploring; stop it with `make down`.")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from tandem.config import load_config
     from tandem.story import StoryConfig, run_story, summary_lines
 
-    config = load_config(StoryConfig, args.config, args.overrides)
+    if args.distill:
+        return _run_distill(args)
+    config = load_config(StoryConfig, args.config or STORY_CONFIG, args.overrides)
     if not Path(config.serve_config).exists():
         raise UserError(f"run `tandem demo` from the project root ({config.serve_config} not found)")
     settings = load_settings()
