@@ -88,16 +88,6 @@ class DistillStoryResult:
     routed: Capacity
 
 
-def _log_with_clock(log: Log) -> Log:
-    started = time.monotonic()
-
-    def timed(line: str) -> None:
-        minutes, seconds = divmod(int(time.monotonic() - started), 60)
-        log(f"[{minutes:2d}:{seconds:02d}] {line}")
-
-    return timed
-
-
 def _ask(session, settings: Settings, model: str, row: dict, tier: str) -> tuple[bool, Any]:
     reply = session.post(f"{settings.api_url}/v1/completions", timeout=120,
                          headers={"x-tandem-tier": tier}, json={
@@ -155,9 +145,9 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy
     from tandem.serve.students import quality_of
-    from tandem.story import _finish_job, task_rows
+    from tandem.story import _finish_job, _with_clock, task_rows
 
-    log = _log_with_clock(log)
+    log = _with_clock(log)
     url, model, student = settings.mlflow_url, config.model, config.student_model
     log(f"== 1/6 the teacher: {model}'s champion (fine-tuned as a Ray job if missing)")
     if alias_version(model, CHAMPION, url) is None:

@@ -102,6 +102,16 @@ class RouteTable:
         return total
 
 
+def canary_or_champion(entry: dict[str, Any], draw: float) -> dict[str, Any]:
+    """The version a request goes to (a dict with its `pools`, and `adapter` for an adapter):
+    the canary when one runs and `draw` (uniform in [0, 1)) falls within its share, else the
+    champion (`entry` itself)."""
+    canary = entry.get("canary")
+    if canary and canary["pools"] and draw < canary["share"]:
+        return canary
+    return entry
+
+
 def get_or_create(table: dict[str, Any] | None = None):
     """Handle of the table actor, created detached (with `table`) if missing."""
     import ray

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tandem.routing.models import LiveQuality, ServedModel
+from tandem.serve.routes import canary_or_champion
 
 QUALITY_TAG = "tandem.quality."
 
@@ -43,13 +44,6 @@ def student_entry(teacher: str, version: int, routes: dict[str, Any],
     return {"version": version, "pools": routes, "student_of": teacher, "quality": quality}
 
 
-def _target(entry: dict[str, Any], draw: float) -> dict[str, Any]:
-    canary = entry.get("canary")
-    if canary and canary["pools"] and draw < canary["share"]:
-        return canary
-    return entry
-
-
 def served_models(models: Mapping[str, Any], name: str, draw: float,
                   live: LiveQuality) -> tuple[list[ServedModel], dict[str, Any]]:
     """The models answering for `name`, teacher first, at the versions a request drawing
@@ -59,7 +53,7 @@ def served_models(models: Mapping[str, Any], name: str, draw: float,
         entry = models.get(member)
         if entry is None or not entry["pools"]:
             continue
-        target = _target(entry, draw)
+        target = canary_or_champion(entry, draw)
         version = int(target["version"])
         quality, rated = live.of(member, version)
         served.append(ServedModel(member, version, tuple(target["pools"]),

@@ -15,9 +15,9 @@ from tandem.serve.adapters import (
     parse_lora_name,
 )
 from tandem.serve.config import load_serve_config
-from tandem.serve.ingress.dispatch import canary_or_champion
 from tandem.serve.ingress.watch import judge_pools
 from tandem.serve.pools import llm_config
+from tandem.serve.routes import canary_or_champion
 
 REPO = Path(__file__).resolve().parents[3]
 LOCAL = REPO / "apps" / "serve.local.yaml"

@@ -367,7 +367,7 @@ def test_gpu_prior_batches_as_many_sequences_as_the_engine():
 
 
 def test_a_canary_takes_its_share_of_requests():
-    from tandem.serve.ingress.dispatch import canary_or_champion
+    from tandem.serve.routes import canary_or_champion
 
     canary = {"version": 2, "share": 0.25, "pools": {"cheap": route("cheap", 0.10)}}
     entry = {"version": 1, "pools": ROUTES, "canary": canary}

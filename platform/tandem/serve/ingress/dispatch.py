@@ -37,6 +37,7 @@ from tandem.routing.policy import NoHealthyPool
 from tandem.serve.ingress.exchange import Exchange
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
+from tandem.serve.routes import canary_or_champion
 from tandem.serve.students import served_models
 from tandem.serve.validation import RequestError
 
@@ -66,16 +67,6 @@ async def await_first_item(stream, pool: str, down: set[str]):
         if cancel is not None:
             cancel()
         raise
-
-
-def canary_or_champion(entry: dict[str, Any], draw: float) -> dict[str, Any]:
-    """The version a request goes to (a dict with its `pools`, and `adapter` for an adapter):
-    the canary when one runs and `draw` (uniform in [0, 1)) falls within its share, else the
-    champion (`entry` itself)."""
-    canary = entry.get("canary")
-    if canary and canary["pools"] and draw < canary["share"]:
-        return canary
-    return entry
 
 
 class Dispatcher:
