@@ -2,9 +2,10 @@
 
 The router knows a pool's requests in flight and queued and its replica count, not each
 replica's batch, so a request is assumed to join the least-loaded replica of an even
-spread. The same pass prices the request (`tandem.perf.cost`): the router evaluates
-every pool for every request, so `pool_constants` flattens a `ReplicaModel` once per
-pool and `join_pool` is one call per pool (`tests/bench/test_routing_decision_time.py`).
+spread. What the request costs there (`replica_seconds_at_capacity`, priced in
+`tandem.perf.cost`) does not depend on the load. The router ranks pools by that cost and
+predicts them in that order, so `pool_constants` flattens a `ReplicaModel` once per pool
+and each is one call per pool (`tests/bench/test_routing_decision_time.py`).
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ JOINING = ("overhead",  # s, the serving path's fixed share (no GPU time)
            "service",  # s, its prefill iteration
            "queue",  # s, waiting for the requests ahead of it, and for a KV slot
            "step",  # s, each decode step after the first token
-           "batch",  # sequences sharing those steps, itself included
-           "cost_usd")  # rent of the replica time it takes on a full replica
+           "batch")  # sequences sharing those steps, itself included
 
 
 def pool_constants(model: ReplicaModel) -> PoolConstants:
@@ -43,20 +43,16 @@ def pool_constants(model: ReplicaModel) -> PoolConstants:
                          model.kv_capacity, model.max_num_seqs)
 
 
-def join_pool(constants: PoolConstants, price_per_hour: float, in_flight: int, queued: int,
-              replicas: int, prompt: int, output: int, mate_output: float = 0.0
-              ) -> tuple[float, ...]:
+def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: int, prompt: int,
+              output: int, mate_output: float = 0.0) -> tuple[float, ...]:
     """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
     replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
     batch is full). The decode step also carries the prefills of the batch mates' successors:
     each running sequence is replaced once per lifetime (~`mate_output` steps), and that
     prefill stalls every decode. `mate_output` is the mean output of the requests already
     there (0: unknown, the request's own stands in): a short request behind long ones
-    waits for theirs. Returns the `JOINING` figures.
-
-    The cost does not depend on the load: it is the rent of the request's prefill compute
-    and of its share of decode steps when the replica holds as many sequences of its size
-    as fit, so a busy expensive pool does not look cheap."""
+    waits for theirs. Returns the `JOINING` figures. What the request costs does not
+    depend on the load, so it is not here: `replica_seconds_at_capacity`."""
     (request_overhead, overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity,
      max_seqs) = constants
     if replicas < 1:
@@ -83,14 +79,28 @@ def join_pool(constants: PoolConstants, price_per_hour: float, in_flight: int, q
     excess = batch + waiting - slots
     if excess > 0:
         queue += excess / (slots if slots > 0 else 1) * mate_output * step
+    return request_overhead, service, queue, step, batch
+
+
+def replica_seconds_at_capacity(constants: PoolConstants, prompt: int, output: int) -> float:
+    """Replica time a request takes on a full replica: its prefill's compute, and each
+    decode step shared by as many sequences of its size as the replica holds. Its rent is
+    the request's cost (`tandem.perf.cost`): it does not depend on the load, so a busy
+    expensive pool does not look cheap, and the router ranks pools by it before it predicts
+    their latency."""
+    (_, overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs) = constants
+    size = prompt + output
+    slots = kv_capacity // size if size > 0 else max_seqs
+    if slots > max_seqs:
+        slots = max_seqs
     if slots < 1:
         slots = 1
+    context = prompt + 0.5 * output
     full_memory = mem_fixed + mem_per_token * slots * context
     full_compute = flop * slots
     full_step = overhead + (full_memory if full_memory > full_compute else full_compute)
-    replica_s = own_compute + (output - 1 if output > 1 else 0) * full_step / slots
-    return (request_overhead, service, queue, step, batch,
-            price_per_hour * replica_s / SECONDS_PER_HOUR)
+    return flop * prompt + attn * prompt * prompt + (
+        output - 1 if output > 1 else 0) * full_step / slots
 
 
 def idle_limits(constants: PoolConstants, ttft_s: float, tpot_s: float) -> tuple[float, float]:

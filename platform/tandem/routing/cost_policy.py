@@ -1,26 +1,28 @@
 """The Tandem policy: the cheapest pool predicted to meet the request's latency targets.
 
-For every healthy, unsaturated pool the latency model predicts TTFT and TPOT given the
-pool's current load, and the same `tandem.perf.join_pool` pass prices the request: the
-rent of the replica time it takes on a full replica of that pool (its load does not make
-a busy pool look cheap). Among the pools meeting both targets (and `max_cost_usd`, if
-set) the cheapest wins: first among those predicted inside `headroom` (80 %) of each
-target, else among all that meet them, since a pool filled to its targets' edge misses
-about as often as it meets them (the planner's H100 + H200 fleets for 70B measured it).
-A request with looser targets than the strictest tier's first considers the pools too
-slow for that tier (`_leave_fast_pools_free`). If none meets them, the fastest relative
-to the targets wins (the smallest of predicted/target over TTFT and TPOT), and the
-decision is marked an SLO miss. A tier whose spend rate has reached its cap spills to the
-cheapest pool whatever its latency.
+Every healthy, unsaturated pool prices the request: the rent of the replica time it
+takes on a full replica of that pool (`tandem.perf.replica_seconds_at_capacity`; its
+load does not make a busy pool look cheap). In that order, lowest rent first, the
+latency model predicts each pool's TTFT and TPOT given its current load (`join_pool`),
+until the choice is settled: pools renting for more are not predicted, as they could
+not be chosen (the decision's reason counts them). Among the pools meeting both targets
+(and `max_cost_usd`, if set) the cheapest wins: first among those predicted inside
+`headroom` (80 %) of each target, else among all that meet them, since a pool filled to
+its targets' edge misses about as often as it meets them (the planner's H100 + H200
+fleets for 70B measured it). A request with looser targets than the strictest tier's
+first considers the pools too slow for that tier (`_strict_limits_of`). If none
+meets them, the fastest relative to the targets wins (the smallest of predicted/target
+over TTFT and TPOT), and the decision is marked an SLO miss. A tier whose spend rate has
+reached its cap spills to the cheapest pool whatever its latency (every pool predicted).
 
 A cold pool (scaled to zero, a replica to be started) is predicted like an idle one plus
 its remaining cold start: a request whose targets allow the wait queues there (and its
 arrival is what makes Serve start the replica), others spill to a warm pool. Either way
 the reason says so.
 
-Everything the decision used is in the returned `Decision` (one `Candidate` per pool)
-so `tandem route explain` can show why. Pure: pools, spend rates and `now` come in as
-data; the latency model's corrections change only through `observe`.
+Everything the decision used is in the returned `Decision` (one `Candidate` per pool
+predicted) so `tandem route explain` can show why. Pure: pools, spend rates and `now`
+come in as data; the latency model's corrections change only through `observe`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from tandem.perf import ReplicaModel, idle_limits, join_pool
+from tandem.perf import PoolConstants, ReplicaModel, idle_limits, join_pool
+from tandem.perf.pool import SECONDS_PER_HOUR, replica_seconds_at_capacity
 from tandem.routing.config import RoutingConfig
 from tandem.routing.latency import LatencyModel
 from tandem.routing.policy import NoHealthyPool
@@ -51,6 +54,7 @@ class LatencyCostPolicy:
                                    stale_half_life_s=self.config.stale_half_life_s)
         self.latency = latency
         self._spend: dict[str, float] = {}
+        self._strictest = self.config.strictest_targets()
         # pool -> (longest prompt, longest context) its prior serves idle within the
         # strictest targets (`tandem.perf.idle_limits`; priors do not change)
         self._strict_limits: dict[str, tuple[float, float]] = {}
@@ -66,11 +70,18 @@ class LatencyCostPolicy:
 
     def _evaluate(self, request: RequestFeatures, pools: Sequence[PoolState], now: float,
                   ttft_target: float, tpot_target: float, queue_limit: float | None,
-                  ) -> tuple[list[Candidate], Candidate | None, list[PoolState]]:
-        """Predict and price every usable pool.
+                  exhaustive: bool) -> tuple[list[Candidate], Candidate | None, bool, int,
+                                             list[PoolState]]:
+        """Predict the usable pools, lowest rent for this request first.
 
-        Returns the candidates, the cheapest one meeting targets and max cost (or None),
-        and the healthy pools skipped as saturated.
+        Returns the candidates, the one to choose among those meeting the targets and max
+        cost (or None), whether it was chosen among the pools too slow for the strictest
+        tier (`_strict_limits_of`), how many pools were left unpredicted, and the
+        healthy pools skipped as saturated.
+        Unless `exhaustive`, prediction stops once the choice is settled: the rent does
+        not depend on the load, so a pool renting for more than the settled one could not
+        be chosen and is left unpredicted. That is what keeps a decision over a teacher's
+        and its students' pools from costing a prediction per pool.
         """
         latency = self.latency
         apply = latency.apply
@@ -78,12 +89,14 @@ class LatencyCostPolicy:
         prompt = request.prompt_tokens
         output = request.max_tokens
         max_cost = request.max_cost_usd
-        new = tuple.__new__
-        candidates: list[Candidate] = []
+        ttft_strict, tpot_strict = self._strictest
+        loose = ttft_target > ttft_strict or tpot_target > tpot_strict
+        context = prompt + 0.5 * output
+        strict_limits = self._strict_limits
+        ranked = []
         saturated: list[PoolState] = []
-        best = roomy = None
-        ttft_room = ttft_target * self.config.headroom
-        tpot_room = tpot_target * self.config.headroom
+        slow = False
+        slow_left = 0
         for pool in pools:
             replicas = pool.replicas
             if not pool.healthy or replicas <= 0:
@@ -92,24 +105,47 @@ class LatencyCostPolicy:
                 saturated.append(pool)
                 continue
             name = pool.name
-            joining = join_pool(cached.get(name) or latency.constants(pool), pool.price_per_hour,
-                                pool.in_flight, pool.queued, replicas, prompt, output,
-                                pool.mean_owed_output)
+            constants = cached.get(name) or latency.constants(pool)
+            rent = pool.price_per_hour * replica_seconds_at_capacity(
+                constants, prompt, output) / SECONDS_PER_HOUR
+            if loose:
+                limits = strict_limits.get(name) or self._strict_limits_of(name, constants)
+                slow = prompt > limits[0] or context > limits[1]
+                slow_left += slow
+            ranked.append((rent, name, slow, pool, constants))
+        ranked.sort()  # pool names are unique: ties on rent never compare the rest
+        new = tuple.__new__
+        candidates: list[Candidate] = []
+        best = roomy = slower = None
+        ttft_room = ttft_target * self.config.headroom
+        tpot_room = tpot_target * self.config.headroom
+        for cost, name, slow, pool, constants in ranked:
+            if not exhaustive:
+                settled = slower if slower is not None else roomy if not slow_left else None
+                if settled is not None and cost > settled[3]:
+                    break
+            joining = join_pool(constants, pool.in_flight, pool.queued, pool.replicas, prompt,
+                                output, pool.mean_owed_output)
             ttft, tpot = apply(name, joining, now)
             ttft += pool.cold_start_ms
-            cost = joining[5]  # tandem.perf.JOINING
             meets = ttft <= ttft_target and tpot <= tpot_target
             within = max_cost is None or cost <= max_cost
             candidate = new(Candidate, (name, ttft, tpot, cost, meets, within))
             candidates.append(candidate)
-            if meets and within and (best is None or cost < best[3] or (
-                    cost == best[3] and (ttft, name) < (best[1], best[0]))):
+            slow_left -= slow
+            if not (meets and within):
+                continue
+            # ties on rent: the earlier first token, then the name
+            if best is None or cost < best[3] or (cost == best[3] and ttft < best[1]):
                 best = candidate
-            if meets and within and ttft <= ttft_room and tpot <= tpot_room and (
-                    roomy is None or cost < roomy[3] or (
-                        cost == roomy[3] and (ttft, name) < (roomy[1], roomy[0]))):
+            if ttft <= ttft_room and tpot <= tpot_room and (
+                    roomy is None or cost < roomy[3] or (cost == roomy[3] and ttft < roomy[1])):
                 roomy = candidate
-        return candidates, roomy or best, saturated
+            if slow and (slower is None or cost < slower[3] or (
+                    cost == slower[3] and ttft < slower[1])):
+                slower = candidate
+        return (candidates, slower or roomy or best, slower is not None,
+                len(ranked) - len(candidates), saturated)
 
     def pick_pool(self, request: RequestFeatures, pools: Sequence[PoolState],
                   now: float) -> Decision:
@@ -123,36 +159,36 @@ class LatencyCostPolicy:
         config = self.config
         tier = config.targets(request.tier)
         ttft_target, tpot_target = config.latency_targets(request)
-        candidates, best, saturated = self._evaluate(
-            request, pools, now, ttft_target, tpot_target, config.max_queued_per_replica)
+        budget = tier.budget_per_hour
+        spend = self._spend.get(request.tier, 0.0)
+        budget_reached = budget is not None and spend >= budget
+        candidates, best, slow_rule, unpredicted, saturated = self._evaluate(
+            request, pools, now, ttft_target, tpot_target, config.max_queued_per_replica,
+            budget_reached)
         note = ""
         if not candidates:
             if not saturated:
                 raise NoHealthyPool("no healthy pool with replicas")
-            candidates, best, _ = self._evaluate(request, saturated, now, ttft_target,
-                                                 tpot_target, None)
+            candidates, best, slow_rule, unpredicted, _ = self._evaluate(
+                request, saturated, now, ttft_target, tpot_target, None, budget_reached)
             note = "all pools saturated; "
-        budget = tier.budget_per_hour
-        if budget is not None:
-            spend = self._spend.get(request.tier, 0.0)
-            if spend >= budget:
-                pool = _cheapest([c for c in candidates if c.within_cost] or candidates)
-                reason = (f"{note}{request.tier} tier budget reached (${spend:.2f}/h >= "
-                          f"${budget:.2f}/h): cheapest pool")
-                return _decision(pool, reason, candidates, not pool.meets_slo)
+        if budget_reached:
+            pool = _cheapest([c for c in candidates if c.within_cost] or candidates)
+            reason = (f"{note}{request.tier} tier budget reached (${spend:.2f}/h >= "
+                      f"${budget:.2f}/h): cheapest pool")
+            return _decision(pool, reason, candidates, not pool.meets_slo)
         if best is not None:
             reason = f"{note}cheapest meeting TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms"
             headroom = config.headroom
             if best[1] <= ttft_target * headroom and best[2] <= tpot_target * headroom:
                 reason += f" with {1 - headroom:.0%} to spare"
-            slower = self._leave_fast_pools_free(request, pools, candidates, ttft_target,
-                                                 tpot_target)
-            if slower is not None and slower is not best:
-                best = slower
-                ttft_strict, tpot_strict = config.strictest_targets()
+            if slow_rule:
+                ttft_strict, tpot_strict = self._strictest
                 reason += (f" among pools too slow for TTFT<={ttft_strict:g}ms "
                            f"TPOT<={tpot_strict:g}ms by their prior (the fast ones stay free "
                            "for that tier)")
+            if unpredicted:
+                reason += f"; {unpredicted} pool(s) renting more for it not predicted"
             return Decision(best[0], reason, best[1], best[2], best[3], False, tuple(candidates))
         affordable = [c for c in candidates if c.within_cost]
         if not affordable:
@@ -165,42 +201,22 @@ class LatencyCostPolicy:
                   "fastest")
         return _decision(pool, reason, candidates, True)
 
+    def _strict_limits_of(self, name: str, constants: PoolConstants) -> tuple[float, float]:
+        """The longest prompt and context pool `name`'s prior serves idle within the
+        strictest tier's targets (`tandem.perf.idle_limits`), cached: priors do not change.
 
-    def _leave_fast_pools_free(self, request: RequestFeatures, pools: Sequence[PoolState],
-                               candidates: list[Candidate], ttft_target: float,
-                               tpot_target: float) -> Candidate | None:
-        """A request with looser targets than the strictest tier's goes to the cheapest pool
-        that meets its own targets but whose prior says it could not meet the strictest ones
-        even idle, when there is one: the pools fast enough for the strictest tier stay free
-        for it. Without this, loose traffic fills the fast pools first (they are often the
-        cheapest per request) and the tight tier they were bought for queues behind it.
-        By the prior, idle: what a pool is for is its hardware, not its current load nor
-        corrections learned under load (on the local pools, whose speeds are close, either
-        flipped their roles). None: no such pool, keep the cheapest."""
-        ttft_strict, tpot_strict = self.config.strictest_targets()
-        if ttft_target <= ttft_strict and tpot_target <= tpot_strict:
-            return None
-        prompt = request.prompt_tokens
-        context = prompt + 0.5 * request.max_tokens
-        limits = self._strict_limits
-        by_name: dict[str, PoolState] | None = None
-        slower = None
-        for candidate in candidates:
-            if not (candidate.meets_slo and candidate.within_cost):
-                continue
-            if slower is not None and (candidate.cost_usd, candidate.ttft_ms, candidate.pool) >= (
-                    slower.cost_usd, slower.ttft_ms, slower.pool):
-                continue
-            pool_limits = limits.get(candidate.pool)
-            if pool_limits is None:
-                if by_name is None:
-                    by_name = {pool.name: pool for pool in pools}
-                pool_limits = limits[candidate.pool] = idle_limits(
-                    self.latency.constants(by_name[candidate.pool]), ttft_strict / 1e3,
-                    tpot_strict / 1e3)
-            if prompt > pool_limits[0] or context > pool_limits[1]:
-                slower = candidate
-        return slower
+        A request beyond them is one the pool is too slow for, and a request with looser
+        targets than the strictest tier's goes to the cheapest pool too slow for it that
+        meets its own targets, when there is one: the pools fast enough for the strictest
+        tier stay free for it. Without this, loose traffic fills the fast pools first (they
+        are often the cheapest per request) and the tight tier they were bought for queues
+        behind it. By the prior, idle: what a pool is for is its hardware, not its current
+        load nor corrections learned under load (on the local pools, whose speeds are
+        close, either flipped their roles)."""
+        ttft_strict, tpot_strict = self._strictest
+        limits = self._strict_limits[name] = idle_limits(constants, ttft_strict / 1e3,
+                                                         tpot_strict / 1e3)
+        return limits
 
 
 def _with_cold_note(decision: Decision, cold: list[PoolState], ttft_target: float,

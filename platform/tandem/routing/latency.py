@@ -163,9 +163,8 @@ class LatencyModel:
 
     def predict(self, pool: PoolState, request: RequestFeatures, now: float) -> Prediction:
         """Predicted TTFT and TPOT (ms) of `request` on `pool`."""
-        joining = join_pool(self.constants(pool), pool.price_per_hour, pool.in_flight,
-                            pool.queued, pool.replicas, request.prompt_tokens, request.max_tokens,
-                            pool.mean_owed_output)
+        joining = join_pool(self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
+                            request.prompt_tokens, request.max_tokens, pool.mean_owed_output)
         return Prediction(*self.apply(pool.name, joining, now))
 
     def apply(self, name: str, joining: tuple[float, ...], now: float) -> tuple[float, float]:
@@ -199,9 +198,9 @@ class LatencyModel:
             e2e_ms: observed end-to-end time, for a request whose first token was not seen
                 (a non-streamed response): it scales TTFT and TPOT by the same ratio.
         """
-        prior_overhead, service, queue, step, _, _ = join_pool(
-            self.constants(pool), pool.price_per_hour, pool.in_flight, pool.queued,
-            pool.replicas, request.prompt_tokens, request.max_tokens, pool.mean_owed_output)
+        prior_overhead, service, queue, step, _ = join_pool(
+            self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
+            request.prompt_tokens, request.max_tokens, pool.mean_owed_output)
         correction = self.corrections.get(pool.name)
         if correction is None:
             correction = self.corrections[pool.name] = PoolCorrection(prior_overhead,

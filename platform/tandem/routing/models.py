@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tandem.routing.policy import RoutingPolicy
 from tandem.routing.types import Decision, PoolState, RequestFeatures
@@ -38,12 +38,18 @@ class ServedModel:
     live_quality: float | None = None  # exact match of its last rated answers, once enough
     rated: int = 0  # answers that live quality is measured over
 
-    def expected_quality(self, tier: str) -> tuple[float | None, str]:
-        """(quality, where it comes from) for a request of `tier`; None: never measured."""
+    def expected_quality(self, tier: str) -> float | None:
+        """Its exact match for a request of `tier`: live once enough answers were rated,
+        else the one recorded for the tier; None: never measured."""
         if self.live_quality is not None:
-            return self.live_quality, f"live over {self.rated} rated answers"
-        recorded = self.quality.get(tier)
-        return recorded, f"recorded for {tier}"
+            return self.live_quality
+        return self.quality.get(tier)
+
+    def quality_source(self, tier: str) -> str:
+        """Where `expected_quality` comes from, for a decision's reason."""
+        if self.live_quality is not None:
+            return f"live over {self.rated} rated answers"
+        return f"recorded for {tier}"
 
 
 def admit_models(models: Sequence[ServedModel], tier: str,
@@ -54,7 +60,7 @@ def admit_models(models: Sequence[ServedModel], tier: str,
         return list(models), []
     admitted, notes = [], []
     for model in models:
-        quality, source = model.expected_quality(tier)
+        quality = model.expected_quality(tier)
         if quality is None and model.reference:
             admitted.append(model)
         elif quality is None:
@@ -64,10 +70,10 @@ def admit_models(models: Sequence[ServedModel], tier: str,
             admitted.append(model)
         else:
             notes.append(f"{model.name} v{model.version} left out: quality {quality:.2f} "
-                         f"({source}) below floor {floor:g}")
+                         f"({model.quality_source(tier)}) below floor {floor:g}")
     if not admitted:
         references = [model for model in models if model.reference] or [
-            max(models, key=lambda m: m.expected_quality(tier)[0] or 0.0)]
+            max(models, key=lambda m: m.expected_quality(tier) or 0.0)]
         admitted = references
         notes.append(f"no model reaches floor {floor:g}: {references[0].name} "
                      f"v{references[0].version} serves")
@@ -77,14 +83,21 @@ def admit_models(models: Sequence[ServedModel], tier: str,
 def pick_model_pool(policy: RoutingPolicy, request: RequestFeatures, floor: float | None,
                     models: Sequence[ServedModel], pools: Sequence[PoolState],
                     now: float) -> tuple[ServedModel, Decision]:
-    """The model and the decision of `policy` among the admitted models' pools; the
-    decision names the model, and its reason ends with the notes on the models left out."""
+    """The model and the decision of `policy` among the admitted models' pools (each of
+    `pools` serves one of `models`); the decision names the model, and its reason ends
+    with the notes on the models left out."""
     admitted, notes = admit_models(models, request.tier, floor)
-    owner = {pool: model for model in admitted for pool in model.pools}
-    decision = policy.pick_pool(request, [pool for pool in pools if pool.name in owner], now)
-    reason = f"{decision.reason}; {'; '.join(notes)}" if notes else decision.reason
-    chosen = owner[decision.pool]
-    return chosen, replace(decision, model=chosen.name, reason=reason)
+    if len(admitted) < len(models):
+        allowed = {pool for model in admitted for pool in model.pools}
+        pools = [pool for pool in pools if pool.name in allowed]
+    decision = policy.pick_pool(request, pools, now)
+    for chosen in admitted:
+        if decision.pool in chosen.pools:
+            break
+    decision.model = chosen.name
+    if notes:
+        decision.reason = f"{decision.reason}; {'; '.join(notes)}"
+    return chosen, decision
 
 
 class LiveQuality:

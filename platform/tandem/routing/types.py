@@ -1,7 +1,7 @@
 """Plain data a routing policy reads and returns.
 
-Frozen dataclasses rather than pydantic models: they are built per request on the
-hot path (microseconds matter) and never come from user input directly.
+Dataclasses (frozen, but for `Decision`) rather than pydantic models: they are built
+per request on the hot path (microseconds matter) and never come from user input directly.
 """
 
 from __future__ import annotations
@@ -65,9 +65,12 @@ class Candidate(NamedTuple):
     within_cost: bool  # the request's max cost, by prediction (True when it sets none)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """The chosen pool, why, and what the policy expects it to deliver.
+
+    Not frozen, unlike the rest: `tandem.routing.models.pick_model_pool` names the model on
+    the decision the pool policy just made rather than copy it (the router's hot path).
 
     `predicted_slo_miss` is True when the policy knowingly chose a pool predicted to miss the
     request's latency targets (none could meet them, or a budget cap spilled it);

@@ -69,7 +69,7 @@ def test_a_flat_prior_splits_its_ttft_into_overhead_and_prefill():
        output=st.integers(1, 2000), ttft_ms=st.floats(5, 2000), tpot_ms=st.floats(1, 200))
 def test_idle_limits_agree_with_join_pool(catalog, gpu, prompt, output, ttft_ms, tpot_ms):
     constants = pool_constants(_model(catalog, gpu))
-    overhead, service, _, step, _, _ = join_pool(constants, 1.0, 0, 0, 1, prompt, output)
+    overhead, service, _, step, _ = join_pool(constants, 0, 0, 1, prompt, output)
     max_prompt, max_context = idle_limits(constants, ttft_ms / 1e3, tpot_ms / 1e3)
     within = prompt <= max_prompt and prompt + 0.5 * output <= max_context
     meets = (overhead + service) * 1e3 <= ttft_ms and step * 1e3 <= tpot_ms

@@ -44,14 +44,14 @@ def test_jsonl_round_trip_and_explain(priors):
     assert text.endswith("\n") and len(text.splitlines()) == 1
     records = parse_jsonl(text)
     assert records[0]["pool"] == decision.pool
-    assert len(records[0]["candidates"]) == len(priors)
+    assert [c["pool"] for c in records[0]["candidates"]] == [c.pool for c in decision.candidates]
     assert json.loads(text)["predicted"]["cost_usd"] == pytest.approx(decision.predicted_cost_usd)
     shown = format_explain(records)
     assert "req-1" in shown and "tier=interactive" in shown and "ttft<=200ms" in shown
     assert f"-> {decision.pool} (ok)" in shown
     starred = [line for line in shown.splitlines() if line.strip().startswith("*")]
     assert len(starred) == 1 and decision.pool in starred[0]
-    assert all(gpu in shown for gpu in priors)
+    assert all(candidate.pool in shown for candidate in decision.candidates)
 
 
 def test_parse_jsonl_rejects_garbage():

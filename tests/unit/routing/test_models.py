@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tandem.catalog import load_catalog
-from tandem.perf import build_replica_model
+from tandem.perf import build_replica_model, pool_constants, request_cost_usd
 from tandem.routing.config import RoutingConfig
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.models import (
@@ -50,15 +50,22 @@ def test_the_cheapest_pair_meeting_every_target_wins(fleet):
     priors, pools = fleet
     request = RequestFeatures(500, 200, tier="interactive")  # no pool is kept free for a stricter tier
     model, decision = pick_model_pool(policy(priors), request, 0.85, models(), pools, 0.0)
-    meeting = [c for c in decision.candidates if c.meets_slo]
-    assert {c.pool.split("-")[0] for c in decision.candidates} == {"teacher", "student"}
-    assert decision.predicted_cost_usd == min(c.cost_usd for c in meeting)
+    latency = policy(priors).latency  # every pool predicted, the decision predicts fewer
+    every = {pool.name: (latency.predict(pool, request, 0.0),
+                         request_cost_usd(pool_constants(priors[pool.name]), pool.price_per_hour,
+                                          500, 200)) for pool in pools}
+    meeting = [cost for latency, cost in every.values()
+               if latency.ttft_ms <= 300 and latency.tpot_ms <= 25]
+    assert decision.predicted_cost_usd == min(meeting)  # over both models' pools
     assert model.name == "small" and decision.pool.startswith("student-")
     # the student is far cheaper per request on every GPU: with a floor above its quality
     # the cheapest teacher pool meeting the targets wins instead
     model, decision = pick_model_pool(policy(priors), request, 0.92, models(), pools, 0.0)
     assert model.name == "big" and decision.pool.startswith("teacher-")
     assert {c.pool.split("-")[0] for c in decision.candidates} == {"teacher"}
+    teacher_meeting = [cost for name, (latency, cost) in every.items() if name.startswith(
+        "teacher-") and latency.ttft_ms <= 300 and latency.tpot_ms <= 25]
+    assert decision.predicted_cost_usd == min(teacher_meeting)
     assert "small v1 left out: quality 0.90 (recorded for interactive) below floor 0.92" \
         in decision.reason
 
@@ -73,7 +80,7 @@ def test_the_floor_is_never_violated_by_prediction(fleet, floor, student, live, 
     served = models(student, live, rated=0 if live is None else 20)
     model, decision = pick_model_pool(policy(priors), RequestFeatures(prompt, output, tier=tier),
                                       floor, served, pools, 0.0)
-    expected, _ = model.expected_quality(tier)
+    expected = model.expected_quality(tier)
     assert decision.pool in model.pools
     if floor is not None and model.name == "small":
         assert expected >= floor
