@@ -45,6 +45,12 @@ def test_a_client_that_hangs_up_cancels_its_generation(served, http):
     from tandem.stack import node_temp_dir
     from tandem.telemetry.request_log import read_requests
 
+    # Both pools busy: on an idle pool 100 tokens take ~0.5 s, about as long as the
+    # cancellation takes to reach the engine (a run measured the answer finished first).
+    load = threading.Thread(target=run_load, args=(served.api_url, [Stream("batch", 64, 6)], 8),
+                            kwargs={"model": MODEL, "api_key": LOAD_KEY["key"]})
+    load.start()
+    time.sleep(3)
     request_id = f"hangup-{uuid.uuid4().hex}"
     with requests.post(f"{served.api_url}/v1/completions", stream=True, timeout=60, headers={
             "authorization": f"Bearer {http.api_key}", "x-request-id": request_id}, json={
@@ -53,6 +59,7 @@ def test_a_client_that_hangs_up_cancels_its_generation(served, http):
         assert reply.status_code == 200, reply.text
         assert next(reply.iter_lines())  # the first token: generation is under way
     # leaving the block closed the connection, ~100 tokens before the answer's end
+    load.join()
 
     pools = load_serve_config(REPO / "apps" / "serve.local.yaml").pools
     # Serve's access lines of a pool replica land in its worker's stderr log (vLLM's logging
