@@ -257,6 +257,25 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
     ray.get(actor.set_version.remote(name, version))
 
 
+def refresh_quality(name: str, version: int, settings: Settings) -> bool:
+    """Hand the router `name`'s quality per tier as its version's tags now say, when
+    `version` serves it with a quality (a student, or a teacher with students). False:
+    nothing deployed carries it."""
+    import ray
+
+    from tandem.serve import routes as route_table
+
+    connect(settings)
+    actor = route_table.lookup()
+    if actor is None:
+        return False
+    entry = ray.get(actor.snapshot.remote(0))[1]["models"].get(name)
+    if entry is None or "quality" not in entry or entry["version"] != version:
+        return False
+    ray.get(actor.set_quality.remote(name, read_quality(name, version, settings)))
+    return True
+
+
 def check_swap(name: str, version: int, settings: Settings,
                table: dict[str, Any] | None = None) -> None:
     """Refuse a swap the engines could not serve, before any alias moves: an adapter

@@ -198,9 +198,11 @@ def run_distill(config: DistillConfig, settings: Settings,
 def record_quality(rows_by_tier: dict[str, list[dict]], versions: list[tuple[str, int, Any]],
                    settings: Settings, log: Callable[[str], None]) -> None:
     """Score each (name, version, local dir or None: download it) per tier and tag the
-    version with `tandem.quality.<tier>`; a tier without rows is left unmeasured."""
+    version with `tandem.quality.<tier>` and the held-out figures the watcher pools rated
+    answers with (`tandem.rollout.quality`); a tier without rows is left unmeasured."""
     from tandem.registry import download_model, set_version_tags
     from tandem.rollout.evaluate import quality_per_tier
+    from tandem.rollout.quality import heldout_tags
 
     if not rows_by_tier:
         log("quality per tier not recorded: too few held-out live prompts with a ground truth")
@@ -210,9 +212,8 @@ def record_quality(rows_by_tier: dict[str, list[dict]], versions: list[tuple[str
                                                 settings.models_dir / "registry",
                                                 settings.mlflow_url)[0]
         scores = quality_per_tier(model_dir, rows_by_tier)
-        set_version_tags(name, version, {f"tandem.quality.{tier}": f"{score:.4f}"
-                                         for tier, score in scores.items()},
-                         settings.mlflow_url)
+        set_version_tags(name, version, heldout_tags(scores, {
+            tier: len(rows_by_tier[tier]) for tier in scores}), settings.mlflow_url)
         log(f"{name} v{version} exact match per tier: " + ", ".join(
             f"{tier} {score:.2f} ({len(rows_by_tier[tier])} prompts)"
             for tier, score in sorted(scores.items())))

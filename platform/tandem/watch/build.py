@@ -260,6 +260,45 @@ def build_rollout(config: WatchConfig, settings: Settings,
     return Rollout(config.rollout, ops, log=lambda line: print(f"{model} rollout {line}", flush=True))
 
 
+def build_quality_refresh(config: WatchConfig, settings: Settings) -> Callable[[], list[str]]:
+    """A step of the loop that pools each served version's rated answers into its recorded
+    quality per tier (`tandem.rollout.quality`): `config.model` and its student (`distill`),
+    their champion and challenger versions, each only once it was scored held out. The
+    router gets a champion's new quality at once. Returns one line per version updated."""
+    from tandem.registry import CHALLENGER, CHAMPION, alias_version, set_version_tags, version_tags
+    from tandem.rollout.quality import HELDOUT, pooled_tags, rated_answers
+    from tandem.serve.deploy import refresh_quality
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
+
+    url, telemetry = settings.mlflow_url, settings.home / "telemetry"
+    models = [config.model] + ([config.distill.student_model] if config.distill else [])
+
+    def refresh() -> list[str]:
+        requests, feedback, lines = read_requests(telemetry), read_feedback(telemetry), []
+        for model in models:
+            champion = alias_version(model, CHAMPION, url)
+            for version in {champion, alias_version(model, CHALLENGER, url)} - {None}:
+                tags = version_tags(model, version, url)
+                if not any(key.startswith(HELDOUT) for key in tags):
+                    continue  # never scored held out: nothing to pool with
+                rated = rated_answers(requests, feedback, model=model, version=version,
+                                      scale=config.feedback_scale)
+                new = {key: value for key, value in pooled_tags(tags, rated).items()
+                       if tags.get(key) != value}
+                if not new:
+                    continue
+                set_version_tags(model, version, new, url)
+                if version == champion:
+                    refresh_quality(model, version, settings)
+                lines.append(f"{model} v{version} quality from rated answers: " + ", ".join(
+                    f"{key.rsplit('.', 1)[1]} {value}" for key, value in sorted(new.items())
+                    if key.startswith("tandem.quality.")))
+        return lines
+
+    return refresh
+
+
 def build_trace_export(config: WatchConfig, settings: Settings) -> TraceExport:
     """Exports `config.model`'s sampled and rated requests to MLflow (tandem.telemetry.traces)."""
     from tandem.registry import _client

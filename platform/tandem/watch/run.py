@@ -1,6 +1,7 @@
 """The retraining loop's clock: every interval the watcher judges the champion's telemetry
 (and submits a retraining job when a trigger fires), the rollout takes the next step of a
-retrained challenger, and new requests and feedback go to MLflow as traces.
+retrained challenger, rated answers update the quality recorded per tier
+(`tandem.rollout.quality`), and new requests and feedback go to MLflow as traces.
 
 One failed evaluation (MLflow or Ray briefly unreachable) is logged and retried at the
 next interval, so the loop outlives the services it talks to; with `once` it raises
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from tandem.errors import UserError
 from tandem.watch.build import (
     FINETUNE_ENTRYPOINT,
+    build_quality_refresh,
     build_rollout,
     build_trace_export,
     build_watcher,
@@ -53,6 +55,7 @@ def run_watch(config: WatchConfig, settings: Settings, *, once: bool = False) ->
     watcher = build_watcher(config, settings)
     rollout = build_rollout(config, settings, metrics.observed_tags)
     traces = build_trace_export(config, settings)
+    refresh_quality = build_quality_refresh(config, settings)
     state_path = trigger_state_path(config, settings)
     outcomes = JobOutcomes(config.model, lambda: TriggerState(state_path).jobs(),
                            lambda job: job_status(settings, job), metrics.job_ended)
@@ -62,6 +65,7 @@ def run_watch(config: WatchConfig, settings: Settings, *, once: bool = False) ->
             results = watcher.tick(time.time())
             outcomes.check()
             rollout.tick(time.time())
+            quality = refresh_quality()
             traces.export(read_requests(telemetry), read_feedback(telemetry))
         except Exception:
             if once:
@@ -73,6 +77,8 @@ def run_watch(config: WatchConfig, settings: Settings, *, once: bool = False) ->
                 verdict = f"FIRED ({result.action})" if result.fired else "quiet"
                 print(f"{config.model} {result.name} [{result.window_id}] {verdict}: {result.reason}",
                       flush=True)
+            for line in quality:
+                print(line, flush=True)
         if once:
             return 0
         time.sleep(config.interval_s)

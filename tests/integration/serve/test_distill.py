@@ -102,15 +102,17 @@ def test_a_student_with_another_tokenizer_exits_2_naming_both(served, registered
 @pytest.fixture(scope="module")
 def routed(served, distilled):
     """`cheap` serves the student under the teacher's name. The test fixes the student's
-    recorded quality (0.9 in every tier) so the floors below are known; the job's own
-    scores depend on this session's traffic."""
+    recorded quality (0.9 in every tier, as if scored on 10 held-out prompts each) so the
+    floors below are known; the job's own scores depend on this session's traffic."""
     from tandem.registry import CHAMPION, alias_version, set_version_tags
+    from tandem.rollout.quality import heldout_tags
     from tandem.serve.config import ServeAppConfig
     from tandem.serve.deploy import deploy
 
     version = alias_version(STUDENT, CHAMPION, served.mlflow_url)
-    set_version_tags(STUDENT, version, {f"tandem.quality.{tier}": "0.9"
-                                        for tier in ("interactive", "standard", "batch")},
+    tiers = ("interactive", "standard", "batch")
+    set_version_tags(STUDENT, version, heldout_tags(dict.fromkeys(tiers, 0.9),
+                                                    dict.fromkeys(tiers, 10)),
                      served.mlflow_url)
     data = served_config().model_dump(mode="json")
     data["students"] = [{"model": f"models:/{STUDENT}@champion", "pools": ["cheap"]}]
@@ -174,3 +176,32 @@ def test_a_student_is_removed_from_routing_when_its_live_quality_drops(served, h
            "floor 0.5" in reason
     unfloored = _batch(served, http, None)  # no floor (the local tiers set none): any model
     assert unfloored.headers["x-tandem-model"].startswith(f"models:/{STUDENT}/")
+
+
+def test_the_watcher_records_rated_answers_in_the_students_quality_and_routes_by_it(
+        served, routed):
+    """After the ratings above (10 of the student's batch answers judged wrong), one step
+    of the loop pools them with the held-out 0.9 over 10 prompts: batch 0.45 at most, on
+    the version's tags and in the route table every ingress replica reads."""
+    import time
+
+    from tandem.registry import version_tags
+    from tandem.serve.deploy import current_table
+    from tandem.watch.build import build_quality_refresh
+    from tandem.watch.config import WatchConfig
+
+    config = WatchConfig(model=MODEL, distill={"student_model": STUDENT})
+    refresh = build_quality_refresh(config, served)
+    deadline = time.monotonic() + 30  # the ingress writes the request log every 2 s
+    lines = refresh()
+    while not lines and time.monotonic() < deadline:
+        time.sleep(2)
+        lines = refresh()
+    assert any(line.startswith(f"{STUDENT} v{routed} quality from rated answers") for line in lines)
+    tags = version_tags(STUDENT, routed, served.mlflow_url)
+    rated = int(tags["tandem.quality_rated.batch"])
+    assert rated >= 10 and float(tags["tandem.quality.batch"]) <= 9 / (10 + rated) + 1e-4
+    assert tags["tandem.quality_heldout.batch"] == "0.9000"  # the held-out score stays
+    table = current_table(served)["models"][STUDENT]["quality"]
+    assert table["batch"] == float(tags["tandem.quality.batch"])
+    assert not [line for line in refresh() if line.startswith(STUDENT)]  # nothing new to write
