@@ -45,7 +45,7 @@ class DistillStoryConfig(StrictConfig):
     distill_config: str = "jobs/configs/distill-tiny.yaml"
     distill_overrides: list[str] = Field(default_factory=list)
     serve_config: str = "apps/serve.local.yaml"
-    traffic_requests: int = Field(300, ge=3, description="Rated task prompts sent to the "
+    traffic_requests: int = Field(600, ge=3, description="Rated task prompts sent to the "
                                   "teacher: training prompts, then the first half of the "
                                   "holdout split.")
     eval_requests: int = Field(100, ge=3, description="Prompts of the holdout's second half "
@@ -145,13 +145,13 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy
     from tandem.serve.students import quality_of
-    from tandem.story import _finish_job, _with_clock, task_rows
+    from tandem.story import finish_job, task_rows, with_clock
 
-    log = _with_clock(log)
+    log = with_clock(log)
     url, model, student = settings.mlflow_url, config.model, config.student_model
     log(f"== 1/6 the teacher: {model}'s champion (fine-tuned as a Ray job if missing)")
     if alias_version(model, CHAMPION, url) is None:
-        _finish_job(settings, submit_job(settings, [
+        finish_job(settings, submit_job(settings, [
             "python", "jobs/finetune.py", "--config", config.finetune_config]), log)
     teacher_version = alias_version(model, CHAMPION, url)
     teacher_only = load_serve_config(config.serve_config, {"model": f"models:/{model}@champion"})
@@ -199,7 +199,7 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
                                         log)
 
     log(f"== 3/6 distill {model} v{teacher_version} into {student} (a Ray job)")
-    _finish_job(settings, submit_job(settings, [
+    finish_job(settings, submit_job(settings, [
         "python", "jobs/distill.py", "--config", config.distill_config,
         f"--teacher=models:/{model}@champion", f"--student_model={student}",
         *config.distill_overrides]), log)

@@ -115,7 +115,7 @@ def task_rows(settings: Settings, split: str) -> list[dict]:
     return read_jsonl(write_task_dataset(settings.home / "datasets" / "task")[split])
 
 
-def _finish_job(settings: Settings, job_id: str, log: Log) -> None:
+def finish_job(settings: Settings, job_id: str, log: Log) -> None:
     """Stream the job's logs until it ends (`tandem.jobs.tail_job`); it must succeed."""
     from tandem.jobs import tail_job
 
@@ -125,7 +125,7 @@ def _finish_job(settings: Settings, job_id: str, log: Log) -> None:
     log(f"   job {job_id} SUCCEEDED (logs: {settings.dashboard_url}/#/jobs/{job_id})")
 
 
-def _with_clock(log: Log) -> Log:
+def with_clock(log: Log) -> Log:
     """`log` with the story's elapsed time in front of each line, so the demo shows where
     its minutes go."""
     started = time.monotonic()
@@ -145,12 +145,12 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     from tandem.serve.deploy import deploy
     from tandem.watch.build import build_rollout, build_watcher
 
-    log = _with_clock(log)
+    log = with_clock(log)
     model, url = config.model, settings.mlflow_url
     watch = config.watch_config()
     log("== 1/7 fine-tune v1 on Ray Train (a Ray job); it registers in MLflow")
     if alias_version(model, CHAMPION, url) is None:
-        _finish_job(settings, submit_job(settings, [
+        finish_job(settings, submit_job(settings, [
             "python", "jobs/finetune.py", "--config", config.finetune_config,
             *config.finetune_overrides]), log)
     champion = alias_version(model, CHAMPION, url)
@@ -183,7 +183,7 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
         log(f"   FIRED {result.name}: {result.reason}")
     from tandem.triggers.watcher import submission_id
 
-    _finish_job(settings, submission_id(model, fired[0].window_id), log)
+    finish_job(settings, submission_id(model, fired[0].window_id), log)
     result = StoryResult(champion_before=champion, champion_after=None, trigger=trigger,
                          exact_match_before=before)
 
