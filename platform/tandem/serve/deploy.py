@@ -259,8 +259,8 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
 
 def refresh_quality(name: str, version: int, settings: Settings) -> bool:
     """Hand the router `name`'s quality per tier as its version's tags now say, when
-    `version` serves it with a quality (a student, or a teacher with students). False:
-    nothing deployed carries it."""
+    `version` serves it with a quality (a student, or a teacher with students), as the
+    champion or as its canary. False: nothing deployed carries it."""
     import ray
 
     from tandem.serve import routes as route_table
@@ -269,10 +269,15 @@ def refresh_quality(name: str, version: int, settings: Settings) -> bool:
     actor = route_table.lookup()
     if actor is None:
         return False
-    entry = ray.get(actor.snapshot.remote(0))[1]["models"].get(name)
-    if entry is None or "quality" not in entry or entry["version"] != version:
+    entry = ray.get(actor.snapshot.remote(0))[1]["models"].get(name) or {}
+    canary = entry.get("canary") or {}
+    if "quality" in entry and entry["version"] == version:
+        ray.get(actor.set_quality.remote(name, read_quality(name, version, settings)))
+    elif "quality" in canary and canary["version"] == version:
+        ray.get(actor.set_canary.remote(name, {**canary, "quality": read_quality(
+            name, version, settings)}))
+    else:
         return False
-    ray.get(actor.set_quality.remote(name, read_quality(name, version, settings)))
     return True
 
 
@@ -361,6 +366,8 @@ def start_canary(name: str, version: int, share: float, settings: Settings,
                   timeout_s or config.swap_timeout_s, log)
     canary = {"version": version, "share": share,
               "pools": {route.pool: route.to_dict() for route in routes}}
+    if "quality" in entry:  # a student, or a teacher with students: judged on its own
+        canary["quality"] = read_quality(name, version, settings)
     _wait_applied(route_table.lookup().set_canary.remote(name, canary), timeout_s or 60.0,
                   "start the canary")
     log(f"canary: {share:.0%} of {name}'s requests on v{version} "

@@ -4,7 +4,8 @@ A student (`students:` in the Serve config) is a registered model of its own, di
 from the teacher (`jobs/distill.py`), served on its own pools. In the route table it is a
 model entry like any other (its pools, version, canary; promote and rollback swap it like
 any model) plus `student_of: <teacher>` and its `quality` per tier, read from its version's
-`tandem.quality.<tier>` tags; the teacher's entry lists its `students`. A request for the
+`tandem.quality.<tier>` tags (a canary carries its own version's); the teacher's entry
+lists its `students`. A request for the
 teacher's name is routed across the teacher and its students (`served_models`, then
 `tandem.routing.models.pick_model_pool`): the cheapest (model, pool) predicted to meet
 the request's latency targets and its quality floor.
@@ -57,7 +58,8 @@ def served_models(models: Mapping[str, Any], name: str, draw: float,
         version = int(target["version"])
         quality, rated = live.of(member, version)
         served.append(ServedModel(member, version, tuple(target["pools"]),
-                                  entry.get("quality", {}), reference=member == name,
+                                  target.get("quality", entry.get("quality", {})),
+                                  reference=member == name,
                                   live_quality=quality, rated=rated))
         routes.update(target["pools"])
     return served, routes

@@ -264,7 +264,8 @@ def build_quality_refresh(config: WatchConfig, settings: Settings) -> Callable[[
     """A step of the loop that pools each served version's rated answers into its recorded
     quality per tier (`tandem.rollout.quality`): `config.model` and its student (`distill`),
     their champion and challenger versions, each only once it was scored held out. The
-    router gets a champion's new quality at once. Returns one line per version updated."""
+    router gets a serving version's new quality at once (champion or canary). Returns one
+    line per version updated."""
     from tandem.registry import CHALLENGER, CHAMPION, alias_version, set_version_tags, version_tags
     from tandem.rollout.quality import HELDOUT, pooled_tags, rated_answers
     from tandem.serve.deploy import refresh_quality
@@ -277,8 +278,8 @@ def build_quality_refresh(config: WatchConfig, settings: Settings) -> Callable[[
     def refresh() -> list[str]:
         requests, feedback, lines = read_requests(telemetry), read_feedback(telemetry), []
         for model in models:
-            champion = alias_version(model, CHAMPION, url)
-            for version in {champion, alias_version(model, CHALLENGER, url)} - {None}:
+            versions = {alias_version(model, alias, url) for alias in (CHAMPION, CHALLENGER)}
+            for version in versions - {None}:
                 tags = version_tags(model, version, url)
                 if not any(key.startswith(HELDOUT) for key in tags):
                     continue  # never scored held out: nothing to pool with
@@ -289,8 +290,7 @@ def build_quality_refresh(config: WatchConfig, settings: Settings) -> Callable[[
                 if not new:
                     continue
                 set_version_tags(model, version, new, url)
-                if version == champion:
-                    refresh_quality(model, version, settings)
+                refresh_quality(model, version, settings)  # if it serves, as champion or canary
                 lines.append(f"{model} v{version} quality from rated answers: " + ", ".join(
                     f"{key.rsplit('.', 1)[1]} {value}" for key, value in sorted(new.items())
                     if key.startswith("tandem.quality.")))

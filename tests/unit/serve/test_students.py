@@ -64,3 +64,8 @@ def test_a_request_for_the_teacher_is_routed_across_it_and_its_students_at_their
     served, routes = served_models(models, "big", 0.1, live)  # inside it
     assert served[1].version == 3 and served[1].live_quality == 0.5 and served[1].rated == 2
     assert routes["cheap"]["version"] == 3
+    assert served[1].quality == {"batch": 0.9}  # a canary without its own: the champion's
+    canary["quality"] = {"batch": 0.6}  # a canary scored on its own (`start_canary`)
+    served, _ = served_models(models, "big", 0.1, live)
+    assert served[1].quality == {"batch": 0.6}
+    assert served_models(models, "big", 0.9, live)[0][1].quality == {"batch": 0.9}
