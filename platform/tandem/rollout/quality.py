@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tandem.routing.models import judged_right
+from tandem.serve.students import QUALITY_TAG
 from tandem.telemetry.feedback import FeedbackScale, normalized_score
 from tandem.telemetry.window import ratings
 
-QUALITY = "tandem.quality."
 HELDOUT = "tandem.quality_heldout."
 PROMPTS = "tandem.quality_prompts."
 RATED = "tandem.quality_rated."
@@ -36,7 +36,7 @@ def heldout_tags(scores: Mapping[str, float], prompts: Mapping[str, int]) -> dic
     answers are rated)."""
     tags = {}
     for tier, score in scores.items():
-        tags[f"{QUALITY}{tier}"] = tags[f"{HELDOUT}{tier}"] = f"{score:.4f}"
+        tags[f"{QUALITY_TAG}{tier}"] = tags[f"{HELDOUT}{tier}"] = f"{score:.4f}"
         tags[f"{PROMPTS}{tier}"] = str(prompts[tier])
     return tags
 
@@ -77,6 +77,6 @@ def pooled_tags(tags: Mapping[str, str], rated: Mapping[str, tuple[int, int]]) -
         except (KeyError, ValueError):
             heldout, prompts = 0.0, 0
         quality = (heldout * prompts + right) / (prompts + count)
-        out[f"{QUALITY}{tier}"] = f"{quality:.4f}"
+        out[f"{QUALITY_TAG}{tier}"] = f"{quality:.4f}"
         out[f"{RATED}{tier}"] = str(count)
     return out

@@ -106,6 +106,7 @@ class LatencyCostPolicy:
                 continue
             name = pool.name
             constants = cached.get(name) or latency.constants(pool)
+            # `tandem.perf.request_cost_usd`, written out: two calls fewer per pool
             rent = pool.price_per_hour * replica_seconds_at_capacity(
                 constants, prompt, output) / SECONDS_PER_HOUR
             if loose:

@@ -74,7 +74,7 @@ class Decision:
 
     `predicted_slo_miss` is True when the policy knowingly chose a pool predicted to miss the
     request's latency targets (none could meet them, or a budget cap spilled it);
-    `candidates` holds the prediction for every pool considered, for `tandem route explain`.
+    `candidates` holds the prediction for every pool predicted, for `tandem route explain`.
     """
 
     pool: str

@@ -257,10 +257,11 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
     ray.get(actor.set_version.remote(name, version))
 
 
-def refresh_quality(name: str, version: int, settings: Settings) -> bool:
-    """Hand the router `name`'s quality per tier as its version's tags now say, when
-    `version` serves it with a quality (a student, or a teacher with students), as the
-    champion or as its canary. False: nothing deployed carries it."""
+def refresh_quality(name: str, version: int, quality: dict[str, float],
+                    settings: Settings) -> bool:
+    """Hand the router `quality` (per tier) for `version` of `name`, when that version
+    serves it with a quality (a student, or a teacher with students), as the champion or
+    as its canary. False: nothing deployed carries it."""
     import ray
 
     from tandem.serve import routes as route_table
@@ -272,10 +273,9 @@ def refresh_quality(name: str, version: int, settings: Settings) -> bool:
     entry = ray.get(actor.snapshot.remote(0))[1]["models"].get(name) or {}
     canary = entry.get("canary") or {}
     if "quality" in entry and entry["version"] == version:
-        ray.get(actor.set_quality.remote(name, read_quality(name, version, settings)))
+        ray.get(actor.set_quality.remote(name, quality))
     elif "quality" in canary and canary["version"] == version:
-        ray.get(actor.set_canary.remote(name, {**canary, "quality": read_quality(
-            name, version, settings)}))
+        ray.get(actor.set_canary.remote(name, {**canary, "quality": quality}))
     else:
         return False
     return True

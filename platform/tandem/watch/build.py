@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from tandem.errors import UserError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from tandem.rollout.controller import Rollout
     from tandem.settings import Settings
     from tandem.telemetry.traces import TraceExport
@@ -260,23 +262,23 @@ def build_rollout(config: WatchConfig, settings: Settings,
     return Rollout(config.rollout, ops, log=lambda line: print(f"{model} rollout {line}", flush=True))
 
 
-def build_quality_refresh(config: WatchConfig, settings: Settings) -> Callable[[], list[str]]:
+def build_quality_refresh(config: WatchConfig, settings: Settings,
+                          ) -> Callable[[pa.Table, pa.Table], list[str]]:
     """A step of the loop that pools each served version's rated answers into its recorded
     quality per tier (`tandem.rollout.quality`): `config.model` and its student (`distill`),
     their champion and challenger versions, each only once it was scored held out. The
-    router gets a serving version's new quality at once (champion or canary). Returns one
-    line per version updated."""
+    router gets a serving version's new quality at once (champion or canary). Called with
+    the request log and the feedback; returns one line per version updated."""
     from tandem.registry import CHALLENGER, CHAMPION, alias_version, set_version_tags, version_tags
     from tandem.rollout.quality import HELDOUT, pooled_tags, rated_answers
     from tandem.serve.deploy import refresh_quality
-    from tandem.telemetry.feedback import read_feedback
-    from tandem.telemetry.request_log import read_requests
+    from tandem.serve.students import QUALITY_TAG, quality_of
 
-    url, telemetry = settings.mlflow_url, settings.home / "telemetry"
+    url = settings.mlflow_url
     models = [config.model] + ([config.distill.student_model] if config.distill else [])
 
-    def refresh() -> list[str]:
-        requests, feedback, lines = read_requests(telemetry), read_feedback(telemetry), []
+    def refresh(requests: pa.Table, feedback: pa.Table) -> list[str]:
+        lines = []
         for model in models:
             versions = {alias_version(model, alias, url) for alias in (CHAMPION, CHALLENGER)}
             for version in versions - {None}:
@@ -290,10 +292,11 @@ def build_quality_refresh(config: WatchConfig, settings: Settings) -> Callable[[
                 if not new:
                     continue
                 set_version_tags(model, version, new, url)
-                refresh_quality(model, version, settings)  # if it serves, as champion or canary
+                quality = quality_of({**tags, **new})
+                refresh_quality(model, version, quality, settings)  # if it serves it
                 lines.append(f"{model} v{version} quality from rated answers: " + ", ".join(
-                    f"{key.rsplit('.', 1)[1]} {value}" for key, value in sorted(new.items())
-                    if key.startswith("tandem.quality.")))
+                    f"{key.removeprefix(QUALITY_TAG)} {value}"
+                    for key, value in sorted(new.items()) if key.startswith(QUALITY_TAG)))
         return lines
 
     return refresh

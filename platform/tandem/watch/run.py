@@ -65,8 +65,9 @@ def run_watch(config: WatchConfig, settings: Settings, *, once: bool = False) ->
             results = watcher.tick(time.time())
             outcomes.check()
             rollout.tick(time.time())
-            quality = refresh_quality()
-            traces.export(read_requests(telemetry), read_feedback(telemetry))
+            requests, feedback = read_requests(telemetry), read_feedback(telemetry)
+            quality = refresh_quality(requests, feedback)
+            traces.export(requests, feedback)
         except Exception:
             if once:
                 raise
