@@ -187,19 +187,29 @@ def test_the_watcher_records_rated_answers_in_the_students_quality_and_routes_by
 
     from tandem.registry import version_tags
     from tandem.serve.deploy import current_table
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.request_log import read_requests
     from tandem.watch.build import build_quality_refresh
     from tandem.watch.config import WatchConfig
 
     config = WatchConfig(model=MODEL, distill={"student_model": STUDENT})
-    refresh = build_quality_refresh(config, served)
-    deadline = time.monotonic() + 30  # the ingress writes the request log every 2 s
-    lines = refresh()
-    while not lines and time.monotonic() < deadline:
+    step = build_quality_refresh(config, served)
+
+    def refresh() -> list[str]:  # one step of `tandem watch`, on the telemetry as it is now
+        telemetry = served.home / "telemetry"
+        return step(read_requests(telemetry), read_feedback(telemetry))
+
+    # the ingress writes the request log every 2 s: a step may see some of the 10 rated
+    # answers before the rest, as the loop would; step until all are in
+    lines, deadline = [], time.monotonic() + 30
+    while True:
+        lines += refresh()
+        tags = version_tags(STUDENT, routed, served.mlflow_url)
+        rated = int(tags.get("tandem.quality_rated.batch", 0))
+        if rated >= 10 or time.monotonic() > deadline:
+            break
         time.sleep(2)
-        lines = refresh()
     assert any(line.startswith(f"{STUDENT} v{routed} quality from rated answers") for line in lines)
-    tags = version_tags(STUDENT, routed, served.mlflow_url)
-    rated = int(tags["tandem.quality_rated.batch"])
     assert rated >= 10 and float(tags["tandem.quality.batch"]) <= 9 / (10 + rated) + 1e-4
     assert tags["tandem.quality_heldout.batch"] == "0.9000"  # the held-out score stays
     table = current_table(served)["models"][STUDENT]["quality"]
