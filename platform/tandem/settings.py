@@ -48,6 +48,10 @@ class Settings(BaseModel):
         "advertising resource `pool:<name>` (comma-separated in the environment).")
     pool_node_num_cpus: int = Field(8, description="Logical CPUs of each pool's Ray node.")
     pool_object_store_mb: int = Field(200, description="Object store of each pool node, in MiB.")
+    model_cache: Path = Field(
+        Path("~/.cache/tandem/models"), description="Converted packaged base models (`tandem "
+        "models import`), one directory per source file's SHA-256; outside `home` so fresh "
+        "homes (tests, demos) convert once per machine.")
     model_dirs: list[Path] = Field(
         [], description="Directories a fine-tune may load a local base model from, besides "
         "the stack's own models dir (comma-separated in the environment).")
@@ -124,6 +128,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return settings.model_copy(update={
         "home": settings.home.expanduser().resolve(),
         "project_dir": settings.project_dir.expanduser().resolve(),
+        "model_cache": settings.model_cache.expanduser().resolve(),
         "model_dirs": [path.expanduser().resolve() for path in settings.model_dirs]})
 
 

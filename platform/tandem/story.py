@@ -28,16 +28,21 @@ from tandem.errors import UserError
 from tandem.settings import Settings
 
 Log = Callable[[str], None]
+MAX_ANSWER_TOKENS = 16  # 4 made-up words: up to 12 tokens of a real model's tokenizer
 
 
 class StoryConfig(StrictConfig):
     """How long each act of the story runs."""
 
     model: str = "tandem-tiny"
+    import_model: str = Field("", description="A packaged base model to import first "
+                              "(`tandem models import`), e.g. smollm2; empty: none.")
     finetune_config: str = "jobs/configs/tiny.yaml"
     finetune_overrides: list[str] = Field(default_factory=list)
     serve_config: str = "apps/serve.local.yaml"
     serve_overrides: dict[str, Any] = Field(default_factory=dict)
+    chat: bool = Field(False, description="Users ask through /v1/chat/completions (the "
+                       "model's chat template) instead of /v1/completions.")
     watch: dict[str, Any] = Field(default_factory=dict, description="WatchConfig fields.")
     drift_requests: int = Field(200, ge=1, description="Prompts from the `new` slice sent to v1.")
     canary_requests: int = Field(80, ge=1, description="Prompts sent while v2 is canaried.")
@@ -63,28 +68,37 @@ class StoryResult:
     exact_match_after: float | None = None
     traces: int = 0
     assessments: int = 0
+    peak_rss_mb: float = 0.0  # of the story's process, which runs the watcher and the rollout
 
 
 class Users:
     """Simulated users of the served model: they ask task prompts through the OpenAI API and
     rate each answer, with the right translation as the correction when it is wrong."""
 
-    def __init__(self, settings: Settings, model: str, clients: int) -> None:
+    def __init__(self, settings: Settings, model: str, clients: int, chat: bool = False) -> None:
         import requests
 
         from tandem.auth import client_key
 
-        self.url, self.model, self.clients = settings.api_url, model, clients
+        self.url, self.model, self.clients, self.chat = settings.api_url, model, clients, chat
         self.session = requests.Session()
         self.session.headers["authorization"] = f"Bearer {client_key(settings.home)}"
 
     def ask(self, row: dict) -> tuple[bool, str, str]:
         """(answer right?, request id, answering version) for one task row."""
-        reply = self.session.post(f"{self.url}/v1/completions", timeout=120, json={
-            "model": self.model, "prompt": row["prompt"], "max_tokens": 12, "temperature": 0})
+        from tandem.data.prompts import chat_message
+
+        body = {"model": self.model, "max_tokens": MAX_ANSWER_TOKENS, "temperature": 0}
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": chat_message(row["prompt"])}]
+        else:
+            body["prompt"] = row["prompt"]
+        endpoint = "chat/completions" if self.chat else "completions"
+        reply = self.session.post(f"{self.url}/v1/{endpoint}", timeout=120, json=body)
         if reply.status_code != 200:
             raise UserError(f"the API answered {reply.status_code}: {reply.text[:300]}")
-        answer = reply.json()["choices"][0]["text"]
+        choice = reply.json()["choices"][0]
+        answer = choice["message"]["content"] if self.chat else choice["text"]
         return (answer.strip() == row["completion"].strip(), reply.headers["x-request-id"],
                 reply.headers["x-tandem-model-version"])
 
@@ -125,6 +139,31 @@ def finish_job(settings: Settings, job_id: str, log: Log) -> None:
     log(f"   job {job_id} SUCCEEDED (logs: {settings.dashboard_url}/#/jobs/{job_id})")
 
 
+def served_config(config: StoryConfig):
+    """The Serve config the story deploys: its model's champion, or, when the model is a
+    LoRA adapter, the config's base with that adapter's champion among its adapters."""
+    from tandem.config import load_config
+    from tandem.serve.config import load_serve_config
+    from tandem.train.config import FinetuneConfig
+
+    champion = f"models:/{config.model}@champion"
+    if not load_config(FinetuneConfig, config.finetune_config,
+                       config.finetune_overrides).registers_adapter:
+        return load_serve_config(config.serve_config, {"model": champion, **config.serve_overrides})
+    serve = load_serve_config(config.serve_config, config.serve_overrides)
+    if champion not in serve.adapters:
+        raise UserError(f"{config.serve_config} does not serve the adapter {champion} "
+                        f"(its adapters: {', '.join(serve.adapters) or 'none'})")
+    return serve
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def with_clock(log: Log) -> Log:
     """`log` with the story's elapsed time in front of each line, so the demo shows where
     its minutes go."""
@@ -141,13 +180,17 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     """Every act in order; raises `UserError` when one does not end the way the story needs."""
     from tandem.jobs import submit_job
     from tandem.registry import CHAMPION, alias_version
-    from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy
     from tandem.watch.build import build_rollout, build_watcher
 
     log = with_clock(log)
     model, url = config.model, settings.mlflow_url
     watch = config.watch_config()
+    if config.import_model:
+        from tandem.models.packaged import import_packaged_model
+
+        log(f"== 0/7 import the base model {config.import_model} (converted once, registered)")
+        import_packaged_model(config.import_model, settings, log=lambda line: log(f"   {line}"))
     log("== 1/7 fine-tune v1 on Ray Train (a Ray job); it registers in MLflow")
     if alias_version(model, CHAMPION, url) is None:
         finish_job(settings, submit_job(settings, [
@@ -157,9 +200,8 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     log(f"   champion: {model} v{champion}")
 
     log("== 2/7 serve the champion on the local pools (Ray Serve + vLLM)")
-    deploy(load_serve_config(config.serve_config, {"model": f"models:/{model}@champion",
-                                                   **config.serve_overrides}), settings, log=log)
-    users = Users(settings, model, config.clients)
+    deploy(served_config(config), settings, log=log)
+    users = Users(settings, model, config.clients, config.chat)
     judged = task_rows(settings, "new_holdout")[: config.eval_rows]
     before = users.exact_match(judged)
     log(f"   exact match on the new slice (new_holdout, via HTTP): {before:.1%}")
@@ -193,6 +235,7 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     result.verdicts.append(f"{verdict.action}: {verdict.reason}" if verdict else "none")
     if verdict is None or verdict.action != "canary":
         log(f"   not canaried: {result.verdicts[-1]}")
+        result.peak_rss_mb = peak_rss_mb()
         return result
 
     log(f"== 6/7 canary: {watch.rollout.canary_share:.0%} of live traffic on the challenger")
@@ -227,6 +270,7 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
         read_requests(telemetry), read_feedback(telemetry))
     log(f"   {result.traces} requests exported to MLflow as traces (experiment tandem-serving) "
         f"with {result.assessments} user_score assessments")
+    result.peak_rss_mb = peak_rss_mb()
     return result
 
 
@@ -245,7 +289,9 @@ def summary_lines(result: StoryResult, settings: Settings, model: str) -> list[s
     after = ("-" if result.exact_match_after is None else f"{result.exact_match_after:.1%}")
     lines += ["", f"trigger: {result.trigger}", *(f"rollout: {v}" for v in result.verdicts),
               f"exact match on the new slice: v{result.champion_before} "
-              f"{result.exact_match_before:.1%} -> v{result.champion_after} {after}", "",
+              f"{result.exact_match_before:.1%} -> v{result.champion_after} {after}",
+              f"peak memory of the watcher's process (watcher, rollout, gate client): "
+              f"{result.peak_rss_mb:.0f} MB", "",
               "cost per 1k requests by pool (request log):"]
     requests = read_requests(settings.home / "telemetry").to_pylist()
     for pool in sorted({r["pool"] for r in requests if r["model"] == model and r["pool"]}):

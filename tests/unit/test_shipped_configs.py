@@ -41,14 +41,22 @@ def test_cluster_yaml_schema_check_can_fail():
         validate_config(prepare_config(config))
 
 
-def test_demo_story_config_validates_with_its_watch_config():
-    from tandem.story import StoryConfig
+@pytest.mark.parametrize("name", ["demo.yaml", "demo-real.yaml"])
+def test_demo_story_config_validates_with_its_watch_config(name, monkeypatch):
+    from tandem.story import StoryConfig, served_config
     from tandem.watch.config import WatchConfig
 
-    story = load_config(StoryConfig, REPO / "jobs" / "demo.yaml")
+    monkeypatch.chdir(REPO)  # story configs name their job and Serve configs from the root
+    story = load_config(StoryConfig, REPO / "jobs" / name)
     watch = WatchConfig.model_validate({"model": story.model, **story.watch})
     assert (REPO / story.serve_config).exists() and (REPO / story.finetune_config).exists()
     assert watch.new_labels.min_corrections <= story.drift_requests
+    served = served_config(story)  # an adapter story's Serve config serves its adapter
+    finetune = load_config(FinetuneConfig, REPO / story.finetune_config)
+    assert story.chat == (finetune.prompt_format == "chat")
+    if finetune.registers_adapter:
+        assert f"models:/{story.model}@champion" in served.adapters
+        assert finetune.base_model.split("@")[0] == served.model.split("@")[0]
 
 
 def test_distill_story_config_validates_and_names_shipped_configs():

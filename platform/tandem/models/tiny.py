@@ -10,26 +10,21 @@ model is a random-init causal LM saved with `save_pretrained`, which
 is the same layout a real base model has, so training, registry and serving
 code never special-case it.
 
-Builds are idempotent and atomic: a `tandem_build.json` holding the hash of
-the build spec marks a complete build, and a build happens in a temporary
-sibling directory that is renamed into place, so concurrent callers never see
-half a model.
+Builds are idempotent and atomic (`tandem.models.build_cache`): the hash of the build spec
+decides whether to rebuild.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tandem.data.task import CHAT_TEMPLATE, corpus_lines
 from tandem.errors import UserError
+from tandem.models.build_cache import build_once, spec_hash
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -61,16 +56,7 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
     "tiny": ("llama", MODEL_CONFIG),
     "tiny-qwen2": ("qwen2", QWEN2_CONFIG),
 }
-BUILD_MARKER = "tandem_build.json"
 BUILD_FORMAT = 1
-REQUIRED_FILES = (
-    "config.json",
-    "generation_config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    BUILD_MARKER,
-)
 TINY_SPEC = "tiny"
 _CACHE_DIRS = {"tiny": "tiny-llama", "tiny-qwen2": "tiny-qwen2"}
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -92,21 +78,6 @@ def build_spec(seed: int, architecture: str = TINY_SPEC) -> dict[str, Any]:
     if model_type != "llama":  # the Llama build's hash (and so every existing cache) stays as it was
         spec["model_type"] = model_type
     return spec
-
-
-def spec_hash(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-
-def is_complete_build(model_dir: Path, expected_hash: str) -> bool:
-    """Whether `model_dir` holds every file of a finished build of `expected_hash`."""
-    if not all((model_dir / name).is_file() for name in REQUIRED_FILES):
-        return False
-    try:
-        marker = json.loads((model_dir / BUILD_MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("spec_hash") == expected_hash
 
 
 def train_tokenizer() -> Any:
@@ -135,7 +106,7 @@ def train_tokenizer() -> Any:
     return tokenizer
 
 
-def _save_build(out_dir: Path, seed: int, spec: dict[str, Any], architecture: str) -> None:
+def _save_build(out_dir: Path, seed: int, architecture: str) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
@@ -153,8 +124,6 @@ def _save_build(out_dir: Path, seed: int, spec: dict[str, Any], architecture: st
     model.generation_config = GenerationConfig(**token_ids)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    marker = {"spec_hash": spec_hash(spec), "spec": spec}
-    (out_dir / BUILD_MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
 def build_tiny_base_model(out_dir: Path, seed: int = 0, architecture: str = TINY_SPEC) -> Path:
@@ -165,29 +134,9 @@ def build_tiny_base_model(out_dir: Path, seed: int = 0, architecture: str = TINY
     tokenizer files and `generation_config.json`, loadable by
     `AutoModelForCausalLM`/`AutoTokenizer.from_pretrained` and by vLLM.
     """
-    out_dir = Path(out_dir).absolute()
     spec = build_spec(seed, architecture)
-    expected = spec_hash(spec)
-    if is_complete_build(out_dir, expected):
-        return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=out_dir.parent))
-    try:
-        _save_build(staging, seed, spec, architecture)
-        if out_dir.exists() and not is_complete_build(out_dir, expected):
-            # A stale or broken build: move it aside, then swap the new one in.
-            stale = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stale-", dir=out_dir.parent))
-            os.replace(out_dir, stale / "old")
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(staging, out_dir)
-        except OSError:
-            # Another caller renamed its build in first; theirs is as good as ours.
-            if not is_complete_build(out_dir, expected):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+    return build_once(out_dir, spec_hash(spec),
+                      lambda staging: _save_build(staging, seed, architecture), spec)
 
 
 def resolve_base_model(spec: str, cache_dir: Path, allowed_dirs: Sequence[Path] = ()) -> Path | str:

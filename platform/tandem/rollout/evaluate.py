@@ -1,55 +1,57 @@
-"""Offline scores of a model version: greedy exact match on the original holdout and on
-the feedback holdout, computed the way training scores its checkpoints.
+"""Offline scores of model versions: greedy exact match on the original holdout and on the
+feedback holdout (the gate), or per tier (the distillation job), answered by a vLLM engine
+in a Ray task (`tandem.rollout.engine`), never by a model loaded in the caller's process.
 
-The champion and the challenger are scored by the same code on the same rows at the same
-time, so the gate compares like with like (a training run's own `eval_exact_match` was
-measured on whatever holdout its config named).
+The versions compared are scored by the same engine on the same rows at the same time, so
+the gate compares like with like (a training run's own `eval_exact_match` was measured on
+whatever holdout its config named). Prompts reach the engine in the models' prompt format
+(`tandem.data.prompts`), as they are served.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
+from tandem.rollout.engine import Candidate, answer_on_engine
 from tandem.rollout.verdicts import OfflineScores
 
-MAX_NEW_TOKENS = 12  # FinetuneConfig.eval_max_new_tokens' default
+MAX_NEW_TOKENS = 16  # the longest task answer is 4 words of up to 3 tokens each, plus EOS
 
 
-def exact_match_of(model: Any, tokenizer: Any, rows: Sequence[dict]) -> float:
-    """Greedy exact match of `model` on `rows` (`prompt`/`completion`)."""
+def _exact_match(answers: Sequence[str], rows: Sequence[dict]) -> float:
     from tandem.data.task import exact_match
-    from tandem.models.generate import greedy_complete
 
-    predictions = greedy_complete(model, tokenizer, [row["prompt"] for row in rows],
-                                  MAX_NEW_TOKENS)
-    return exact_match(predictions, [row["completion"] for row in rows])
+    return exact_match(list(answers), [row["completion"] for row in rows])
 
 
-def offline_scores(model_dir: Path, base_dir: Path | None, holdout: Sequence[dict],
-                   feedback_holdout: Sequence[dict]) -> OfflineScores:
-    """The model in `model_dir` (loaded once; an adapter is merged onto `base_dir`) scored on
-    both sets."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base_dir or model_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir or model_dir)
-    if base_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, model_dir).merge_and_unload()
-    return OfflineScores(
-        holdout=exact_match_of(model, tokenizer, holdout),
-        feedback=(exact_match_of(model, tokenizer, feedback_holdout) if feedback_holdout
-                  else None),
-        feedback_rows=len(feedback_holdout))
+def offline_scores(candidates: Sequence[Candidate], holdout: Sequence[dict],
+                   feedback_holdout: Sequence[dict], prompt_format: str = "text",
+                   use_gpu: bool = False) -> tuple[OfflineScores, ...]:
+    """Each candidate scored on both sets (`prompt`/`completion` rows of the task's format)."""
+    rows = list(holdout) + list(feedback_holdout)
+    answered = answer_on_engine(candidates, [row["prompt"] for row in rows], MAX_NEW_TOKENS,
+                                prompt_format, use_gpu)
+    cut = len(holdout)
+    return tuple(OfflineScores(
+        holdout=_exact_match(answers[:cut], holdout),
+        feedback=_exact_match(answers[cut:], feedback_holdout) if feedback_holdout else None,
+        feedback_rows=len(feedback_holdout)) for answers in answered)
 
 
-def quality_per_tier(model_dir: Path, rows_by_tier: dict[str, Sequence[dict]]) -> dict[str, float]:
-    """Tier -> greedy exact match of the model in `model_dir` on that tier's rows."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    return {tier: exact_match_of(model, tokenizer, rows) for tier, rows in rows_by_tier.items()}
+def quality_per_tier(candidates: Sequence[Candidate], rows_by_tier: dict[str, Sequence[dict]],
+                     prompt_format: str = "text", use_gpu: bool = False,
+                     ) -> list[dict[str, float]]:
+    """Per candidate: tier -> greedy exact match on that tier's rows."""
+    tiers = list(rows_by_tier)
+    rows = [row for tier in tiers for row in rows_by_tier[tier]]
+    answered = answer_on_engine(candidates, [row["prompt"] for row in rows], MAX_NEW_TOKENS,
+                                prompt_format, use_gpu)
+    scores = []
+    for answers in answered:
+        by_tier, start = {}, 0
+        for tier in tiers:
+            count = len(rows_by_tier[tier])
+            by_tier[tier] = _exact_match(answers[start:start + count], rows_by_tier[tier])
+            start += count
+        scores.append(by_tier)
+    return scores

@@ -41,6 +41,10 @@ class FinetuneConfig(StrictConfig):
     eval_data: list[str] = Field(
         default_factory=lambda: ["builtin:holdout"],
         min_length=1, description="Holdout files for eval loss and exact match.")
+    prompt_format: Literal["text", "chat"] = Field(
+        "text", description="How examples reach the model (tandem.data.prompts): the task's "
+        "text as is (tiny models), or one user turn in the base model's own chat template with "
+        "the answer as the assistant's turn (chat models, served via /v1/chat/completions).")
     mode: Literal["full", "lora"] = Field("full", description="Full fine-tune or LoRA adapters.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="Used when mode=lora.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="Autocast dtype for compute.")

@@ -191,27 +191,31 @@ def run_distill(config: DistillConfig, settings: Settings,
     result = run_finetune(finetune, settings, log)
     if result.version is not None:
         record_quality(scoring, [(teacher, version, teacher_dir),
-                                 (config.student_model, result.version, None)], settings, log)
+                                 (config.student_model, result.version, None)], settings, log,
+                       finetune.prompt_format, finetune.use_gpu)
     return result
 
 
 def record_quality(rows_by_tier: dict[str, list[dict]], versions: list[tuple[str, int, Any]],
-                   settings: Settings, log: Callable[[str], None]) -> None:
-    """Score each (name, version, local dir or None: download it) per tier and tag the
-    version with `tandem.quality.<tier>` and the held-out figures the watcher pools rated
-    answers with (`tandem.rollout.quality`); a tier without rows is left unmeasured."""
+                   settings: Settings, log: Callable[[str], None], prompt_format: str = "text",
+                   use_gpu: bool = False) -> None:
+    """Score each (name, version, local dir or None: download it) per tier, on a vLLM engine
+    in a Ray task (`tandem.rollout.evaluate`), and tag the version with `tandem.quality.<tier>`
+    and the held-out figures the watcher pools rated answers with (`tandem.rollout.quality`);
+    a tier without rows is left unmeasured."""
     from tandem.registry import download_model, set_version_tags
+    from tandem.rollout.engine import Candidate
     from tandem.rollout.evaluate import quality_per_tier
     from tandem.rollout.quality import heldout_tags
 
     if not rows_by_tier:
         log("quality per tier not recorded: too few held-out live prompts with a ground truth")
         return
-    for name, version, model_dir in versions:
-        model_dir = model_dir or download_model(f"models:/{name}/{version}",
-                                                settings.models_dir / "registry",
-                                                settings.mlflow_url)[0]
-        scores = quality_per_tier(model_dir, rows_by_tier)
+    candidates = [Candidate(str(model_dir or download_model(
+        f"models:/{name}/{version}", settings.models_dir / "registry", settings.mlflow_url)[0]))
+        for name, version, model_dir in versions]
+    scored = quality_per_tier(candidates, rows_by_tier, prompt_format, use_gpu)
+    for (name, version, _), scores in zip(versions, scored, strict=True):
         set_version_tags(name, version, heldout_tags(scores, {
             tier: len(rows_by_tier[tier]) for tier in scores}), settings.mlflow_url)
         log(f"{name} v{version} exact match per tier: " + ", ".join(

@@ -111,16 +111,19 @@ def git_commit() -> str:
 class _Packer:
     """Ray Data map_batches callable: load the tokenizer once per actor."""
 
-    def __init__(self, tokenizer_dir: str, seq_len: int) -> None:
+    def __init__(self, tokenizer_dir: str, seq_len: int, prompt_format: str) -> None:
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self.seq_len = seq_len
+        self.prompt_format = prompt_format
 
     def __call__(self, batch):
         from tandem.data.packing import tokenize_and_pack
+        from tandem.data.prompts import render_examples
 
-        return tokenize_and_pack(batch, self.tokenizer, self.seq_len)
+        return tokenize_and_pack(render_examples(batch, self.tokenizer, self.prompt_format),
+                                 self.tokenizer, self.seq_len)
 
 
 def _eval_inputs(paths: list[Path], tokenizer_dir: Path | str, config: FinetuneConfig) -> dict:
@@ -129,6 +132,7 @@ def _eval_inputs(paths: list[Path], tokenizer_dir: Path | str, config: FinetuneC
     from transformers import AutoTokenizer
 
     from tandem.data.packing import tokenize_and_pack
+    from tandem.data.prompts import render_examples
 
     prompts, answers = [], []
     for path in paths:
@@ -139,11 +143,11 @@ def _eval_inputs(paths: list[Path], tokenizer_dir: Path | str, config: FinetuneC
                 answers.append(row["completion"])
     prompts, answers = prompts[: config.eval_max_examples], answers[: config.eval_max_examples]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    rows = tokenize_and_pack(
+    rendered = render_examples(
         {"prompt": np.array(prompts, dtype=object), "completion": np.array(answers, dtype=object)},
-        tokenizer, config.seq_len,
-    )
-    return {"eval_prompts": prompts, "eval_answers": answers,
+        tokenizer, config.prompt_format)
+    rows = tokenize_and_pack(rendered, tokenizer, config.seq_len)
+    return {"eval_prompts": rendered["prompt"].tolist(), "eval_answers": answers,
             "eval_rows": {key: value.tolist() for key, value in rows.items()}}
 
 
@@ -202,7 +206,7 @@ def run_finetune(
 
     log(f"preparing data: {', '.join(map(str, train_paths))}")
     train_ds = read_examples(train_paths).map_batches(
-        _Packer, fn_constructor_args=(str(base_dir), config.seq_len),
+        _Packer, fn_constructor_args=(str(base_dir), config.seq_len, config.prompt_format),
         batch_format="numpy", batch_size=512, concurrency=1,
     ).materialize()
     trainer = TorchTrainer(

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from tandem.rollout.controller import Rollout
+    from tandem.rollout.engine import Candidate
     from tandem.settings import Settings
     from tandem.telemetry.traces import TraceExport
     from tandem.triggers.policies import TriggerResult, TriggerWindow
@@ -93,16 +94,18 @@ def distill_entrypoint(config: WatchConfig) -> list[str]:
             f"--student_model={distill.student_model}", *distill.overrides]
 
 
-def _model_and_base(model: str, version: int, settings: Settings) -> tuple[Path, Path | None]:
-    """The local directory of `model` at `version`, and of its base when it is an adapter."""
+def _candidate(model: str, version: int, settings: Settings) -> Candidate:
+    """`model` at `version` as the offline gate's engine loads it: its local directory, and
+    its base's when it is an adapter."""
     from tandem.registry import ADAPTER_BASE_TAG, download_model, is_adapter_dir, version_tags
+    from tandem.rollout.engine import Candidate
 
     cache, url = settings.models_dir / "registry", settings.mlflow_url
     model_dir = download_model(f"models:/{model}/{version}", cache, url)[0]
     if not is_adapter_dir(model_dir):
-        return model_dir, None
+        return Candidate(str(model_dir))
     base = version_tags(model, version, url)[ADAPTER_BASE_TAG]
-    return model_dir, download_model(base, cache, url)[0]
+    return Candidate(str(model_dir), str(download_model(base, cache, url)[0]))
 
 
 def trigger_state_path(config: WatchConfig, settings: Settings) -> Path:
@@ -229,8 +232,8 @@ def build_rollout(config: WatchConfig, settings: Settings,
     def score(*versions: int):
         corrections = correction_rows(read_feedback(telemetry), read_requests(telemetry), model)
         judged = [row for row in corrections if held_out(row["prompt"], share)]
-        return tuple(offline_scores(*_model_and_base(model, version, settings), holdout,
-                                    judged) for version in versions)
+        return offline_scores([_candidate(model, version, settings) for version in versions],
+                              holdout, judged, finetune.prompt_format, finetune.use_gpu)
 
     def live(version: int, since: float, until: float):
         return live_stats(read_requests(telemetry), read_feedback(telemetry), model=model,

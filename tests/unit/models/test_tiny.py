@@ -10,7 +10,7 @@ import pytest
 import torch
 from tandem.data.task import format_prompt, glossary
 from tandem.errors import UserError
-from tandem.models import tiny
+from tandem.models import build_cache, tiny
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
@@ -20,9 +20,9 @@ def tokenizer(tiny_model_dir: Path):
 
 
 def test_build_writes_a_complete_hf_model_dir(tiny_model_dir: Path) -> None:
-    for name in tiny.REQUIRED_FILES:
+    for name in build_cache.REQUIRED_FILES:
         assert (tiny_model_dir / name).is_file(), name
-    marker = json.loads((tiny_model_dir / tiny.BUILD_MARKER).read_text())
+    marker = json.loads((tiny_model_dir / build_cache.BUILD_MARKER).read_text())
     assert marker["spec_hash"] == tiny.spec_hash(tiny.build_spec(seed=0))
     generation = json.loads((tiny_model_dir / "generation_config.json").read_text())
     config = json.loads((tiny_model_dir / "config.json").read_text())
@@ -104,9 +104,9 @@ def test_stale_build_is_replaced(tmp_path: Path, tiny_model_dir: Path) -> None:
     target = tmp_path / "tiny"
     target.mkdir()
     (target / "config.json").write_text("{}")
-    (target / tiny.BUILD_MARKER).write_text(json.dumps({"spec_hash": "old"}))
+    (target / build_cache.BUILD_MARKER).write_text(json.dumps({"spec_hash": "old"}))
     assert tiny.build_tiny_base_model(target) == target
-    assert tiny.is_complete_build(target, tiny.spec_hash(tiny.build_spec(seed=0)))
+    assert build_cache.is_complete_build(target, tiny.spec_hash(tiny.build_spec(seed=0)))
     assert sorted(os.listdir(tmp_path)) == ["tiny"]
     same = (target / "model.safetensors").read_bytes()
     assert same == (tiny_model_dir / "model.safetensors").read_bytes(), "build is seeded"
