@@ -32,7 +32,7 @@ def build_app(args: dict[str, Any]):
     name, model_dir, version = resolve_model(config, load_settings())
     students = resolve_students(config, load_settings())
     table = initial_table(config, name, version, load_settings(), app=INGRESS_APP,
-                          students=students)
+                          students=students, model_dir=model_dir)
     pools = [build_pool_application(name, model_dir, version, pool, config.pools[pool])
              for pool in config.teacher_pools()]
     for spec, (student, student_dir, student_version) in zip(config.students, students,

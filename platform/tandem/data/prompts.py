@@ -55,3 +55,12 @@ def render_examples(batch: dict[str, np.ndarray], tokenizer: Any,
                                 for p in batch["prompt"]], dtype=object),
             "completion": np.array([render_completion(str(c), prompt_format)
                                     for c in batch["completion"]], dtype=object)}
+
+
+def chat_template_tokens(tokenizer: Any) -> int:
+    """Tokens the chat template adds around one user turn (system turn, role markers, the
+    assistant's opening): what a chat request costs beyond its text. 0 without a template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return 0
+    return len(tokenizer.apply_chat_template([{"role": "user", "content": ""}], tokenize=True,
+                                             add_generation_prompt=True, return_dict=False))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tandem.errors import UserError
@@ -29,6 +30,7 @@ from tandem.serve.adapters import (
 )
 from tandem.serve.config import ServeAppConfig
 from tandem.serve.pools import Route, build_pool_application, route_for
+from tandem.serve.routes import CHAT_TEMPLATE_TOKENS
 from tandem.serve.students import read_quality, student_entry
 from tandem.settings import Settings
 
@@ -85,12 +87,12 @@ def resolve_students(config: ServeAppConfig, settings: Settings) -> list[tuple[s
 
 
 def initial_table(config: ServeAppConfig, name: str, version: int, settings: Settings,
-                  app: str | None = None,
-                  students: list[tuple[str, Any, int]] = ()) -> dict[str, Any]:
-    """The route table of `config` serving `name` at `version` on its pools, with its
-    students (`resolve_students`; each on its own pools, with its quality per tier) and its
-    adapters (each checked against that version: AdapterMismatch names both when one does
-    not fit)."""
+                  app: str | None = None, students: list[tuple[str, Any, int]] = (),
+                  model_dir: Path | None = None) -> dict[str, Any]:
+    """The route table of `config` serving `name` at `version` (from `model_dir`, whose chat
+    template the ingress counts) on its pools, with its students (`resolve_students`; each on
+    its own pools, with its quality per tier) and its adapters (each checked against that
+    version: AdapterMismatch names both when one does not fit)."""
     routes = {pool: route_for(name, version, pool, config.pools[pool], app).to_dict()
               for pool in config.teacher_pools()}
     models = {name: {"version": version, "pools": routes}}
@@ -106,7 +108,15 @@ def initial_table(config: ServeAppConfig, name: str, version: int, settings: Set
         adapter, adapter_version = resolve_adapter(uri, name, version, settings)
         models[adapter] = adapter_entry(adapter, adapter_version, name, models[name],
                                         config.adapter_pools())
-    return {"models": models, "config": config.model_dump(mode="json")}
+    table = {"models": models, "config": config.model_dump(mode="json")}
+    if model_dir is not None:
+        from transformers import AutoTokenizer
+
+        from tandem.data.prompts import chat_template_tokens
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        table[CHAT_TEMPLATE_TOKENS] = chat_template_tokens(tokenizer)
+    return table
 
 
 def _wait_running(apps: list[str], timeout_s: float, log: Log) -> None:
@@ -161,7 +171,8 @@ def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
     name, model_dir, version = resolve_model(config, settings)
     log(f"serving {name} v{version} from {model_dir}")
     students = resolve_students(config, settings)
-    table = initial_table(config, name, version, settings, students=students)
+    table = initial_table(config, name, version, settings, students=students,
+                          model_dir=model_dir)
     old = route_table.lookup()
     stale = set()
     if old is not None:

@@ -12,6 +12,9 @@ import time
 from typing import Any
 
 ACTOR_NAME = "tandem-route-table"
+# the table's count of tokens the served model's chat template adds (same tokenizer for its
+# adapters and students), for the ingress's prompt-length estimate
+CHAT_TEMPLATE_TOKENS = "chat_template_tokens"
 NAMESPACE = "tandem"
 
 

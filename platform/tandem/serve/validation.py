@@ -23,6 +23,7 @@ ERROR_TYPES = {
     503: "overloaded_error",
 }
 CHARS_PER_TOKEN = 4  # prompt length estimate for routing; the engine counts exactly
+TOKENS_PER_EXTRA_MESSAGE = 5  # a chat turn's role markers beyond the first turn's
 DEFAULT_MAX_TOKENS = 16  # vLLM's default for completions
 
 
@@ -116,14 +117,19 @@ def check_body(body: Any, accepted: frozenset[str], required: str, max_model_len
         raise RequestError(400, "'stream' must be a boolean", "stream")
 
 
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """Prompt length for routing, from characters (the engine counts exactly later)."""
+def estimate_prompt_tokens(body: dict[str, Any], chat_template_tokens: int = 0) -> int:
+    """Prompt length for routing (the engine counts exactly later): the text's characters
+    over CHARS_PER_TOKEN, plus, for a chat request, what the served model's chat template
+    adds around a user turn (`tandem.data.prompts.chat_template_tokens`; 30+ tokens of
+    system turn and role markers for SmolLM2) and a few role tokens per further message."""
     if "messages" in body:
+        messages = body["messages"]
         chars = sum(len(str(message.get("content", ""))) if isinstance(message, dict) else 0
-                    for message in body["messages"])
-    else:
-        prompt = body.get("prompt", "")
-        chars = len(prompt) if isinstance(prompt, str) else CHARS_PER_TOKEN * len(prompt)
+                    for message in messages)
+        template = chat_template_tokens + TOKENS_PER_EXTRA_MESSAGE * max(0, len(messages) - 1)
+        return max(1, template + chars // CHARS_PER_TOKEN)
+    prompt = body.get("prompt", "")
+    chars = len(prompt) if isinstance(prompt, str) else CHARS_PER_TOKEN * len(prompt)
     return max(1, chars // CHARS_PER_TOKEN)
 
 

@@ -63,6 +63,11 @@ def test_error_body_shape():
 def test_routing_features_from_the_body():
     assert estimate_prompt_tokens({"prompt": "a" * 40}) == 10
     assert estimate_prompt_tokens({"messages": [{"role": "user", "content": "a" * 8}]}) == 2
+    # a chat request costs what the served model's template adds around its turns
+    chat = {"messages": [{"role": "system", "content": "a" * 8},
+                         {"role": "user", "content": "a" * 8}]}
+    assert estimate_prompt_tokens(chat, chat_template_tokens=30) == 30 + 5 + 4
+    assert estimate_prompt_tokens({"prompt": "a" * 40}, chat_template_tokens=30) == 10
     assert requested_max_tokens({"max_tokens": 9}) == 9
     assert requested_max_tokens({"max_completion_tokens": 5, "max_tokens": 9}) == 5
     assert requested_max_tokens({}) == 16

@@ -35,6 +35,7 @@ from tandem.serve.ingress.watch import PoolWatch
 from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.router import PoolRouter
+from tandem.serve.routes import CHAT_TEMPLATE_TOKENS
 from tandem.serve.validation import RequestError, error_body, response_text
 from tandem.telemetry.feedback import (
     FeedbackError,
@@ -184,9 +185,11 @@ class TandemIngress(OpenAiIngress):
         self._edge.admit(request)
         body = await self._edge.read_json(request)
         log_text = self._config.telemetry.log_text
-        models = self._watch.table["models"]  # one table for the whole request
+        table = self._watch.table  # one table for the whole request
+        models = table["models"]
         parsed = parse_completion(kind, body, request.headers, models, exchange,
-                                  self._max_model_len, self._router.default_tier(), log_text)
+                                  self._max_model_len, self._router.default_tier(), log_text,
+                                  table.get(CHAT_TEMPLATE_TOKENS, 0))
         first_item, stream = await self._dispatcher.send(request, kind, parsed, models, exchange)
         if isinstance(first_item, ErrorResponse):
             status = int(first_item.error.code or 500)

@@ -52,9 +52,11 @@ def model_entry(models: dict[str, Any], model: str | None) -> tuple[str, dict[st
 
 
 def parse_completion(kind: str, body: Any, headers, models: dict[str, Any], exchange: Exchange,
-                     max_model_len: int, default_tier: str, log_text: bool):
+                     max_model_len: int, default_tier: str, log_text: bool,
+                     chat_template_tokens: int = 0):
     """vLLM's request model of `body`; fills in what `exchange` records (the model it names,
-    found in `models`; stream, features, prompt text when `log_text`)."""
+    found in `models`; stream, features, prompt text when `log_text`). `chat_template_tokens`:
+    what the served model's chat template adds to a chat request's prompt."""
     model_cls, required, accepted = ENDPOINTS[kind]
     if isinstance(body, dict) and isinstance(body.get("model"), str):
         exchange.model = body["model"]
@@ -68,8 +70,8 @@ def parse_completion(kind: str, body: Any, headers, models: dict[str, Any], exch
     exchange.stream = bool(body.get("stream"))
     if log_text:
         exchange.prompt = prompt_text(body)
-    exchange.features = hints.features(estimate_prompt_tokens(body), requested_max_tokens(body),
-                                       default_tier)
+    exchange.features = hints.features(estimate_prompt_tokens(body, chat_template_tokens),
+                                       requested_max_tokens(body), default_tier)
     body["model"] = model
     if exchange.stream and body.get("stream_options") is None:
         body["stream_options"] = {"include_usage": True}
