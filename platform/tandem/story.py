@@ -187,7 +187,10 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     model, url = config.model, settings.mlflow_url
     watch = config.watch_config()
     if config.import_model:
+        from tandem.cluster import join_cluster
         from tandem.models.packaged import import_packaged_model
+
+        join_cluster(settings)  # before the conversion's libraries import Ray without its auth
 
         log(f"== 0/7 import the base model {config.import_model} (converted once, registered)")
         import_packaged_model(config.import_model, settings, log=lambda line: log(f"   {line}"))

@@ -47,7 +47,8 @@ def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
     from tandem.data.prompts import chat_message
     from tandem.story import MAX_ANSWER_TOKENS, task_rows
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per question
+    for name in ("httpx", "httpx2"):  # the openai client's HTTP library: no line per question
+        logging.getLogger(name).setLevel(logging.WARNING)
     client = OpenAI(base_url=f"{settings.api_url}/v1", api_key=client_key(settings.home))
     for row in task_rows(settings, "new_holdout")[:QUESTIONS]:
         raw = client.chat.completions.with_raw_response.create(

@@ -110,13 +110,26 @@ def initial_table(config: ServeAppConfig, name: str, version: int, settings: Set
                                         config.adapter_pools())
     table = {"models": models, "config": config.model_dump(mode="json")}
     if model_dir is not None:
-        from transformers import AutoTokenizer
-
-        from tandem.data.prompts import chat_template_tokens
-
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        table[CHAT_TEMPLATE_TOKENS] = chat_template_tokens(tokenizer)
+        table[CHAT_TEMPLATE_TOKENS] = count_chat_template_tokens(model_dir)
     return table
+
+
+def _chat_template_tokens_of(model_dir: str) -> int:
+    from transformers import AutoTokenizer
+
+    from tandem.data.prompts import chat_template_tokens
+
+    return chat_template_tokens(AutoTokenizer.from_pretrained(model_dir))
+
+
+def count_chat_template_tokens(model_dir: Path) -> int:
+    """What the model's chat template adds to a chat request (`chat_template_tokens`),
+    counted in a Ray task: a real model's tokenizer (~70 MB for SmolLM2) stays out of the
+    deploying process, which may be the retraining loop's."""
+    import ray
+
+    task = ray.remote(_chat_template_tokens_of).options(num_cpus=0, max_retries=1)
+    return ray.get(task.remote(str(model_dir)))
 
 
 def _wait_running(apps: list[str], timeout_s: float, log: Log) -> None:

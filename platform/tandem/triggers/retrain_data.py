@@ -4,9 +4,12 @@ Corrections alone would teach the new slice and make the model forget the old on
 seeded sample of the training rows rides along. Rows have the task's format
 (`tandem.data.task`): `{"prompt": "translate: red cat =>", "completion": " fipo zemu"}`.
 A completion request logs exactly that prompt and is kept as is; a chat request logs
-its messages, which the served chat template renders as the last message's content
-plus the prompt suffix, so that rendering is applied here. The correction becomes the
-completion with the single leading space every task completion has. One row per prompt:
+its messages, and its user turn is the task prompt without ` =>` (`tandem.data.prompts`),
+so the row is that turn plus the suffix. The fine-tuning job renders rows in the model's
+prompt format: as text for the tiny models (whose chat template renders a chat request as
+exactly this text), in the model's own chat template for a chat model (SmolLM2), which is
+what its server applied to the request. The correction becomes the completion with the
+single leading space every task completion has. One row per prompt:
 the latest correction wins over older ones and over the training row it contradicts. A
 fixed share of corrected prompts stays out of the set (`held_out`): the rollout judges
 the retrained version on them against the champion. The few corrections may be repeated
@@ -32,8 +35,8 @@ from tandem.telemetry.window import chat_messages, ratings
 
 
 def training_prompt(logged: str) -> str:
-    """The training-format prompt of a logged prompt (chat messages rendered like the
-    served chat template renders them)."""
+    """The task-format prompt of a logged prompt: a chat request's last user turn plus the
+    task's suffix (`tandem.data.prompts.chat_message` undone)."""
     messages = chat_messages(logged)
     return logged if messages is None else messages[-1]["content"].strip() + PROMPT_SUFFIX
 

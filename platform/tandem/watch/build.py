@@ -198,8 +198,9 @@ def build_rollout(config: WatchConfig, settings: Settings,
                   observed_tags: Callable[[str, int, dict[str, str]], None] | None = None,
                   ) -> Rollout:
     """A `Rollout` of `config.model` over the real registry, telemetry and Serve deployment.
-    Versions are scored on the fine-tuning config's eval data and on the corrections kept
-    out of retraining (`held_out`). `observed_tags(model, version, tags)` sees every
+    Versions are scored on the fine-tuning config's eval data (as many rows as its runs
+    score) and on the corrections kept out of retraining (`held_out`), by a vLLM engine in a
+    Ray task (`tandem.rollout.evaluate`). `observed_tags(model, version, tags)` sees every
     version's tags as they are read or written (the rollout-stage metric)."""
     from tandem.config import load_config
     from tandem.registry import (
@@ -223,7 +224,9 @@ def build_rollout(config: WatchConfig, settings: Settings,
 
     model, url, telemetry = config.model, settings.mlflow_url, settings.home / "telemetry"
     finetune = load_config(FinetuneConfig, config.finetune_config)
-    holdout = _training_rows(resolve_data_paths(finetune.eval_data, settings))
+    # the rows a training run scores its checkpoints on (its eval_max_examples first ones)
+    holdout = _training_rows(resolve_data_paths(finetune.eval_data, settings))[
+        :finetune.eval_max_examples]
     share = config.rollout.feedback_holdout_share
 
     def aliases() -> dict[str, int | None]:
