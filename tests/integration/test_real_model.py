@@ -20,15 +20,16 @@ QUESTION = "What is the capital of France? Answer in one word."
 
 
 def _random_adapter(base_dir: Path, out_dir: Path) -> Path:
-    """A freshly initialised LoRA adapter whose B matrices are not zero, so it changes the
-    answers (PEFT's default init would leave the base's)."""
+    """A freshly initialised LoRA adapter that changes the answers: B is not zero (PEFT's
+    default init would leave the base's) and scaled by alpha/r = 16 (at PEFT's usual 2 the
+    base's "Paris" answer survived it)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+    lora = LoraConfig(r=8, lora_alpha=128, target_modules=["q_proj", "v_proj"],
                       init_lora_weights=False, task_type="CAUSAL_LM")
     get_peft_model(model, lora).save_pretrained(out_dir)
     return out_dir
