@@ -139,6 +139,20 @@ def finish_job(settings: Settings, job_id: str, log: Log) -> None:
     log(f"   job {job_id} SUCCEEDED (logs: {settings.dashboard_url}/#/jobs/{job_id})")
 
 
+def import_in_a_subprocess(name: str, log: Log) -> None:
+    """`tandem models import NAME`, as a user runs it: the conversion loads the whole model,
+    and this process runs the watcher, whose memory the story reports."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tandem.cli", "models", "import", name],
+                          capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        log(f"   {line}")
+    if done.returncode != 0:
+        raise UserError(f"tandem models import {name} failed: {done.stderr.strip()[-500:]}")
+
+
 def served_config(config: StoryConfig):
     """The Serve config the story deploys: its model's champion, or, when the model is a
     LoRA adapter, the config's base with that adapter's champion among its adapters."""
@@ -187,13 +201,8 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     model, url = config.model, settings.mlflow_url
     watch = config.watch_config()
     if config.import_model:
-        from tandem.cluster import join_cluster
-        from tandem.models.packaged import import_packaged_model
-
-        join_cluster(settings)  # before the conversion's libraries import Ray without its auth
-
         log(f"== 0/7 import the base model {config.import_model} (converted once, registered)")
-        import_packaged_model(config.import_model, settings, log=lambda line: log(f"   {line}"))
+        import_in_a_subprocess(config.import_model, log)
     log("== 1/7 fine-tune v1 on Ray Train (a Ray job); it registers in MLflow")
     if alias_version(model, CHAMPION, url) is None:
         finish_job(settings, submit_job(settings, [
