@@ -29,6 +29,7 @@ from tandem.settings import Settings
 
 Log = Callable[[str], None]
 MAX_ANSWER_TOKENS = 16  # 4 made-up words: up to 12 tokens of a real model's tokenizer
+RETRIES = 10  # of a request the API answered 429 or 503
 
 
 class StoryConfig(StrictConfig):
@@ -84,6 +85,16 @@ class Users:
         self.session = requests.Session()
         self.session.headers["authorization"] = f"Bearer {client_key(settings.home)}"
 
+    def post(self, path: str, body: dict, timeout_s: float):
+        """POST as a well-behaved client: a 429 or 503 is retried after its Retry-After
+        (the tiny model answers faster than the key's rate limit lets 4 users rate it)."""
+        for _ in range(RETRIES):
+            reply = self.session.post(f"{self.url}{path}", json=body, timeout=timeout_s)
+            if reply.status_code not in (429, 503):
+                return reply
+            time.sleep(float(reply.headers.get("retry-after") or 1))
+        return reply
+
     def ask(self, row: dict) -> tuple[bool, str, str]:
         """(answer right?, request id, answering version) for one task row."""
         from tandem.data.prompts import chat_message
@@ -94,7 +105,7 @@ class Users:
         else:
             body["prompt"] = row["prompt"]
         endpoint = "chat/completions" if self.chat else "completions"
-        reply = self.session.post(f"{self.url}/v1/{endpoint}", timeout=120, json=body)
+        reply = self.post(f"/v1/{endpoint}", body, timeout_s=120)
         if reply.status_code != 200:
             raise UserError(f"the API answered {reply.status_code}: {reply.text[:300]}")
         choice = reply.json()["choices"][0]
@@ -108,7 +119,7 @@ class Users:
                 "feedback_id": f"story-{request_id}"}
         if not right:
             body["correction"] = row["completion"].strip()
-        reply = self.session.post(f"{self.url}/v1/feedback", json=body, timeout=30)
+        reply = self.post("/v1/feedback", body, timeout_s=30)
         if reply.status_code != 201:
             raise UserError(f"feedback answered {reply.status_code}: {reply.text[:300]}")
         return right, version
