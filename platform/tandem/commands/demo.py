@@ -37,19 +37,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="--key=value overrides (after --)")
 
 
-def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
-    """A few new-slice questions through the official `openai` client, chat format."""
+def _openai_client(settings: Settings):
+    """The official `openai` client on the stack's API, with the stack's inference key."""
     import logging
 
     from openai import OpenAI
 
     from tandem.auth import client_key
+
+    for name in ("httpx", "httpx2"):  # the client's HTTP library: no log line per question
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return OpenAI(base_url=f"{settings.api_url}/v1", api_key=client_key(settings.home))
+
+
+def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
+    """A few new-slice questions through the official `openai` client, chat format."""
     from tandem.data.prompts import chat_message
     from tandem.story import MAX_ANSWER_TOKENS, task_rows
 
-    for name in ("httpx", "httpx2"):  # the openai client's HTTP library: no line per question
-        logging.getLogger(name).setLevel(logging.WARNING)
-    client = OpenAI(base_url=f"{settings.api_url}/v1", api_key=client_key(settings.home))
+    client = _openai_client(settings)
     for row in task_rows(settings, "new_holdout")[:QUESTIONS]:
         raw = client.chat.completions.with_raw_response.create(
             model=model, messages=[{"role": "user", "content": chat_message(row["prompt"])}],
@@ -62,13 +68,10 @@ def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
 def _base_and_fine_tune_side_by_side(settings: Settings, base: str, tuned: str) -> None:
     """A few holdout questions to the base model and to its fine-tune, through the `openai`
     client: what fine-tuning changed."""
-    from openai import OpenAI
-
-    from tandem.auth import client_key
     from tandem.data.prompts import chat_message
     from tandem.story import task_rows
 
-    client = OpenAI(base_url=f"{settings.api_url}/v1", api_key=client_key(settings.home))
+    client = _openai_client(settings)
     for row in task_rows(settings, "holdout")[:SIDE_BY_SIDE]:
         question = chat_message(row["prompt"])
         answers = [client.chat.completions.create(

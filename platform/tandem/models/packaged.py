@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tandem.errors import UserError
-from tandem.models.build_cache import build_once, is_complete_build, spec_hash
+from tandem.models.build_cache import build_once, spec_hash
 
 if TYPE_CHECKING:
     from tandem.settings import Settings
@@ -115,10 +115,11 @@ def conversion_spec(model: PackagedModel) -> dict[str, str | int]:
                           f"with gguf {metadata.version('gguf')}, cast to bfloat16 safetensors"}
 
 
-def _convert(gguf: Path, out_dir: Path) -> None:
+def _convert(gguf: Path, sha256: str, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_gguf(gguf, sha256)
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
@@ -142,10 +143,8 @@ def convert_packaged_model(name: str, cache_root: Path) -> Path:
     gguf = locate_gguf(model)
     spec = conversion_spec(model)
     out_dir = Path(cache_root).expanduser() / f"{name}-{model.sha256[:16]}"
-    expected = spec_hash(spec)
-    if not is_complete_build(out_dir, expected):
-        check_gguf(gguf, model.sha256)
-    return build_once(out_dir, expected, lambda staging: _convert(gguf, staging), spec)
+    return build_once(out_dir, spec_hash(spec),
+                      lambda staging: _convert(gguf, model.sha256, staging), spec)
 
 
 def import_packaged_model(name: str, settings: Settings,

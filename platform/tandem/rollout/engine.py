@@ -97,10 +97,10 @@ def answer_on_engine(candidates: Sequence[Candidate], prompts: Sequence[str],
     one GPU with `use_gpu`."""
     import ray
 
+    if not prompts:
+        return [[] for _ in candidates]
     task = ray.remote(answer_greedily).options(
         num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=0,
         runtime_env={"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind",
                                   "TOKENIZERS_PARALLELISM": "false"}})
-    if not prompts:
-        return [[] for _ in candidates]
     return ray.get(task.remote(list(candidates), list(prompts), max_new_tokens, prompt_format))
