@@ -68,6 +68,8 @@ def stack_environment(home: Path) -> dict[str, str]:
         "TANDEM_MLFLOW_PORT": str(free_port()),
         "TANDEM_API_PORT": str(free_port()),
         "TANDEM_PROMETHEUS_PORT": str(free_port()),
+        "TANDEM_HAPROXY_STATS_PORT": str(free_port()),
+        "TANDEM_HAPROXY_METRICS_PORT": str(free_port()),
     }
 
 

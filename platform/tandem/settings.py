@@ -7,8 +7,10 @@ started by the local stack sees the same settings as the CLI that started it.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +38,10 @@ class Settings(BaseModel):
         "", description="URL of an MLflow tracking server that is not the stack's own (on "
         "Kubernetes: the MLflow Service); default http://<host>:<mlflow_port>.")
     api_port: int = Field(8000, description="Ray Serve HTTP port (OpenAI-compatible API).")
+    haproxy_stats_port: int = Field(
+        8404, description="Stats page of the HAProxy that serves the API port.")
+    haproxy_metrics_port: int = Field(
+        9101, description="Prometheus exporter of the HAProxy that serves the API port.")
     prometheus_port: int = Field(
         9095, description="Prometheus of `tandem observe` (not 9090: Debian's prometheus "
         "package runs its own service there).")
@@ -106,6 +112,8 @@ class Settings(BaseModel):
             "TANDEM_MLFLOW_PORT": str(self.mlflow_port),
             "TANDEM_MLFLOW_URI": self.mlflow_uri,
             "TANDEM_API_PORT": str(self.api_port),
+            "TANDEM_HAPROXY_STATS_PORT": str(self.haproxy_stats_port),
+            "TANDEM_HAPROXY_METRICS_PORT": str(self.haproxy_metrics_port),
             "TANDEM_MODEL_DIRS": ",".join(map(str, self.model_dirs)),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
         }
@@ -130,6 +138,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         "project_dir": settings.project_dir.expanduser().resolve(),
         "model_cache": settings.model_cache.expanduser().resolve(),
         "model_dirs": [path.expanduser().resolve() for path in settings.model_dirs]})
+
+
+def short_temp_dir(settings: Settings, pattern: str) -> Path:
+    """A directory under the system's temp dir named `pattern` with `{}` filled by a digest
+    of the stack's home: short (Unix socket paths are limited to ~100 bytes) and unique per
+    stack."""
+    digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / pattern.format(digest)
 
 
 def ray_token_file(settings: Settings) -> Path:

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,7 +24,14 @@ import psutil
 import requests
 
 from tandem.errors import UserError
-from tandem.settings import Settings, pool_resource, ray_cluster_env, ray_token_file
+from tandem.serve.haproxy import haproxy_dir, haproxy_env
+from tandem.settings import (
+    Settings,
+    pool_resource,
+    ray_cluster_env,
+    ray_token_file,
+    short_temp_dir,
+)
 
 START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
@@ -70,7 +76,8 @@ def ray_node_env(settings: Settings) -> dict[str, str]:
     """A Ray node's environment: the client one, plus the project on the import path so
     Serve import paths like `apps.llm_app:build_app` resolve in the node's workers."""
     path = [str(settings.project_dir), os.environ.get("PYTHONPATH", "")]
-    return {**ray_cluster_env(settings), "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    return {**ray_cluster_env(settings), **haproxy_env(settings),
+            "PYTHONPATH": os.pathsep.join(p for p in path if p)}
 
 
 def ray_auth_headers(settings: Settings) -> dict[str, str]:
@@ -112,6 +119,8 @@ def services(settings: Settings) -> list[Service]:
         ports={
             "Ray GCS": (settings.ray_port, "TANDEM_RAY_PORT"),
             "Ray dashboard": (settings.dashboard_port, "TANDEM_DASHBOARD_PORT"),
+            "HAProxy stats": (settings.haproxy_stats_port, "TANDEM_HAPROXY_STATS_PORT"),
+            "HAProxy metrics": (settings.haproxy_metrics_port, "TANDEM_HAPROXY_METRICS_PORT"),
         },
         extra_env=ray_node_env(settings),
     )
@@ -166,12 +175,8 @@ def _ray_start() -> list[str]:
 
 
 def node_temp_dir(settings: Settings, pool: str) -> Path:
-    """A pool node's Ray temp dir (its logs under session_latest/logs): short (Unix socket
-    paths are limited to ~107 bytes) and unique per stack and pool."""
-    import hashlib
-
-    digest = hashlib.sha256(str(settings.home).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"ray-tandem-{digest}-{pool}"
+    """A pool node's Ray temp dir (its logs under session_latest/logs)."""
+    return short_temp_dir(settings, f"ray-tandem-{{}}-{pool}")
 
 
 def prometheus_service(settings: Settings) -> Service:
@@ -334,6 +339,18 @@ def processes(settings: Settings) -> list[psutil.Process]:
     return _with_descendants([pid for pid in leaders if pid is not None])
 
 
+def haproxy_pid(settings: Settings) -> int | None:
+    """The HAProxy serving the API port: Ray Serve starts it on the head with the first
+    deploy (`tandem.serve.haproxy`)."""
+    for process in processes(settings):
+        try:
+            if process.name() == "haproxy":
+                return process.pid
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
 def _with_descendants(leaders: Iterable[int]) -> list[psutil.Process]:
     family: list[psutil.Process] = []
     for pid in leaders:
@@ -358,6 +375,8 @@ def up(settings: Settings, log: Callable[[str], None] = print) -> None:
 
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    haproxy_dir(settings).mkdir(exist_ok=True)
+    haproxy_dir(settings).chmod(0o700)
     ensure_ray_token(settings)
     created = ensure_keys_file(settings.home)
     if created:

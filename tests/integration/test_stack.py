@@ -49,6 +49,8 @@ def test_up_status_down_lifecycle_leaves_no_process(tmp_path):
         status = tandem("status", env=env)
         assert status.stdout.count("healthy") >= 2
         assert f"ray job submit --address {settings.dashboard_url}" in status.stdout
+        assert (f"starts with the first deploy on {settings.api_url} (stats "
+                f"http://{settings.host}:{settings.haproxy_stats_port}/stats") in status.stdout
         for secret in ("ray_token", "keys.json"):  # Ray's token and the API keys: owner only
             assert stat.S_IMODE((tmp_path / "secrets" / secret).stat().st_mode) == 0o600
         assert f"API keys: generated {tmp_path / 'secrets' / 'keys.json'}" in first.stdout

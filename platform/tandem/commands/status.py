@@ -22,6 +22,8 @@ def print_status(settings: Settings) -> bool:
         state = "healthy" if row["healthy"] else ("unhealthy" if row["pid"] else "stopped")
         print(f"{row['service']:<15} {state:<9} {row['pid'] or '-':>7}  {row['url']}")
     all_healthy = all(row["healthy"] for row in rows)
+    if any(row["service"] == "ray-head" and row["healthy"] for row in rows):  # HAProxy's parent
+        print(_haproxy_line(settings))
     if all_healthy:
         env = " ".join(f"{k}={v}" for k, v in stack.ray_cluster_env(settings).items())
         print("\nClient environment (Ray token auth with this stack's token):")
@@ -32,6 +34,16 @@ def print_status(settings: Settings) -> bool:
         print(f"  ray job submit --address {settings.dashboard_url} --working-dir . -- "
               "python jobs/finetune.py --config jobs/configs/tiny.yaml")
     return all_healthy
+
+
+def _haproxy_line(settings: Settings) -> str:
+    pid = stack.haproxy_pid(settings)
+    state = f"{'running':<9} {pid:>7}" if pid else f"{'idle':<9} {'-':>7}"
+    ports = (f"stats http://{settings.host}:{settings.haproxy_stats_port}/stats, "
+             f"metrics http://{settings.host}:{settings.haproxy_metrics_port}/metrics")
+    where = (f"{settings.api_url} ({ports})" if pid
+             else f"starts with the first deploy on {settings.api_url} ({ports})")
+    return f"{'haproxy':<15} {state}  {where}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ tenant key limited to 3 requests then one per 2 s, and caps each pool's queue at
 from __future__ import annotations
 
 import concurrent.futures
+import subprocess
+import sys
 import time
 
 import pytest
@@ -66,13 +68,25 @@ def test_healthz_and_metrics_need_no_key(served):
 def test_the_only_ports_beyond_loopback_are_serve_replicas_that_require_ray_token(served):
     """Ray Serve 2.60 binds each replica's inter-deployment gRPC server to every interface
     (a hard-coded `[::]:0`, ray-project/ray#64544); every other port of the stack is on
-    loopback (`test_stack.py`). Those servers refuse a call without the cluster's token."""
+    loopback (`test_stack.py`): HAProxy's API, stats and Prometheus frontends and the
+    replicas' own HTTP ports included. The gRPC servers refuse a call without the token."""
     import grpc
     from tandem.settings import is_loopback, ray_token_file
-    from tandem.stack import processes
+    from tandem.stack import haproxy_pid, processes
 
-    exposed = [(port, process) for address, port, process
-               in listening_sockets(processes(served)) if not is_loopback(address)]
+    listening = listening_sockets(processes(served))
+    haproxy = {(address, port) for address, port, process in listening
+               if process.name() == "haproxy"}
+    assert {(served.host, port) for port in (served.api_port, served.haproxy_stats_port,
+                                             served.haproxy_metrics_port)} <= haproxy, haproxy
+    status = subprocess.run([sys.executable, "-m", "tandem.cli", "status"], capture_output=True,
+                            text=True, timeout=60)
+    assert f"{haproxy_pid(served)}  {served.api_url} (stats" in status.stdout, status.stdout
+    replica_http = [port for address, port, process in listening
+                    if process.name().startswith("ray::ServeRepli") and 30000 <= port <= 31000]
+    assert replica_http, "no replica listens on a direct-ingress HTTP port"
+    exposed = [(port, process) for address, port, process in listening
+               if not is_loopback(address)]
     print(f"\nports beyond loopback: {len(exposed)} (Serve replicas' gRPC servers)")
     token = ray_token_file(served).read_text().strip()
     for port, process in exposed:

@@ -28,6 +28,7 @@ from kubernetes.client import (
     V1ConfigMap,
     V1Deployment,
     V1Namespace,
+    V1NetworkPolicy,
     V1PersistentVolumeClaim,
     V1PodTemplateSpec,
     V1Service,
@@ -44,6 +45,7 @@ CLUSTER_PLACEHOLDER = "RAYSERVICE_CLUSTER"  # replaced by the RayService's clust
 
 KIND_MODELS = {
     ("v1", "Namespace"): V1Namespace,
+    ("networking.k8s.io/v1", "NetworkPolicy"): V1NetworkPolicy,
     ("v1", "PersistentVolumeClaim"): V1PersistentVolumeClaim,
     ("v1", "ConfigMap"): V1ConfigMap,
     ("v1", "Service"): V1Service,
@@ -276,7 +278,8 @@ def test_manifests_cover_the_pieces():
     assert kinds == sorted([
         "Namespace/tandem", "PersistentVolumeClaim/tandem-home", "PersistentVolumeClaim/tandem-mlflow",
         "ConfigMap/tandem-mlflow", "Deployment/tandem-mlflow", "Service/tandem-mlflow",
-        "RayService/tandem", "RayJob/tandem-finetune", "RayJob/tandem-retrain-watch"])
+        "RayService/tandem", "RayJob/tandem-finetune", "RayJob/tandem-retrain-watch",
+        "NetworkPolicy/tandem-pods"])
 
 
 @pytest.mark.parametrize("template", [t for _, t in pod_templates()], ids=[n for n, _ in pod_templates()])
@@ -455,6 +458,31 @@ def test_every_ray_pod_has_the_environment_and_the_shared_tandem_home():
         assert mount is not None, f"{name}: nothing mounted at TANDEM_HOME ({home})"
         claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
         assert claims[claim]["spec"]["accessModes"] == ["ReadWriteMany"], f"{name}: {claim} is not shared"
+
+
+def test_haproxy_and_the_replicas_bind_every_interface_behind_the_network_policy():
+    """In a pod, HAProxy, the replicas and Ray listen on every interface (the other pods
+    must reach them); the NetworkPolicy admits Tandem's own pods to any port, the KubeRay
+    operator to the dashboard and its agent, and anyone else to the API port alone."""
+    assert serve_config()["http_options"]["host"] == "0.0.0.0"
+    for name, _, container in ray_containers():
+        assert pod_env(container).get("RAY_SERVE_ENABLE_HA_PROXY") == "1", name
+    policy = manifest("NetworkPolicy")["spec"]
+    own = policy["podSelector"]["matchLabels"]
+    for name, template in pod_templates():
+        labels = template.get("metadata", {}).get("labels", {})
+        assert own.items() <= labels.items(), f"{name} is outside the policy"
+    assert policy["policyTypes"] == ["Ingress"]
+    rules = policy["ingress"]
+    assert [rule for rule in rules if "ports" not in rule] == [
+        {"from": [{"podSelector": {"matchLabels": own}}]}]
+    ports = {port["port"] for rule in rules for port in rule.get("ports", [])
+             if rule["from"] == [{"namespaceSelector": {}}]}
+    api = manifest("RayService")["spec"]["serveService"]["spec"]["ports"][0]["targetPort"]
+    assert ports == {api} == {head_ports()["serve"]}
+    operator = next(rule for rule in rules if rule["from"] == [{"namespaceSelector": {
+        "matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}}}])
+    assert {port["port"] for port in operator["ports"]} == {head_ports()["dashboard"], 52365}
 
 
 def test_api_keys_come_from_a_secret_under_the_names_tandem_reads(tmp_path):
