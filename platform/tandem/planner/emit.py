@@ -23,7 +23,7 @@ from tandem.perf import ReplicaModel
 
 DEFAULT_MODEL_URI = "models:/tandem-tiny@champion"
 INGRESS_IMPORT_PATH = "apps.llm_app:build_app"  # the Tandem application of apps/serve.*.yaml
-API_PORT = 8000  # as apps/serve.gpu.yaml: the cluster's Serve proxy port
+API_PORT = 8000  # as apps/serve.gpu.yaml: the cluster's API port (HAProxy's frontend)
 _DTYPES = {"fp8": "bfloat16", "bf16": "bfloat16", "fp16": "float16"}
 
 

@@ -50,8 +50,10 @@ def connect(settings: Settings) -> None:
 
 
 def proxy_options(settings: Settings) -> dict[str, Any]:
-    """`serve.start` options: one HTTP proxy, on the head, at TANDEM_HOST:TANDEM_API_PORT
-    (127.0.0.1:8000 unless set). A Serve YAML's `http_options` apply to `serve deploy` only."""
+    """`serve.start` options: the API on the head, at TANDEM_HOST:TANDEM_API_PORT
+    (127.0.0.1:8000 unless set; HAProxy's frontend, `tandem.serve.haproxy`), and the replicas'
+    own HTTP ports on TANDEM_HOST too. A Serve YAML's `http_options` apply to `serve deploy`
+    only."""
     return {"http_options": {"host": settings.host, "port": settings.api_port},
             "proxy_location": "HeadOnly"}
 

@@ -57,6 +57,11 @@ def haproxy_env(settings: Settings) -> dict[str, str]:
         # logs: SmolLM2 through one pool went from 0.89-0.91x to 1.03-1.05x of vLLM's own
         # server at 16 and 32 streams (tests/bench/test_serving_throughput.py).
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        # ... but access log lines written as each request ends, to the workers' stderr as
+        # before: buffered 1,000 at a time they were lost when a replica stopped (and the
+        # hang-up test reads the pool's line).
+        "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
+        "RAY_SERVE_LOG_TO_STDERR": "1",
         # Needed apart from speed: a direct-ingress replica otherwise runs the app on a second
         # event loop that does not carry Serve's request context, so the ingress's call to a
         # pool lost the client's x-request-id and was not cancelled when the client hung up.
