@@ -118,3 +118,41 @@ def test_the_adapter_is_served_on_the_base_engine_and_changes_the_answer(client,
     assert raw.headers["x-tandem-model-version"] == str(
         alias_version(ADAPTER, CHAMPION, stack.mlflow_url))
     assert raw.parse().choices[0].message.content != base
+
+
+def test_a_client_that_hangs_up_cancels_its_generation(stack, real_served):
+    """A client that closes its stream after the first token stops the generation: the pool
+    replica's access log shows the call CANCELLED, the request log a 499. On SmolLM2 a
+    200-token answer takes ~8 s, far longer than the hang-up takes to reach the engine
+    (70-210 ms measured); on the tiny model a busy pool finished a 100-token answer in
+    211 ms, before the hang-up arrived."""
+    import time
+    import uuid
+
+    import requests
+    from tandem.auth import client_key
+    from tandem.stack import node_temp_dir
+    from tandem.telemetry.request_log import read_requests
+
+    request_id = f"hangup-{uuid.uuid4().hex}"
+    with requests.post(f"{stack.api_url}/v1/chat/completions", stream=True, timeout=60, headers={
+            "authorization": f"Bearer {client_key(stack.home)}", "x-request-id": request_id},
+            json={"model": BASE, "messages": [{"role": "user", "content": QUESTION}],
+                  "max_tokens": 200, "ignore_eos": True, "stream": True}) as reply:
+        assert reply.status_code == 200, reply.text
+        assert next(reply.iter_lines())  # the first token: generation is under way
+    # leaving the block closed the connection, ~199 tokens before the answer's end
+    # Serve's access lines of a pool replica land in its worker's stderr log (vLLM's logging
+    # setup takes them out of logs/serve/replica_*.log)
+    logs = list((node_temp_dir(stack, "cheap") / "session_latest" / "logs").glob("worker-*.err"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        calls = [line for path in logs for line in path.read_text(errors="replace").splitlines()
+                 if request_id in line and " CALL " in line]
+        logged = [row for row in read_requests(stack.home / "telemetry").to_pylist()
+                  if row["request_id"] == request_id]
+        if calls and logged:
+            break
+        time.sleep(1)
+    assert calls and all("CANCELLED" in line for line in calls), calls
+    assert [row["status"] for row in logged] == [499]
