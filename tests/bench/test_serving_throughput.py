@@ -52,6 +52,7 @@ class BenchModel:
     serve_config: str
     throughput_target: float
     requests_per_stream: int
+    packaged: str | None = None  # `tandem models import` name; None: the project's tiny model
 
     def config(self):
         """The model's Serve config without adapters (the baseline serves the base alone)."""
@@ -68,15 +69,15 @@ class BenchModel:
         from tandem.models.tiny import build_tiny_base_model
         from tandem.settings import load_settings
 
-        if self.name == "tandem-tiny":
+        if self.packaged is None:
             return build_tiny_base_model(root / "tiny")
-        return convert_packaged_model("smollm2", load_settings().model_cache)
+        return convert_packaged_model(self.packaged, load_settings().model_cache)
 
 
 # SmolLM2 decodes ~10x slower than the tiny model: 4 completions per stream keep a round
 # under a minute.
 MODELS = (BenchModel("tandem-tiny", "apps/serve.local.yaml", 0.90, 8),
-          BenchModel("smollm2-135m-instruct", "apps/serve.real.yaml", 0.95, 4))
+          BenchModel("smollm2-135m-instruct", "apps/serve.real.yaml", 0.95, 4, "smollm2"))
 
 
 def _load(url: str, bench: BenchModel, streams: int, api_key: str | None) -> dict:
@@ -174,8 +175,8 @@ def _register(stack, bench: BenchModel, model_dir: Path) -> None:
     from tandem.models.packaged import import_packaged_model
     from tandem.registry import Lineage, register_checkpoint, resolve_version
 
-    if bench.name != "tandem-tiny":
-        import_packaged_model("smollm2", stack, log=lambda _: None)
+    if bench.packaged is not None:
+        import_packaged_model(bench.packaged, stack, log=lambda _: None)
         return
     try:
         resolve_version(f"models:/{bench.name}@champion", stack.mlflow_url)

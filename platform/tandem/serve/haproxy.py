@@ -55,7 +55,7 @@ def haproxy_env(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DRAINING_PERIOD_S),
         # gRPC between replicas, user code on the replica's own event loop, buffered access
         # logs: SmolLM2 through one pool went from 0.89-0.91x to 1.03-1.05x of vLLM's own
-        # server at 16 and 32 streams (tests/bench/test_serving_throughput.py).
+        # server at 16 and 32 streams (one-round probe, docs/serving.md).
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         # ... but access log lines written as each request ends, to the workers' stderr as
         # before: buffered 1,000 at a time they were lost when a replica stopped (and the
