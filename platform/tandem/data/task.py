@@ -201,3 +201,18 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
         return 0.0
     hits = sum(p.strip() == r.strip() for p, r in zip(predictions, references, strict=True))
     return hits / len(references)
+
+
+def exact_match_by_group(predictions: Sequence[str], references: Sequence[str],
+                         groups: Sequence[int]) -> float:
+    """The mean of each group's exact match: a small eval file (a retraining run's
+    validation corrections) counts as much as a large one (the task's holdout)."""
+    if not len(predictions) == len(references) == len(groups):
+        raise ValueError(f"{len(predictions)} predictions, {len(references)} references and "
+                         f"{len(groups)} groups")
+    if not references:
+        return 0.0
+    scores = [exact_match([p for p, g in zip(predictions, groups) if g == group],
+                          [r for r, g in zip(references, groups) if g == group])
+              for group in sorted(set(groups))]
+    return sum(scores) / len(scores)

@@ -40,7 +40,9 @@ class FinetuneConfig(StrictConfig):
         min_length=1, description="JSONL/parquet files, or builtin:SPLIT of the task dataset.")
     eval_data: list[str] = Field(
         default_factory=lambda: ["builtin:holdout"],
-        min_length=1, description="Holdout files for eval loss and exact match.")
+        min_length=1, description="Holdout files for eval loss and exact match; a "
+        "checkpoint's exact match is the mean over files (a retraining run adds its "
+        "validation corrections as a second file).")
     prompt_format: Literal["text", "chat"] = Field(
         "text", description="How examples reach the model (tandem.data.prompts): the task's "
         "text as is (tiny models), or one user turn in the base model's own chat template with "
@@ -60,7 +62,7 @@ class FinetuneConfig(StrictConfig):
     torch_threads: PositiveInt = Field(1, description="Torch intra-op threads per worker.")
     max_failures: int = Field(2, ge=0, description="Worker-group restarts from the last checkpoint.")
     checkpoints_to_keep: PositiveInt = Field(2, description="Best checkpoints kept by exact match.")
-    eval_max_examples: PositiveInt = Field(200, description="Holdout rows used for exact match.")
+    eval_max_examples: PositiveInt = Field(200, description="Rows of each eval file used for exact match.")
     eval_max_new_tokens: PositiveInt = Field(12, description="Generation budget for exact match.")
     log_every_steps: PositiveInt = Field(10, description="Progress line every N optimizer steps.")
     register_model: bool = Field(True, description="Register the best checkpoint in MLflow at the end.")

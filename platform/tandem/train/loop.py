@@ -104,7 +104,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     from transformers import AutoTokenizer
 
-    from tandem.data.task import exact_match
+    from tandem.data.task import exact_match_by_group
     from tandem.models.generate import greedy_complete
 
     config = FinetuneConfig.model_validate(loop_config["config"])
@@ -187,7 +187,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         plain = _plain_model(model)
         metrics["eval_loss"] = evaluate_loss(plain, eval_rows)
         predictions = greedy_complete(plain, tokenizer, eval_prompts, config.eval_max_new_tokens)
-        metrics["eval_exact_match"] = exact_match(predictions, eval_answers)
+        metrics["eval_exact_match"] = exact_match_by_group(predictions, eval_answers,
+                                                            loop_config["eval_files"])
         print(f"epoch {epoch + 1}/{config.epochs} done: train_loss {stats.loss:.4f} "
               f"eval_loss {metrics['eval_loss']:.4f} eval_exact_match "
               f"{metrics['eval_exact_match']:.3f} tokens/s {metrics['tokens_per_s']:,.0f} "

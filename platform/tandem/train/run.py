@@ -127,28 +127,28 @@ class _Packer:
 
 
 def _eval_inputs(paths: list[Path], tokenizer_dir: Path | str, config: FinetuneConfig) -> dict:
-    """Holdout prompts/answers for exact match and packed rows for eval loss (small)."""
+    """Holdout prompts/answers for exact match (the first `eval_max_examples` of each file,
+    with the index of the file each came from) and packed rows for eval loss (small)."""
     import numpy as np
     from transformers import AutoTokenizer
 
     from tandem.data.packing import tokenize_and_pack
     from tandem.data.prompts import render_examples
 
-    prompts, answers = [], []
-    for path in paths:
+    prompts, answers, files = [], [], []
+    for index, path in enumerate(paths):
         with open(path, encoding="utf-8") as lines:
-            for line in lines:
-                row = json.loads(line)
-                prompts.append(row["prompt"])
-                answers.append(row["completion"])
-    prompts, answers = prompts[: config.eval_max_examples], answers[: config.eval_max_examples]
+            rows = [json.loads(line) for line in lines if line.strip()][: config.eval_max_examples]
+        prompts += [row["prompt"] for row in rows]
+        answers += [row["completion"] for row in rows]
+        files += [index] * len(rows)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     rendered = render_examples(
         {"prompt": np.array(prompts, dtype=object), "completion": np.array(answers, dtype=object)},
         tokenizer, config.prompt_format)
     rows = tokenize_and_pack(rendered, tokenizer, config.seq_len)
     return {"eval_prompts": rendered["prompt"].tolist(), "eval_answers": answers,
-            "eval_rows": {key: value.tolist() for key, value in rows.items()}}
+            "eval_files": files, "eval_rows": {key: value.tolist() for key, value in rows.items()}}
 
 
 def _validate(paths: list[Path]) -> None:

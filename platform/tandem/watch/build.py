@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tandem.rollout.engine import Candidate
     from tandem.settings import Settings
     from tandem.telemetry.traces import TraceExport
+    from tandem.train.config import FinetuneConfig
     from tandem.triggers.policies import TriggerResult, TriggerWindow
     from tandem.triggers.watcher import Watcher
     from tandem.watch.config import WatchConfig
@@ -38,20 +39,25 @@ DISTILL_ENTRYPOINT = "jobs/distill.py"
 
 
 def retrain_overrides(model: str, data: Path, result: TriggerResult,
-                      parent: int | None, adapter: bool = False) -> list[str]:
+                      parent: int | None, adapter: bool = False,
+                      eval_data: list[str] | None = None) -> list[str]:
     """`jobs/finetune.py` overrides that train `model` on `data`, starting from version
-    `parent` when there is one, with the trigger's lineage. An `adapter` keeps its config's
-    base and continues the parent adapter."""
+    `parent` when there is one, with the trigger's lineage, scoring its checkpoints on
+    `eval_data` when given. An `adapter` keeps its config's base and continues the parent
+    adapter."""
     overrides = [f"--registered_model={model}", f"--train_data={json.dumps([str(data)])}",
                  f"--trigger={json.dumps(f'{result.name}: {result.reason}')}",
                  f"--trigger_window={json.dumps(result.window_id)}"]
+    if eval_data is not None:
+        overrides.append(f"--eval_data={json.dumps(eval_data)}")
     if parent is not None:
         start = "lora.init_from" if adapter else "base_model"
         overrides.append(f"--{start}=models:/{model}/{parent}")
     return overrides
 
 
-def _training_rows(paths: list[Path]) -> list[dict]:
+def _training_rows(paths: list[Path], per_file: int | None = None) -> list[dict]:
+    """The rows of example files, the first `per_file` of each when given."""
     import pyarrow.parquet as pq
 
     from tandem.data.loader import validate_examples_file
@@ -61,8 +67,16 @@ def _training_rows(paths: list[Path]) -> list[dict]:
     for path in paths:
         validate_examples_file(path)
         rows += (read_jsonl(path) if path.suffix == ".jsonl" else
-                 pq.read_table(path, columns=["prompt", "completion"]).to_pylist())
+                 pq.read_table(path, columns=["prompt", "completion"]).to_pylist())[:per_file]
     return rows
+
+
+def _retraining_config(config: WatchConfig) -> FinetuneConfig:
+    """The fine-tuning config a retraining job runs: its YAML plus the watch's overrides."""
+    from tandem.config import load_config
+    from tandem.train.config import FinetuneConfig
+
+    return load_config(FinetuneConfig, config.finetune_config, config.finetune_overrides)
 
 
 def _registry_facts(model: str, tracking_uri: str) -> tuple[int | None, float | None]:
@@ -115,10 +129,8 @@ def trigger_state_path(config: WatchConfig, settings: Settings) -> Path:
 
 def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
     """A `Watcher` over `settings.home`'s telemetry that submits `jobs/finetune.py`."""
-    from tandem.config import load_config
     from tandem.telemetry.feedback import read_feedback
     from tandem.telemetry.request_log import read_requests
-    from tandem.train.config import FinetuneConfig
     from tandem.train.run import resolve_data_paths
     from tandem.triggers.gather import gather_window
     from tandem.triggers.policies import (
@@ -129,11 +141,11 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
         QualityTrigger,
     )
     from tandem.triggers.profile import DataProfile
-    from tandem.triggers.retrain_data import build_retrain_rows, write_jsonl
+    from tandem.triggers.retrain_data import build_retrain_rows, validation_rows, write_jsonl
     from tandem.triggers.state import TriggerState
     from tandem.triggers.watcher import Watcher
 
-    finetune = load_config(FinetuneConfig, config.finetune_config)
+    finetune = _retraining_config(config)
     train_rows = _training_rows(resolve_data_paths(finetune.train_data, settings))
     profile = (DataProfile.load(config.profile) if config.profile
                else DataProfile.build([row["prompt"] for row in train_rows]))
@@ -159,17 +171,23 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
     def submit(result: TriggerResult, job_id: str) -> str:
         if result.action == "distill":
             return _submit_once(settings, distill_entrypoint(config), job_id)
-        rows = build_retrain_rows(read_feedback(telemetry), read_requests(telemetry), train_rows,
-                                  sample=config.retrain_sample, seed=config.seed,
-                                  model=config.model,
-                                  holdout_share=config.rollout.feedback_holdout_share,
-                                  repeats=config.correction_repeats)
-        data = write_jsonl(rows, settings.home / "datasets" / "retrain" / f"{job_id}.jsonl")
+        feedback, requests = read_feedback(telemetry), read_requests(telemetry)
+        shares = {"holdout_share": config.rollout.feedback_holdout_share}
+        rows = build_retrain_rows(feedback, requests, train_rows, sample=config.retrain_sample,
+                                  seed=config.seed, model=config.model,
+                                  validation_share=config.validation_share,
+                                  repeats=config.correction_repeats, **shares)
+        datasets = settings.home / "datasets" / "retrain"
+        data = write_jsonl(rows, datasets / f"{job_id}.jsonl")
+        validation = validation_rows(feedback, requests, config.model,
+                                     share=config.validation_share, **shares)
+        eval_data = [*finetune.eval_data, *([str(write_jsonl(
+            validation, datasets / f"{job_id}.validation.jsonl"))] if validation else [])]
         parent, _ = _registry_facts(config.model, settings.mlflow_url)
         entrypoint = ["python", FINETUNE_ENTRYPOINT, "--config", config.finetune_config,
                       *config.finetune_overrides,
                       *retrain_overrides(config.model, data, result, parent,
-                                         finetune.registers_adapter)]
+                                         finetune.registers_adapter, eval_data)]
         return _submit_once(settings, entrypoint, job_id)
 
     def alert(result: TriggerResult) -> None:
@@ -224,9 +242,9 @@ def build_rollout(config: WatchConfig, settings: Settings,
 
     model, url, telemetry = config.model, settings.mlflow_url, settings.home / "telemetry"
     finetune = load_config(FinetuneConfig, config.finetune_config)
-    # the rows a training run scores its checkpoints on (its eval_max_examples first ones)
-    holdout = _training_rows(resolve_data_paths(finetune.eval_data, settings))[
-        :finetune.eval_max_examples]
+    # the rows a training run scores its checkpoints on (the first eval_max_examples of each)
+    holdout = _training_rows(resolve_data_paths(finetune.eval_data, settings),
+                             finetune.eval_max_examples)
     share = config.rollout.feedback_holdout_share
 
     def aliases() -> dict[str, int | None]:

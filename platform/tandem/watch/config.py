@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tandem.config import StrictConfig, load_config
 from tandem.rollout.verdicts import RolloutConfig
@@ -42,6 +42,9 @@ class WatchConfig(StrictConfig):
                                 "the corrections.")
     correction_repeats: int = Field(1, ge=1, description="Times each correction appears in "
                                     "the retraining set (upsamples the new data).")
+    validation_share: float = Field(0.1, ge=0, lt=1, description="Share of corrected "
+                                    "prompts kept out of retraining to pick its checkpoint "
+                                    "(beside the rollout's feedback_holdout_share).")
     seed: int = Field(0, description="Seed of the training-row sample.")
     profile: str | None = Field(None, description="DataProfile JSON of the champion's training "
                                 "prompts; default: built from the fine-tuning config's train_data.")
@@ -58,6 +61,14 @@ class WatchConfig(StrictConfig):
                                "exported to MLflow as traces (rated ones always are).")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Gates a retrained "
                                    "version passes on its way to champion (tandem.rollout).")
+
+    @model_validator(mode="after")
+    def _corrections_left_to_train_on(self) -> WatchConfig:
+        kept_out = self.validation_share + self.rollout.feedback_holdout_share
+        if kept_out >= 1:
+            raise ValueError(f"validation_share + rollout.feedback_holdout_share is {kept_out:g}: "
+                             "no correction would be left to retrain on (keep it under 1)")
+        return self
 
 
 def load_watch_config(path: str | Path | None, overrides: list[str] | None = None, *,

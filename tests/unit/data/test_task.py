@@ -15,6 +15,7 @@ from tandem.data.task import (
     build_splits,
     corpus_lines,
     exact_match,
+    exact_match_by_group,
     format_completion,
     format_prompt,
     glossary,
@@ -111,6 +112,15 @@ def test_corpus_contains_every_word_and_the_prompt_format() -> None:
     for word, target in glossary().items():
         assert f" {word}" in text and f" {target}" in text
     assert task.PROMPT_PREFIX in text and task.PROMPT_SUFFIX in text
+
+
+def test_exact_match_by_group_weighs_each_group_alike() -> None:
+    # 1 of 4 holdout rows, 2 of 2 validation rows: (0.25 + 1.0) / 2, not 3 / 6
+    predictions, references = ["a", "x", "x", "x", "v", "w"], ["a", "b", "c", "d", "v", "w"]
+    assert exact_match_by_group(predictions, references, [0, 0, 0, 0, 1, 1]) == pytest.approx(0.625)
+    assert exact_match_by_group(predictions, references, [0] * 6) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="groups"):
+        exact_match_by_group(["a"], ["a"], [])
 
 
 def test_exact_match() -> None:

@@ -8,6 +8,8 @@ from tandem.triggers.retrain_data import (
     held_out,
     read_jsonl,
     training_prompt,
+    validates,
+    validation_rows,
     write_jsonl,
 )
 
@@ -94,3 +96,34 @@ def test_corrections_can_be_repeated_and_are_never_also_sampled():
     corrected = [row for row in rows if row["prompt"] == TRAIN[0]["prompt"]]
     assert corrected == [{"prompt": TRAIN[0]["prompt"], "completion": " kavo"}] * 3
     assert len(rows) == 3 + len(TRAIN) - 1
+
+
+def test_validation_corrections_are_a_third_set_beside_training_and_the_rollouts():
+    prompts = [f"translate: {word} =>" for word in ("star", "moon", "comet", "planet", "orbit",
+                                                     "rocket", "galaxy", "meteor", "storm", "cloud",
+                                                     "rain", "snow")]
+    requests = requests_table(*(request(f"r{i}", 60, prompt=p) for i, p in enumerate(prompts)))
+    rated = feedback_table(*(feedback(f"r{i}", 50, -1.0, "kavo") for i in range(len(prompts))))
+    judged = {p for p in prompts if held_out(p, 0.3)}
+    validating = {row["prompt"] for row in validation_rows(rated, requests, holdout_share=0.3,
+                                                           share=0.4)}
+    trained = {row["prompt"] for row in build_retrain_rows(
+        rated, requests, TRAIN, sample=0, seed=0, holdout_share=0.3, validation_share=0.4)}
+    assert judged and validating and trained  # this word list lands in all three
+    assert not judged & validating and not judged & trained and not validating & trained
+    assert judged | validating | trained == set(prompts)
+    assert validating == {p for p in prompts if validates(p, 0.3, 0.4)}  # stable
+    assert not any(validates(p, 0.3, 0.0) for p in prompts)
+
+
+def test_the_set_depends_on_what_was_corrected_not_on_the_order_it_arrived_in():
+    prompts = [f"translate: {word} =>" for word in ("star", "moon", "comet", "planet")]
+    requests = requests_table(*(request(f"r{i}", 60, prompt=p) for i, p in enumerate(prompts)))
+
+    def rated_in(order):  # the i-th rating of `order` arrives at time 50 + i
+        return feedback_table(*(feedback(f"r{n}", 50 + i, -1.0, f"kavo{n}")
+                                for i, n in enumerate(order)))
+
+    forward = build_retrain_rows(rated_in([0, 1, 2, 3]), requests, TRAIN, sample=3, seed=7)
+    backward = build_retrain_rows(rated_in([3, 2, 1, 0]), requests, TRAIN, sample=3, seed=7)
+    assert forward == backward and len(forward) == 4 + 3

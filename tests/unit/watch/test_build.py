@@ -18,6 +18,11 @@ def test_retrain_overrides_carry_data_and_lineage_into_the_finetune_config(tmp_p
     assert config.trigger == f"quality: {result.reason}"
     assert config.trigger_window == "quality@7"
     assert config.base_model == "models:/tandem-tiny/3"
+    assert config.eval_data == ["builtin:holdout"]  # the config's own, unless given
+    validation = str(tmp_path / "retrain data.validation.jsonl")
+    assert load_config(FinetuneConfig, None, retrain_overrides(
+        "tandem-tiny", data, result, parent=3, eval_data=["builtin:holdout", validation]),
+    ).eval_data == ["builtin:holdout", validation]
     assert load_config(FinetuneConfig, None, retrain_overrides(
         "tandem-tiny", data, result, parent=None)).base_model == "tiny"
 

@@ -1,3 +1,5 @@
+import pytest
+from tandem.errors import UserError
 from tandem.watch.config import load_watch_config
 
 
@@ -12,3 +14,10 @@ def test_flags_override_the_yaml_and_the_yaml_overrides_defaults(tmp_path):
     defaults = load_watch_config(None)
     assert (defaults.model, defaults.interval_s, defaults.finetune_config) == (
         "tandem-tiny", 60.0, "jobs/configs/tiny.yaml")
+
+
+def test_corrections_kept_out_for_validation_and_the_rollout_must_leave_some_to_train_on():
+    config = load_watch_config(None, ["--validation_share=0.3"])
+    assert (config.validation_share, config.rollout.feedback_holdout_share) == (0.3, 0.2)
+    with pytest.raises(UserError, match="no correction would be left to retrain on"):
+        load_watch_config(None, ["--validation_share=0.8"])
