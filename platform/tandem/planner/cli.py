@@ -17,6 +17,7 @@ from pathlib import Path
 from tandem.errors import UserError
 
 POLICIES = ("tandem", "least-loaded")  # tandem.planner.search.make_policy's (numpy-free here)
+MAX_WAIT_HELP = 30  # tandem.planner.demand.MAX_WAIT_S, for --help (a test keeps them equal)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with its exact match per tier takes the tiers whose "
                              "min_quality it reaches (--tier ...,min_quality=Q); prints both "
                              "fleets and the saving against a teacher-only fleet")
+    parser.add_argument("--max-wait-s", type=float, default=None,
+                        help="TTFT bound, seconds, for a tier without a TTFT target "
+                             f"(default {MAX_WAIT_HELP})")
     parser.add_argument("--attainment", type=float, default=0.99,
                         help="share of each tier's requests that must meet its targets "
                              "(default 0.99)")
@@ -140,7 +144,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_routed(args: argparse.Namespace, trace, catalog, model, tiers, gpus, owned,
-                available) -> int:
+                available, max_wait_s: float) -> int:
     from tandem.planner.routed import (
         make_routed_plan,
         parse_quality,
@@ -153,7 +157,8 @@ def _run_routed(args: argparse.Namespace, trace, catalog, model, tiers, gpus, ow
     started = time.process_time()
     routed = make_routed_plan(trace, catalog, model, student, args.precision, tiers, quality,
                               args.attainment, args.rate_scale, progress=_progress, gpus=gpus,
-                              owned=owned, available=available, policy=args.policy)
+                              owned=owned, available=available, policy=args.policy,
+                              max_wait_s=max_wait_s)
     _progress(f"planned in {time.process_time() - started:.1f} s of CPU time")
     summary = routed_summary(routed)
     out = args.out or _default_out()
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--model is required (e.g. --model llama-3.1-8b)")
 
     from tandem.catalog import PRECISIONS, load_catalog
-    from tandem.planner.demand import check_shares
+    from tandem.planner.demand import MAX_WAIT_S, check_max_wait, check_shares
     from tandem.planner.plan import make_plan
     from tandem.planner.report import plan_summary, render_markdown, render_table
     from tandem.planner.trace import bundled_trace_path, load_trace
@@ -190,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{', '.join(PRECISIONS)}")
     if args.rate_scale <= 0:
         raise UserError(f"--rate-scale must be positive, got {args.rate_scale}")
+    max_wait_s = MAX_WAIT_S if args.max_wait_s is None else args.max_wait_s
+    check_max_wait(max_wait_s)
     available = parse_counts("--available", args.available)
     owned = parse_counts("--owned", args.owned)
     if args.emit_serve_config:
@@ -205,11 +212,12 @@ def run(args: argparse.Namespace) -> int:
     _progress(f"{len(trace)} requests from {trace.source}; planning {model.name} "
               f"({args.precision}) at rate x{args.rate_scale:g}, routed by {args.policy}")
     if args.student:
-        return _run_routed(args, trace, catalog, model, tiers, gpus, owned, available)
+        return _run_routed(args, trace, catalog, model, tiers, gpus, owned, available,
+                           max_wait_s)
     started = time.process_time()
     plan = make_plan(trace, catalog, model, args.precision, tiers, args.attainment,
                      args.rate_scale, gpus, owned=owned, available=available,
-                     policy=args.policy, progress=_progress)
+                     policy=args.policy, progress=_progress, max_wait_s=max_wait_s)
     _progress(f"planned in {time.process_time() - started:.1f} s of CPU time")
     summary = plan_summary(plan)
 

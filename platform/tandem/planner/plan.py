@@ -29,7 +29,7 @@ from tandem.planner.capacity import (
     fit_factor,
     steady_state_replicas,
 )
-from tandem.planner.demand import Demand, Tier, build_demand
+from tandem.planner.demand import MAX_WAIT_S, Demand, Tier, build_demand
 from tandem.planner.fleet import Offer, describe
 from tandem.planner.optimizer import solve_mix
 from tandem.planner.search import (
@@ -131,8 +131,10 @@ def make_plan(trace: Trace, catalog: Catalog, model: ModelProfile, precision: st
               tiers: Sequence[Tier], attainment: float = 0.99, rate_scale: float = 1.0,
               gpus: Sequence[str] | None = None, owned: Mapping[str, int] | None = None,
               available: Mapping[str, int] | None = None, policy: str = "tandem",
-              progress: Callable[[str], None] | None = None) -> Plan:
-    """The cheapest fleet whose simulated attainment meets the target in every tier."""
+              progress: Callable[[str], None] | None = None,
+              max_wait_s: float = MAX_WAIT_S) -> Plan:
+    """The cheapest fleet whose simulated attainment meets the target in every tier (a
+    tier without a TTFT target held to `max_wait_s`) and whose queue does not grow."""
     if len(trace) == 0:
         raise UserError("the trace has no requests")
     say = progress or (lambda message: None)
@@ -145,7 +147,7 @@ def make_plan(trace: Trace, catalog: Catalog, model: ModelProfile, precision: st
         scaled = scaled.select(fits_context)
         if len(scaled) == 0:
             raise UserError(f"no request of the trace fits {model.name}'s context")
-    demand = build_demand(scaled, tiers, attainment)
+    demand = build_demand(scaled, tiers, attainment, max_wait_s)
     search = search_fleets(demand, offers, policy, say)
     return Plan(model=model, precision=precision, rate_scale=rate_scale, policy=policy,
                 demand=demand, offers=offers, search=search, notes=notes)
@@ -153,8 +155,9 @@ def make_plan(trace: Trace, catalog: Catalog, model: ModelProfile, precision: st
 
 def search_fleets(demand: Demand, offers: Mapping[str, Offer], policy: str = "tandem",
                   progress: Callable[[str], None] | None = None) -> FleetSearch:
-    """The cheapest fleet whose simulated attainment meets the target in every tier, with
-    what was learned on the way. Raises UserError when no fleet allowed passes."""
+    """The cheapest fleet that passes (`tandem.planner.demand.judge`: every tier's
+    attainment, a queue that does not grow), with what was learned on the way. Raises
+    UserError when no fleet allowed passes."""
     if policy not in POLICIES:
         raise UserError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     buckets = bucket_demand(demand)
@@ -184,9 +187,9 @@ def search_fleets(demand: Demand, offers: Mapping[str, Offer], policy: str = "ta
     passing = validator.passing()
     if not passing:
         raise UserError(
-            "no fleet meets " + "; ".join(f"{t.name}: {t.describe()}" for t in demand.tiers)
-            + f" for {demand.attainment:.1%} of requests within the GPUs allowed; relax the "
-            "targets, the attainment target or --available")
+            "no fleet meets " + "; ".join(f"{t.name}: {demand.describe(t)}" for t in demand.tiers)
+            + f" for {demand.attainment:.1%} of requests, without a growing queue, within "
+            "the GPUs allowed; relax the targets, the attainment target or --available")
     best = min(passing, key=lambda v: (v.cost_per_hour, sum(v.fleet.values())))
     if len(best.fleet) == 1 and homogeneous.get(next(iter(best.fleet))) is best:
         source = "only " + next(iter(best.fleet))

@@ -26,8 +26,10 @@ def write_plot(plan: Plan, path: Path) -> Path:
 
     simulated = plan.search.simulated
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    kinds = {"one GPU type": [v for v in simulated if len(v.fleet) == 1],
-             "mixed": [v for v in simulated if len(v.fleet) > 1]}
+    kinds = {"one GPU type": [v for v in simulated
+                              if len(v.fleet) == 1 and not v.judgement.overload],
+             "mixed": [v for v in simulated if len(v.fleet) > 1 and not v.judgement.overload],
+             "queue grows (fails)": [v for v in simulated if v.judgement.overload]}
     for label, fleets in kinds.items():
         left.scatter([v.cost_per_hour for v in fleets], [v.judgement.worst for v in fleets],
                      label=label, s=18)

@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from tandem.perf import rent_usd
-from tandem.planner.fleet import gpus_of, owned_in_use
+from tandem.planner.demand import WAIT_GROWTH_S, mean_wait_s
+from tandem.planner.fleet import describe, gpus_of, owned_in_use
 from tandem.planner.plan import HOURS_PER_MONTH, Plan
+from tandem.planner.simulator import percentiles
 
 
 def _ms(value: float) -> float | None:
@@ -21,10 +23,12 @@ def _ms(value: float) -> float | None:
 
 
 def _tiers(plan: Plan) -> dict[str, Any]:
-    """Per tier: its targets, simulated attainment and the GPU types that served it."""
+    """Per tier: its targets (the wait bound where it has no TTFT target), simulated
+    attainment and TTFT percentiles, and the GPU types that served it."""
     sim = plan.best.simulation
     served_by = sim.pool_of_request
     gpu_of_pool = [pool.gpu for pool in sim.pools]
+    ttft = (sim.first_token_s - plan.demand.trace.arrival_s) * 1e3
     out = {}
     for tier in plan.demand.tiers:
         mine = (plan.demand.tier_of_request == tier.name) & (served_by >= 0)
@@ -34,6 +38,8 @@ def _tiers(plan: Plan) -> dict[str, Any]:
         out[tier.name] = {
             "share": round(float((plan.demand.tier_of_request == tier.name).mean()), 6),
             "ttft_ms": _ms(tier.ttft_ms), "tpot_ms": _ms(tier.tpot_ms),
+            "max_wait_s": None if math.isfinite(tier.ttft_ms) else plan.demand.max_wait_s,
+            "ttft_percentiles_ms": {k: round(v, 2) for k, v in percentiles(ttft[mine]).items()},
             "slo_attainment": round(plan.best.judgement.by_tier.get(tier.name, math.nan), 6),
             "gpus": sorted(shares, key=shares.get, reverse=True),
             "requests_by_gpu": shares}
@@ -55,6 +61,16 @@ def _capacity(plan: Plan) -> dict[str, Any]:
     return out
 
 
+def _overloaded(plan: Plan) -> list[str]:
+    """Fleets cheaper than the plan that met every target but failed because their queue
+    grows: what the attainment alone would have picked."""
+    return [f"{describe(v.fleet, plan.offers)} (${v.cost_per_hour:,.2f}/h) met the targets "
+            f"but fails: {v.judgement.overload}"
+            for v in sorted(plan.search.simulated, key=lambda v: v.cost_per_hour)
+            if v.judgement.attained and v.judgement.overload
+            and v.cost_per_hour < plan.best.cost_per_hour]
+
+
 def plan_summary(plan: Plan) -> dict[str, Any]:
     """The plan JSON contract (README, `tandem plan --json`) plus detail for reports."""
     best = plan.best
@@ -62,13 +78,15 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     savings = plan.savings
     duration = plan.demand.trace.duration_s
     single = plan.demand.tiers[0] if len(plan.demand.tiers) == 1 else None
+    first_wait, last_wait = mean_wait_s(plan.demand.trace, sim)
     summary: dict[str, Any] = {
         "model": plan.model.name,
         "precision": plan.precision,
         "policy": plan.policy,
         "slo": {"ttft_ms": _ms(single.ttft_ms) if single else None,
                 "tpot_ms": _ms(single.tpot_ms) if single else None,
-                "attainment": plan.demand.attainment},
+                "attainment": plan.demand.attainment,
+                "max_wait_s": plan.demand.max_wait_s},
         "rate_scale": plan.rate_scale,
         "mix": dict(best.fleet),
         "gpus": gpus_of(plan.offers, best.fleet),
@@ -89,6 +107,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
         "simulations": len(plan.search.simulated),
         "ttft_ms": {k: round(v, 2) for k, v in sim.ttft_ms.items()},
         "tpot_ms": {k: round(v, 2) for k, v in sim.tpot_ms.items()},
+        "mean_wait_s": {"first_tenth": _rounded(first_wait), "last_tenth": _rounded(last_wait)},
         "cost_per_1k_requests": round(rent_usd(best.cost_per_hour, duration)
                                       / max(1, sim.served) * 1e3, 6),
         "pools": [{"gpu": pool.gpu, "replicas": pool.replicas, "tensor_parallel": pool.tp,
@@ -99,12 +118,16 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
                            "kv_cache_tokens": o.replica.kv_capacity}
                     for name, o in plan.offers.items()},
         "capacity": _capacity(plan),
-        "notes": [*plan.notes, *plan.search.skipped],
+        "notes": [*plan.notes, *plan.search.skipped, *_overloaded(plan)],
     }
     owned = owned_in_use(plan.offers, best.fleet)
     if owned:
         summary["owned"] = owned
     return summary
+
+
+def _rounded(value: float) -> float | None:
+    return round(value, 3) if math.isfinite(value) else None
 
 
 def _money(value: float | None) -> str:
@@ -118,8 +141,13 @@ def _fleet(mix: dict[str, int], gpus: dict[str, int] | None = None) -> str:
 
 def _targets(tier: dict[str, Any]) -> str:
     parts = [f"TTFT <= {tier['ttft_ms']:g} ms" if tier["ttft_ms"] is not None else "",
-             f"TPOT <= {tier['tpot_ms']:g} ms" if tier["tpot_ms"] is not None else ""]
+             f"TPOT <= {tier['tpot_ms']:g} ms" if tier["tpot_ms"] is not None else "",
+             f"TTFT <= {tier['max_wait_s']:g} s (wait bound)" if tier["max_wait_s"] else ""]
     return " and ".join(part for part in parts if part)
+
+
+def _spread(values: dict[str, float]) -> str:
+    return "/".join(f"{values[key]:.0f}" for key in ("p50", "p90", "p99"))
 
 
 def fleet_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -137,10 +165,29 @@ def fleet_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+TIER_HEADER = ["tier", "share", "targets", "attainment", "TTFT p50/p90/p99 ms", "served by"]
+
+
 def tier_rows(summary: dict[str, Any]) -> list[list[str]]:
     return [[name, f"{tier['share']:.0%}", _targets(tier), f"{tier['slo_attainment']:.2%}",
+             _spread(tier["ttft_percentiles_ms"]),
              ", ".join(f"{gpu} {share:.0%}" for gpu, share in tier["requests_by_gpu"].items())]
             for name, tier in summary["tiers"].items()]
+
+
+def _overload_rules(summary: dict[str, Any]) -> str:
+    """The two rules that keep an overloaded fleet out of a plan, and the plan's wait."""
+    bounded = [name for name, tier in summary["tiers"].items() if tier["max_wait_s"]]
+    wait = summary["mean_wait_s"]
+    return ((f"Tiers without a TTFT target ({', '.join(bounded)}) are held to TTFT <= "
+             f"{summary['slo']['max_wait_s']:g} s (--max-wait-s). " if bounded else "")
+            + f"Mean wait {_seconds(wait['first_tenth'])} in the first tenth of arrivals, "
+            f"{_seconds(wait['last_tenth'])} in the last (a fleet fails when it grows by over "
+            f"{WAIT_GROWTH_S:g} s)")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -174,9 +221,7 @@ def render_table(summary: dict[str, Any]) -> str:
     savings = summary["savings_vs_best_homogeneous"]
     lines = [_headline(summary), "",
              _table(["fleet", "GPUs", "$/hour", "$/month", "attainment"], fleet_rows(summary))]
-    if len(summary["tiers"]) > 1:
-        lines += ["", _table(["tier", "share", "targets", "attainment", "served by"],
-                             tier_rows(summary))]
+    lines += ["", _table(TIER_HEADER, tier_rows(summary))]
     lines += [
         "",
         f"plan: {_money(summary['cost_per_1k_requests'])} per 1k requests; "
@@ -186,6 +231,7 @@ def render_table(summary: dict[str, Any]) -> str:
         "savings vs best homogeneous fleet: "
         + ("n/a (no homogeneous fleet meets the targets)" if savings is None
            else f"{savings:.1%}"),
+        _overload_rules(summary),
         *_owned_lines(summary),
         _capacity_line(summary) + f"; {summary['simulations']} simulations",
     ]
@@ -219,8 +265,8 @@ def render_markdown(summary: dict[str, Any], plot_name: str | None = None) -> st
         "Savings vs the cheapest homogeneous fleet: "
         + ("n/a" if savings is None else f"**{savings:.1%}**") + ".", "",
         "## Tiers", "",
-        *_markdown_table(["tier", "share", "targets", "attainment", "served by"],
-                         tier_rows(summary)), "",
+        *_markdown_table(TIER_HEADER, tier_rows(summary)), "",
+        _overload_rules(summary) + ".", "",
         "## The plan's pools", "",
         *_markdown_table(["GPU", "replicas", "TP", "requests", "utilization"], pools), "",
         "## Capacity estimates", "",

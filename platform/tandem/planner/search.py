@@ -92,7 +92,7 @@ class Validator:
             verdict = judge(self.demand, result)
             self.results[key] = Validation(fleet, fleet_cost(self.offers, fleet), verdict, result)
             self.say(f"{describe(fleet, self.offers)} (${self.results[key].cost_per_hour:.2f}/h): "
-                     + ", ".join(f"{tier} {value:.4f}" for tier, value in verdict.by_tier.items()))
+                     + verdict.describe())
         return self.results[key]
 
     def passing(self) -> list[Validation]:
@@ -120,7 +120,8 @@ class Budget:
 def size_homogeneous(budget: Budget, gpu: str, estimate: float) -> Validation | None:
     """The fewest replicas of `gpu` that pass, starting from `estimate` replicas: grow until
     one passes, then shrink until one replica fewer fails. None when no count within the
-    type's cap and the budget passes, or growing stops helping (the SLO is out of reach)."""
+    type's cap and the budget passes, or growing stops raising attainment (the SLO is out
+    of reach; a fleet that fails only because its queue grows is always grown)."""
     offer = budget.validator.offers[gpu]
     cap = offer.max_replicas
     if not math.isfinite(estimate) or (cap is not None and cap < 1):
@@ -129,7 +130,9 @@ def size_homogeneous(budget: Budget, gpu: str, estimate: float) -> Validation | 
     verdict = budget.check({gpu: count})
     previous = -1.0
     while verdict is not None and not verdict.passes:
-        if (cap is not None and count >= cap) or verdict.judgement.worst - previous < NO_GAIN:
+        stalled = (not verdict.judgement.attained
+                   and verdict.judgement.worst - previous < NO_GAIN)
+        if (cap is not None and count >= cap) or stalled:
             return None
         previous = verdict.judgement.worst
         count = max(count + 1, math.ceil(count * GROWTH))

@@ -108,7 +108,8 @@ class _Replica:
         return low
 
 
-def _percentiles(values: np.ndarray) -> dict[str, float]:
+def percentiles(values: np.ndarray) -> dict[str, float]:
+    """p50, p90 and p99 of `values` (zeros when there are none)."""
     if values.size == 0:
         return {"p50": 0.0, "p90": 0.0, "p99": 0.0}
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
@@ -349,7 +350,7 @@ def _summarise(trace: Trace, names: list[str], models: list[ReplicaModel],
     return SimulationResult(
         served=served_count, rejected=rejected,
         slo_attainment=float(meets.mean()) if served_count else 0.0,
-        ttft_ms=_percentiles(ttft), tpot_ms=_percentiles(tpot), pools=reports,
+        ttft_ms=percentiles(ttft), tpot_ms=percentiles(tpot), pools=reports,
         cost_per_hour=cost_per_hour,
         cost_per_1k_requests=cost / served_count * 1e3 if served_count else math.inf,
         cost_per_1m_output_tokens=cost / output_tokens * 1e6 if output_tokens else math.inf,

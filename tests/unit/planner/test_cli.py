@@ -82,6 +82,9 @@ def test_an_unreachable_slo_is_a_user_error(small_trace, tmp_path):
      "sum to 0.9"),
     (["--tier", "chat:share=1"], "no targets"),
     (["--emit-serve-config", "{file}/plan.yaml"], "cannot write"),
+    (["--max-wait-s", "0"], "--max-wait-s must be a positive number of seconds, got 0"),
+    (["--max-wait-s", "-5"], "--max-wait-s must be a positive number of seconds, got -5"),
+    (["--max-wait-s", "inf"], "--max-wait-s must be a positive number of seconds, got inf"),
 ])
 def test_bad_plan_input_exits_2_with_one_line(small_trace, tmp_path, capsys, extra, message):
     from tandem.cli import main
@@ -94,8 +97,26 @@ def test_bad_plan_input_exits_2_with_one_line(small_trace, tmp_path, capsys, ext
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
 
 
+def test_a_max_wait_that_is_not_a_number_is_refused_without_a_traceback(small_trace, capsys):
+    from tandem.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--trace", str(small_trace), "--model", "llama-3.1-8b",
+              "--tpot-slo-ms", "100", "--max-wait-s", "soon"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "--max-wait-s: invalid float value: 'soon'" in err and "Traceback" not in err
+
+
+def test_the_help_states_the_wait_bound_the_planner_applies():
+    from tandem.planner.demand import MAX_WAIT_S
+
+    assert cli.MAX_WAIT_HELP == MAX_WAIT_S
+
+
 def test_tiers_owned_gpus_and_the_serve_config_come_out_of_one_plan(small_trace, tmp_path,
                                                                    capsys):
+    from tandem.planner.report import render_table
     from tandem.serve.config import load_serve_config
 
     emitted = tmp_path / "plan.yaml"
@@ -110,6 +131,13 @@ def test_tiers_owned_gpus_and_the_serve_config_come_out_of_one_plan(small_trace,
     for tier in plan["tiers"].values():
         assert tier["slo_attainment"] >= 0.99 and set(tier["gpus"]) <= set(plan["mix"])
     assert plan["tiers"]["bulk"]["ttft_ms"] is None  # a TPOT-only tier
+    assert plan["tiers"]["bulk"]["max_wait_s"] == 30 and plan["tiers"]["chat"]["max_wait_s"] is None
+    table = render_table(plan)
+    for name, tier in plan["tiers"].items():
+        spread = tier["ttft_percentiles_ms"]
+        assert 0 < spread["p50"] <= spread["p90"] <= spread["p99"]
+        row = next(line for line in table.splitlines() if line.startswith(name + " "))
+        assert f"{spread['p50']:.0f}/{spread['p90']:.0f}/{spread['p99']:.0f}" in row
     assert plan["gpus"] == {gpu: n * plan["replica"][gpu]["tensor_parallel"]
                             for gpu, n in plan["mix"].items()}
     assert plan["owned"]["L4"]["owned"] == 1

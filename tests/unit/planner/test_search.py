@@ -1,8 +1,8 @@
 from dataclasses import replace
 
 import numpy as np
-from planner_helpers import fixed_step_replica, make_trace
-from tandem.planner.demand import Tier, build_demand
+from planner_helpers import fixed_step_replica, make_trace, queue_replica, queue_trace
+from tandem.planner.demand import Tier, build_demand, make_tier
 from tandem.planner.fleet import Offer, fleet_cost
 from tandem.planner.search import (
     Budget,
@@ -36,6 +36,15 @@ def test_homogeneous_size_passes_and_one_fewer_fails():
     count = fleet.fleet["slow"]
     assert fleet.passes
     assert count == 1 or not validator({"slow": count - 1}).passes
+
+
+def test_a_fleet_failing_only_on_its_growing_queue_is_grown_until_the_queue_holds():
+    demand = build_demand(queue_trace(), [make_tier("all", 1.0, 1e6, 1000)], 0.99)
+    validator = Validator(demand, {"slow": Offer(queue_replica())}, "tandem")
+    fleet = size_homogeneous(Budget(validator), "slow", estimate=1.0)
+    assert fleet is not None and fleet.fleet == {"slow": 3} and fleet.passes
+    two = validator({"slow": 2}).judgement
+    assert two.attained and two.overload  # the premise: only the queue fails two replicas
 
 
 def test_a_capped_type_that_cannot_pass_within_its_cap_is_none():
