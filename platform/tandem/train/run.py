@@ -164,6 +164,7 @@ def run_finetune(
     """Train, keep the best checkpoint, register it. Raises RegistrationFailed
     (after retries) if MLflow is unreachable at the end; the checkpoint stays."""
     import ray
+    from ray.data import DataContext
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -205,6 +206,9 @@ def run_finetune(
     logger.log_params({**config.model_dump(mode="json"), "train_paths": [str(p) for p in train_paths]})
 
     log(f"preparing data: {', '.join(map(str, train_paths))}")
+    # blocks in file order and shards without locality hints: each rank gets the same rows
+    # on every run, so a run is reproducible (Ray Train takes this into its ingest options)
+    DataContext.get_current().execution_options.preserve_order = True
     train_ds = read_examples(train_paths).map_batches(
         _Packer, fn_constructor_args=(str(base_dir), config.seq_len, config.prompt_format),
         batch_format="numpy", batch_size=512, concurrency=1,
