@@ -16,6 +16,11 @@ request's TTFT at its first token and TPOT at its finish, in simulated-time orde
 never before they happen, just as the ingress would tell it. Both are what the client
 sees: each replica's `request_overhead` (the serving path) is added to them.
 
+The replica models are a catalog's prior, and a real fleet never matches its catalog. A
+`Pace` makes the simulated truth depart from them (per-pool efficiency, per-request
+service noise, slowdown episodes) while a policy keeps whatever prior it was built with,
+so a bench can ask how well a router learns the fleet it actually has.
+
 The fleet's cost is its rent over the trace (`tandem.perf.rent_usd`), whoever it served.
 """
 
@@ -25,7 +30,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +47,51 @@ class Slo:
     ttft_ms: float
     tpot_ms: float
     attainment: float = 0.99
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    """Pool `pool` at `speed` times its usual pace for the iterations starting in
+    [`start_s`, `end_s`)."""
+
+    pool: str
+    start_s: float
+    end_s: float
+    speed: float = 0.5
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How the simulated fleet's truth departs from the replica models it is given.
+
+    An iteration takes its modelled time divided by its pool's speed (`efficiency`, times
+    the `slowdowns` in force when the iteration starts) and multiplied by the service noise
+    of the requests it works on: the mean of their draws in `noise` over the requests a
+    prefill admits, or over the batch a decode step carries. Batch mates share every step,
+    so a lone request sees its own draw in full and a full batch nearly none. The serving
+    path's `request_overhead` is no GPU time and is not scaled.
+    """
+
+    efficiency: Mapping[str, float] = field(default_factory=dict)  # pool -> speed; 1: as modelled
+    noise: Sequence[float] | None = None  # per request, in trace order; None: no noise
+    slowdowns: Sequence[Slowdown] = ()
+
+    def speed(self, pool: str, at_s: float) -> float:
+        """Pool `pool`'s speed relative to its model for an iteration starting at `at_s`."""
+        speed = self.efficiency.get(pool, 1.0)
+        for slowdown in self.slowdowns:
+            if slowdown.pool == pool and slowdown.start_s <= at_s < slowdown.end_s:
+                speed *= slowdown.speed
+        return speed
+
+
+def paced(model: ReplicaModel, speed: float) -> ReplicaModel:
+    """`model` at `speed` times its pace: what a noiseless `Pace` of that speed makes the
+    simulator run, as a model a policy can be given (every iteration time over `speed`)."""
+    return replace(model, overhead=model.overhead / speed, mem_fixed=model.mem_fixed / speed,
+                   mem_per_token=model.mem_per_token / speed,
+                   flop_per_token=model.flop_per_token / speed,
+                   attn_per_token2=model.attn_per_token2 / speed)
 
 
 @dataclass(frozen=True)
@@ -76,7 +126,7 @@ class SimulationResult:
 
 class _Replica:
     __slots__ = ("model", "pool", "index", "clock", "steps", "running", "kv", "reserved",
-                 "waiting", "version", "event_time", "busy")
+                 "waiting", "version", "event_time", "busy", "slowness", "noise_sum")
 
     def __init__(self, model: ReplicaModel, pool: int, index: int) -> None:
         self.model = model
@@ -91,10 +141,12 @@ class _Replica:
         self.version = 0
         self.event_time = math.inf
         self.busy = 0.0
+        self.slowness = 1.0  # true over modelled time of the current decode segment (`Pace`)
+        self.noise_sum = 0.0  # the running batch's service noise draws, summed
 
     def segment_time(self, n: int) -> float:
         """Seconds for n decode iterations of the current batch."""
-        return self.model.decode_segment_time(n, len(self.running), self.kv)
+        return self.model.decode_segment_time(n, len(self.running), self.kv) * self.slowness
 
     def steps_to_reach(self, elapsed: float, limit: int) -> int:
         """Fewest iterations (at most `limit`) whose total time reaches `elapsed`."""
@@ -119,7 +171,8 @@ def percentiles(values: np.ndarray) -> dict[str, float]:
 def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: Slo,
              policy: RoutingPolicy | None = None,
              progress: Callable[[float], None] | None = None,
-             requests: Sequence[RequestFeatures] | None = None) -> SimulationResult:
+             requests: Sequence[RequestFeatures] | None = None,
+             pace: Pace | None = None) -> SimulationResult:
     """Replay `trace` against `pools` (name -> (replica model, replica count)).
 
     Args:
@@ -130,6 +183,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         progress: called with the fraction of arrivals processed, now and then.
         requests: what the policy sees of each request (tier, targets); by default the
             trace's sizes with `slo`'s targets. Attainment is still judged against `slo`.
+        pace: how the fleet really runs against `pools`' models; exactly as modelled when
+            omitted.
     """
     names = [name for name, (_, count) in pools.items() if count > 0]
     if not names:
@@ -152,6 +207,9 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
     finish = np.full(count, np.nan)
     served_by = np.full(count, -1, dtype=np.int64)
     fitting = [min(m.context_length, m.kv_capacity) for m in models]
+    noise = None if pace is None or pace.noise is None else [float(x) for x in pace.noise]
+    if noise is not None and len(noise) != count:
+        raise ValueError(f"pace has {len(noise)} noise draws for {count} requests")
     heap: list[tuple[float, int, int, int, int, int]] = []
     tick = 0
     observe = getattr(policy, "observe", None)
@@ -178,6 +236,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
             finish[request] = replica.clock + replica.model.request_overhead
             if observe is not None:
                 heapq.heappush(observations, (finish[request], 1, request))
+            if noise is not None:
+                replica.noise_sum = replica.noise_sum - noise[request] if running else 0.0
             size = prompts[request] + outputs[request]
             replica.kv -= size
             replica.reserved -= size
@@ -189,6 +249,9 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         if replica.waiting and can_admit(replica, replica.waiting[0]):
             schedule(replica, replica.clock, 0)
         elif replica.running:
+            if pace is not None:
+                noise_mean = replica.noise_sum / len(replica.running) if noise is not None else 1.0
+                replica.slowness = noise_mean / pace.speed(names[replica.pool], replica.clock)
             steps = replica.running[0][0] - replica.steps
             schedule(replica, replica.clock + replica.segment_time(steps), steps)
         else:
@@ -214,6 +277,10 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
                 replica.reserved += prompts[request] + outputs[request]
             batch = len(replica.running)
             duration = replica.model.prefill_time(tokens, batch, replica.kv, squares)
+            if pace is not None:
+                noise_mean = (sum(noise[r] for r in admitted) / len(admitted)
+                              if noise is not None else 1.0)
+                duration *= noise_mean / pace.speed(names[replica.pool], replica.clock)
             replica.busy += duration
             replica.clock += duration
             replica.steps += 1
@@ -226,6 +293,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
                 if observe is not None:
                     heapq.heappush(observations, (first[request], 0, request))
                 replica.kv += prompts[request] + 1
+                if noise is not None:
+                    replica.noise_sum += noise[request]
                 heapq.heappush(replica.running, (replica.steps + outputs[request] - 1, request))
             finish_done(replica)
         plan_next(replica)

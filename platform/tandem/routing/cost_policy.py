@@ -142,8 +142,9 @@ class LatencyCostPolicy:
             if ttft <= ttft_room and tpot <= tpot_room and (
                     roomy is None or cost < roomy[3] or (cost == roomy[3] and ttft < roomy[1])):
                 roomy = candidate
-            if slow and (slower is None or cost < slower[3] or (
-                    cost == slower[3] and ttft < slower[1])):
+            if slow and ttft <= ttft_room and tpot <= tpot_room and (
+                    slower is None or cost < slower[3] or (
+                        cost == slower[3] and ttft < slower[1])):
                 slower = candidate
         return (candidates, slower or roomy or best, slower is not None,
                 len(ranked) - len(candidates), saturated)
