@@ -211,18 +211,20 @@ def test_property_the_choice_is_the_rule_over_every_pool_though_not_every_pool_i
     if not meeting:
         assert decision.predicted_slo_miss and len(decision.candidates) == len(considered)
         return
-    # the rule, over every pool: a request looser than the strictest tier first considers
-    # the pools too slow for it (by the prior, idle); then those with 20 % to spare
+    # the rule, over every pool: among the pools with 20 % to spare, a request looser than
+    # the strictest tier first considers those too slow for it (by the prior, idle);
+    # without a pool to spare, any pool meeting the targets
+    headroom = policy.config.headroom
+    roomy = {name: v for name, v in meeting.items()
+             if v[0] <= headroom * ttft and v[1] <= headroom * tpot}
     ttft_strict, tpot_strict = policy.config.strictest_targets()
-    if ttft > ttft_strict or tpot > tpot_strict:
+    if roomy and (ttft > ttft_strict or tpot > tpot_strict):
         fresh = LatencyModel(named_priors(priors, pools))
         idle = {p.name: fresh.predict(replace(p, in_flight=0, queued=0), request, 0.0)
                 for p in considered}
-        meeting = {name: v for name, v in meeting.items() if idle[name].ttft_ms > ttft_strict
-                   or idle[name].tpot_ms > tpot_strict} or meeting
-    headroom = policy.config.headroom
-    meeting = {name: v for name, v in meeting.items()
-               if v[0] <= headroom * ttft and v[1] <= headroom * tpot} or meeting
+        roomy = {name: v for name, v in roomy.items() if idle[name].ttft_ms > ttft_strict
+                 or idle[name].tpot_ms > tpot_strict} or roomy
+    meeting = roomy or meeting
     cheapest = min(v[2] for v in meeting.values())
     assert decision.pool in meeting and decision.predicted_cost_usd == cheapest
     assert not decision.predicted_slo_miss
