@@ -94,15 +94,15 @@ def build_retrain_rows(feedback: pa.Table, requests: pa.Table, train_rows: Seque
     (a prompt is either corrected or sampled, never both), shuffled with `seed` from prompt
     order, so the set depends on what was corrected, not on the order feedback arrived in."""
     corrected = correction_rows(feedback, requests, model)
-    kept_out = {row["prompt"] for row in corrected
-                if held_out(row["prompt"], holdout_share)
-                or validates(row["prompt"], holdout_share, validation_share)}
-    corrections = {row["prompt"]: row for row in corrected if row["prompt"] not in kept_out}
+    corrections = [row for row in corrected
+                   if not held_out(row["prompt"], holdout_share)
+                   and not validates(row["prompt"], holdout_share, validation_share)]
+    corrected_prompts = {row["prompt"] for row in corrected}
     rng = random.Random(seed)
-    out = [row for row in corrections.values() for _ in range(repeats)]
+    out = [row for row in corrections for _ in range(repeats)]
     out += [{"prompt": row["prompt"], "completion": row["completion"]}
             for row in rng.sample(list(train_rows), min(sample, len(train_rows)))
-            if row["prompt"] not in corrections and row["prompt"] not in kept_out]
+            if row["prompt"] not in corrected_prompts]
     out.sort(key=lambda row: (row["prompt"], row["completion"]))
     rng.shuffle(out)
     return out
