@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -122,6 +123,17 @@ def _default_out() -> Path:
     return Path(load_settings().home).absolute() / "plans"
 
 
+def _make_out_dir(out: Path) -> Path:
+    """Create the report directory before planning, not after, so a bad --out fails fast."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{out} is a file; --out names the report directory") from None
+    except OSError as error:
+        raise UserError(f"cannot create the report directory {out}: {error.strerror}") from None
+    return out
+
+
 def _progress(message: str) -> None:
     print(f"[plan] {message}", file=sys.stderr, flush=True)
 
@@ -144,7 +156,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _run_routed(args: argparse.Namespace, trace, catalog, model, tiers, gpus, owned,
-                available, max_wait_s: float) -> int:
+                available, max_wait_s: float, out: Path) -> int:
     from tandem.planner.routed import (
         make_routed_plan,
         parse_quality,
@@ -161,8 +173,6 @@ def _run_routed(args: argparse.Namespace, trace, catalog, model, tiers, gpus, ow
                               max_wait_s=max_wait_s)
     _progress(f"planned in {time.process_time() - started:.1f} s of CPU time")
     summary = routed_summary(routed)
-    out = args.out or _default_out()
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"plan-{model.name}-{student.name}-routed.json".replace("/", "_")
     path.write_text(json.dumps(summary, indent=2) + "\n")
     if args.json:
@@ -193,8 +203,8 @@ def run(args: argparse.Namespace) -> int:
     if args.precision not in PRECISIONS:
         raise UserError(f"unknown precision {args.precision!r}; choose from "
                         f"{', '.join(PRECISIONS)}")
-    if args.rate_scale <= 0:
-        raise UserError(f"--rate-scale must be positive, got {args.rate_scale}")
+    if not (args.rate_scale > 0 and math.isfinite(args.rate_scale)):
+        raise UserError(f"--rate-scale must be a positive number, got {args.rate_scale:g}")
     max_wait_s = MAX_WAIT_S if args.max_wait_s is None else args.max_wait_s
     check_max_wait(max_wait_s)
     available = parse_counts("--available", args.available)
@@ -209,11 +219,12 @@ def run(args: argparse.Namespace) -> int:
     trace = load_trace(args.trace or bundled_trace_path())
     if trace.tiers is None:
         check_shares(tiers)
+    out = _make_out_dir(args.out or _default_out())
     _progress(f"{len(trace)} requests from {trace.source}; planning {model.name} "
               f"({args.precision}) at rate x{args.rate_scale:g}, routed by {args.policy}")
     if args.student:
         return _run_routed(args, trace, catalog, model, tiers, gpus, owned, available,
-                           max_wait_s)
+                           max_wait_s, out)
     started = time.process_time()
     plan = make_plan(trace, catalog, model, args.precision, tiers, args.attainment,
                      args.rate_scale, gpus, owned=owned, available=available,
@@ -221,8 +232,6 @@ def run(args: argparse.Namespace) -> int:
     _progress(f"planned in {time.process_time() - started:.1f} s of CPU time")
     summary = plan_summary(plan)
 
-    out = args.out or _default_out()
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"plan-{model.name}-{plan.precision}".replace("/", "_")
     plot_name = None
     if not args.no_plot:

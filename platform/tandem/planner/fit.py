@@ -51,6 +51,8 @@ def fit_efficiency(path: Path, catalog: Catalog) -> dict[str, Any]:
             ttft, tpot = float(row["ttft_ms"]) / 1e3, float(row["tpot_ms"]) / 1e3
         except (TypeError, ValueError):
             raise UserError(f"{path} line {line}: cannot parse {row}") from None
+        if tp < 1:
+            raise UserError(f"{path} line {line}: tp must be at least 1, got {tp}")
         bandwidth = gpu.memory_bandwidth_tbps * 1e12 * tp
         flops = gpu.tflops[precision] * 1e12 * tp
         kv_bytes = model.kv_bytes_per_token(precision) * batch * context

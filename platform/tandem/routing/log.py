@@ -74,8 +74,40 @@ class DecisionLog:
                        for record in self.records(last))
 
 
+# The fields `format_explain` prints as numbers: a request's targets, the chosen pool's
+# predictions and each candidate's.
+REQUEST_NUMBERS = ("ttft_target_ms", "tpot_target_ms", "max_cost_usd")
+PREDICTED_NUMBERS = ("ttft_ms", "tpot_ms", "cost_usd")
+
+
+def _misshapen_field(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with the first field `format_explain` could not print, else None."""
+    candidates = record.get("candidates") or []
+    if not isinstance(candidates, list):
+        return f"candidates is {candidates!r}, not a list"
+    sections = [("request", record.get("request"), REQUEST_NUMBERS),
+                ("predicted", record.get("predicted"), PREDICTED_NUMBERS)]
+    sections += [(f"candidates[{index}]", candidate, PREDICTED_NUMBERS)
+                 for index, candidate in enumerate(candidates)]
+    for name, section, fields in sections:
+        section = section or {}
+        if not isinstance(section, dict):
+            return f"{name} is {section!r}, not an object"
+        for field in fields:
+            value = section.get(field)
+            if value is not None and not isinstance(value, int | float):
+                return f"{name}.{field} is {value!r}, not a number"
+    return None
+
+
 def parse_jsonl(text: str, origin: str = "decisions") -> list[dict[str, Any]]:
-    """Decision records from JSON lines; blank lines are skipped."""
+    """Decision records from JSON lines; blank lines are skipped.
+
+    A line that is not a decision fails the whole read with a `UserError` naming
+    `origin`, the line and the field, rather than being skipped: only the ingress writes
+    this log, so a bad line means corruption or a hand edit the operator should see and
+    fix, and skipping would quietly show fewer decisions than `--last` asked for.
+    """
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -86,6 +118,9 @@ def parse_jsonl(text: str, origin: str = "decisions") -> list[dict[str, Any]]:
             raise UserError(f"{origin} line {number}: not JSON ({error.msg})") from None
         if not isinstance(record, dict) or "pool" not in record:
             raise UserError(f"{origin} line {number}: not a routing decision")
+        problem = _misshapen_field(record)
+        if problem:
+            raise UserError(f"{origin} line {number}: {problem}")
         records.append(record)
     return records
 

@@ -85,6 +85,9 @@ def test_an_unreachable_slo_is_a_user_error(small_trace, tmp_path):
     (["--max-wait-s", "0"], "--max-wait-s must be a positive number of seconds, got 0"),
     (["--max-wait-s", "-5"], "--max-wait-s must be a positive number of seconds, got -5"),
     (["--max-wait-s", "inf"], "--max-wait-s must be a positive number of seconds, got inf"),
+    (["--rate-scale", "nan"], "--rate-scale must be a positive number, got nan"),
+    (["--rate-scale", "inf"], "--rate-scale must be a positive number, got inf"),
+    (["--out", "{file}"], "is a file; --out names the report directory"),  # before planning
 ])
 def test_bad_plan_input_exits_2_with_one_line(small_trace, tmp_path, capsys, extra, message):
     from tandem.cli import main
@@ -95,6 +98,17 @@ def test_bad_plan_input_exits_2_with_one_line(small_trace, tmp_path, capsys, ext
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_fit_efficiency_refuses_tensor_parallel_0(tmp_path, capsys):
+    from tandem.cli import main
+    from tandem.planner.fit import COLUMNS
+
+    measured = tmp_path / "measured.csv"
+    measured.write_text(",".join(COLUMNS) + "\nL4,llama-3.1-8b,fp16,0,1,128,500,50,20\n")
+    assert main(["plan", "--fit-efficiency", str(measured), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tandem plan: {measured} line 2: tp must be at least 1, got 0"]
 
 
 def test_a_max_wait_that_is_not_a_number_is_refused_without_a_traceback(small_trace, capsys):

@@ -51,3 +51,15 @@ def test_route_explain_shows_each_pools_calibration_from_the_request_log(tmp_pat
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.strip().startswith("fast"))
     assert line.split()[1:3] == ["10", "20.0%"]
+
+
+def test_route_explain_names_the_line_and_field_of_a_bad_decision(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TANDEM_HOME", str(tmp_path))
+    path = tmp_path / "decisions.jsonl"
+    write_log(path, 3)
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace('"ttft_target_ms":null', '"ttft_target_ms":"abc"')
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["route", "explain", "--file", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tandem route: {path} line 2: request.ttft_target_ms is 'abc', not a number"]
