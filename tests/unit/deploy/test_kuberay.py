@@ -7,18 +7,24 @@ a misspelled field fails instead of being pruned by the API server. The RayServi
 `serveConfigV2` validates with Ray's `ServeDeploySchema` and Tandem's `ServeAppConfig`, and
 a validate-and-dump round trip must keep every field. Its worker groups must equal
 `cluster.yaml`'s node types, its pools `apps/serve.gpu.yaml`'s, and the environment of its
-pods must lead Tandem's settings to the cluster's own services. No cluster, image or
-network is needed: what these checks cannot see is listed in docs/kubernetes.md.
+pods must lead Tandem's settings to the cluster's own services. Registry access: MLflow's
+arguments and auth config go through MLflow's own command line and config reader (a login,
+the admin from a Secret), the NetworkPolicies admit only the Ray pods to MLflow's port, and
+every Ray container logs in with that Secret. No cluster, image or network is needed: what
+these checks cannot see is listed in docs/kubernetes.md.
 """
 
 from __future__ import annotations
 
+import configparser
 import copy
+import os
 import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlparse
 
 import pytest
@@ -111,24 +117,35 @@ def validate_document(doc: dict[str, Any]) -> list[str]:
     return lost_fields(doc, parsed.model_dump(by_alias=True, exclude_unset=True))
 
 
-def pod_templates() -> list[tuple[str, dict[str, Any]]]:
-    """(id, pod template) of every pod the manifests make."""
-    service = manifest("RayService")
-    cluster = service["spec"]["rayClusterConfig"]
-    found = [("rayservice:head", cluster["headGroupSpec"]["template"])]
-    found += [(f"rayservice:{group['groupName']}", group["template"])
-              for group in cluster["workerGroupSpecs"]]
-    found += [(f"deployment:{doc['metadata']['name']}", doc["spec"]["template"])
-              for _, doc in MANIFESTS if doc["kind"] == "Deployment"]
-    for _, doc in MANIFESTS:
-        if doc["kind"] == "RayJob":
+def pod_templates(docs: list[dict[str, Any]] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(id, pod template) of every pod the manifests (or `docs`) make."""
+    docs = [doc for _, doc in MANIFESTS] if docs is None else docs
+    found = []
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        if doc["kind"] == "RayService":
+            found += ray_cluster_templates("rayservice", doc["spec"]["rayClusterConfig"])
+        elif doc["kind"] == "Deployment":
+            found.append((f"deployment:{name}", doc["spec"]["template"]))
+        elif doc["kind"] == "RayJob":
             spec = doc["spec"]
             if "submitterPodTemplate" in spec:
-                found.append((f"rayjob:{doc['metadata']['name']}:submitter", spec["submitterPodTemplate"]))
+                found.append((f"rayjob:{name}:submitter", spec["submitterPodTemplate"]))
             if "rayClusterSpec" in spec:
-                found.append((f"rayjob:{doc['metadata']['name']}:head",
-                              spec["rayClusterSpec"]["headGroupSpec"]["template"]))
+                found += ray_cluster_templates(f"rayjob:{name}", spec["rayClusterSpec"])
     return found
+
+
+def ray_cluster_templates(prefix: str, cluster: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(id, pod template) of a Ray cluster's head and worker groups."""
+    return [(f"{prefix}:head", cluster["headGroupSpec"]["template"])] + [
+        (f"{prefix}:{group['groupName']}", group["template"])
+        for group in cluster.get("workerGroupSpecs", [])]
+
+
+def is_ray_pod(name: str) -> bool:
+    """Whether a `pod_templates` id is a Ray node (head or worker), not MLflow or a job submitter."""
+    return name.startswith(("rayservice:", "rayjob:")) and not name.endswith(":submitter")
 
 
 def serve_config() -> dict[str, Any]:
@@ -279,7 +296,7 @@ def test_manifests_cover_the_pieces():
         "Namespace/tandem", "PersistentVolumeClaim/tandem-home", "PersistentVolumeClaim/tandem-mlflow",
         "ConfigMap/tandem-mlflow", "Deployment/tandem-mlflow", "Service/tandem-mlflow",
         "RayService/tandem", "RayJob/tandem-finetune", "RayJob/tandem-retrain-watch",
-        "NetworkPolicy/tandem-pods"])
+        "NetworkPolicy/tandem-pods", "NetworkPolicy/tandem-mlflow"])
 
 
 @pytest.mark.parametrize("template", [t for _, t in pod_templates()], ids=[n for n, _ in pod_templates()])
@@ -463,15 +480,21 @@ def test_every_ray_pod_has_the_environment_and_the_shared_tandem_home():
 def test_haproxy_and_the_replicas_bind_every_interface_behind_the_network_policy():
     """In a pod, HAProxy, the replicas and Ray listen on every interface (the other pods
     must reach them); the NetworkPolicy admits Tandem's own pods to any port, the KubeRay
-    operator to the dashboard and its agent, and anyone else to the API port alone."""
+    operator to the dashboard and its agent, and anyone else to the API port alone. The
+    replicas' HTTP servers take Tandem's request-id guard."""
+    from tandem.serve.request_ids import MIDDLEWARES
+
     assert serve_config()["http_options"]["host"] == "0.0.0.0"
     for name, _, container in ray_containers():
         assert pod_env(container).get("RAY_SERVE_ENABLE_HA_PROXY") == "1", name
-    policy = manifest("NetworkPolicy")["spec"]
-    own = policy["podSelector"]["matchLabels"]
+        assert pod_env(container).get("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH") == MIDDLEWARES, name
+    policies = network_policies()
     for name, template in pod_templates():
-        labels = template.get("metadata", {}).get("labels", {})
-        assert own.items() <= labels.items(), f"{name} is outside the policy"
+        selectors = [policy["spec"]["podSelector"] for policy in policies]
+        assert any(label_selects(selector, pod_labels(template)) for selector in selectors), (
+            f"{name} is outside every NetworkPolicy: any pod or address reaches all its ports")
+    policy = manifest("NetworkPolicy", "tandem-pods")["spec"]
+    own = policy["podSelector"]["matchLabels"]
     assert policy["policyTypes"] == ["Ingress"]
     rules = policy["ingress"]
     assert [rule for rule in rules if "ports" not in rule] == [
@@ -515,12 +538,281 @@ def test_ray_token_is_the_secret_kuberay_uses_and_where_tandem_reads_it():
 def test_docs_create_every_secret_the_manifests_read():
     docs = DOCS.read_text(encoding="utf-8").replace("\\\n", " ")  # one line per command
     wanted = {("tandem-ray-token", "auth_token")}
-    for _, _, container in ray_containers():
-        wanted |= set(secret_refs(container).values())
+    for _, template in pod_templates():
+        for container in template["spec"]["containers"]:
+            wanted |= set(secret_refs(container).values())
     for secret, key in sorted(wanted):
         command = re.search(rf"create secret generic {secret}\b[^\n]*", docs)
         assert command, f"docs/kubernetes.md does not create Secret {secret}"
         assert f"--from-literal={key}=" in command.group(0), f"docs/kubernetes.md: {secret} lacks key {key}"
+
+
+# Registry access: MLflow's login, and who reaches its port.
+
+MLFLOW_ADMIN_ENV = ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD")  # the admin MLflow creates
+MLFLOW_CLIENT_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")  # what MLflow's client sends
+
+
+def all_docs() -> list[dict[str, Any]]:
+    """A deep copy of every document, safe to mutate."""
+    return copy.deepcopy([doc for _, doc in MANIFESTS])
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [doc] = [doc for doc in docs if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    return doc
+
+
+def pod_labels(template: dict[str, Any]) -> dict[str, str]:
+    return template.get("metadata", {}).get("labels", {})
+
+
+def label_selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels and matchExpressions) selects `labels`."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        matched = {"In": key in labels and labels[key] in values,
+                   "NotIn": key not in labels or labels[key] not in values,
+                   "Exists": key in labels, "DoesNotExist": key not in labels}[expression["operator"]]
+        if not matched:
+            return False
+    return True
+
+
+def network_policies(docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    docs = [doc for _, doc in MANIFESTS] if docs is None else docs
+    return [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+
+
+def rule_admits_port(ports: list[dict[str, Any]] | None, number: int, name: str) -> bool:
+    """Whether an ingress rule's `ports` (absent: every port) include TCP port `number` named `name`."""
+    return ports is None or any(
+        entry.get("protocol", "TCP") == "TCP" and (
+            entry.get("port") in (None, number, name)
+            or (isinstance(entry.get("port"), int) and entry["port"] <= number <= entry.get("endPort", 0)))
+        for entry in ports)
+
+
+def mlflow_access_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Who besides the Ray pods the NetworkPolicies let reach MLflow's port, and which Ray
+    pods they keep out. Policies add up: every one that selects MLflow's pod counts."""
+    templates = pod_templates(docs)
+    mlflow = dict(templates)["deployment:tandem-mlflow"]
+    [port] = [port for port in mlflow["spec"]["containers"][0]["ports"] if port["name"] == "http"]
+    selecting = [policy for policy in network_policies(docs)
+                 if label_selects(policy["spec"]["podSelector"], pod_labels(mlflow))
+                 and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])]
+    if not selecting:
+        return ["no NetworkPolicy selects MLflow's pod: every pod and address reaches it"]
+    problems, admitted = [], set()
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            if not rule_admits_port(rule.get("ports"), port["containerPort"], port["name"]):
+                continue
+            for peer in rule.get("from", [{}]):  # no `from`: every source
+                if set(peer) != {"podSelector"}:
+                    problems.append(f"{policy['metadata']['name']}: {peer} admits other namespaces or "
+                                    "addresses to MLflow's port")
+                    continue
+                admitted |= {name for name, template in templates
+                             if label_selects(peer["podSelector"], pod_labels(template))}
+    problems += [f"{name} reaches MLflow's port but is not a Ray pod" for name in sorted(admitted)
+                 if not is_ray_pod(name)]
+    problems += [f"{name} is a Ray pod that cannot reach MLflow's port" for name, _ in templates
+                 if is_ray_pod(name) and name not in admitted]
+    return problems
+
+
+def mounted_file(template: dict[str, Any], container: dict[str, Any], path: str | None,
+                 config_map: dict[str, Any]) -> str | None:
+    """The text of `config_map` that the pod finds at `path`, or None if no key is mounted there."""
+    volumes = {volume["name"]: volume for volume in template["spec"].get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        source = volumes[mount["name"]].get("configMap")
+        if path is None or not source or source["name"] != config_map["metadata"]["name"]:
+            continue
+        items = source.get("items") or [{"key": key, "path": key} for key in config_map["data"]]
+        for item in items:
+            if "subPath" in mount:
+                where = Path(mount["mountPath"]) if item["path"] == mount["subPath"] else None
+            else:
+                where = Path(mount["mountPath"]) / item["path"]
+            if where == Path(path):
+                return config_map["data"][item["key"]]
+    return None
+
+
+def on_a_claim(template: dict[str, Any], container: dict[str, Any], path: str) -> bool:
+    volumes = {volume["name"]: volume for volume in template["spec"].get("volumes", [])}
+    return any(Path(path).is_relative_to(mount["mountPath"])
+               and "persistentVolumeClaim" in volumes[mount["name"]]
+               for mount in container.get("volumeMounts", []))
+
+
+def mlflow_auth_problems(docs: list[dict[str, Any]], tmp_path: Path) -> list[str]:
+    """Why MLflow would answer without a login, or create its admin with a password other than
+    the Secret's. The server's arguments go through MLflow's own `mlflow server` command line,
+    the mounted basic_auth.ini and the Secret's values through MLflow's own config reader."""
+    from mlflow.cli import server
+    from mlflow.server.auth.config import read_auth_config
+
+    template = dict(pod_templates(docs))["deployment:tandem-mlflow"]
+    container = template["spec"]["containers"][0]
+    assert container["command"] == ["mlflow", "server"]
+    problems = []
+    app = server.make_context("server", list(container["args"])).params["app_name"]
+    if app != "basic-auth":
+        problems.append(f"mlflow server runs app {app!r}, not basic-auth: no login")
+    refs = secret_refs(container)
+    problems += [f"{var} is not read from a Secret"
+                 for var in (*MLFLOW_ADMIN_ENV, "MLFLOW_FLASK_SERVER_SECRET_KEY") if var not in refs]
+    path = pod_env(container).get("MLFLOW_AUTH_CONFIG_PATH")
+    text = mounted_file(template, container, path, find(docs, "ConfigMap", "tandem-mlflow"))
+    if text is None:
+        return problems + [f"MLFLOW_AUTH_CONFIG_PATH={path} is no file of ConfigMap tandem-mlflow in the "
+                           "pod: MLflow would read the basic_auth.ini it ships"]
+    ini = configparser.ConfigParser()
+    ini.read_string(text)
+    if "admin_password" in ini["mlflow"]:
+        problems.append("basic_auth.ini in the ConfigMap holds an admin password")
+    config_file = tmp_path / "basic_auth.ini"
+    config_file.write_text(text, encoding="utf-8")
+    environ = {var: f"{secret}-{key}-from-the-secret" for var, (secret, key) in refs.items()}
+    with mock.patch.dict(os.environ, {**environ, "MLFLOW_AUTH_CONFIG_PATH": str(config_file)}):
+        for var in set(MLFLOW_ADMIN_ENV) - environ.keys():
+            os.environ.pop(var, None)
+        config = read_auth_config()
+    for var, value in zip(MLFLOW_ADMIN_ENV, (config.admin_username, config.admin_password), strict=True):
+        if var in environ and value != environ[var]:
+            problems.append(f"MLflow's admin gets {value!r}, not the Secret's {var}")
+    database = config.database_uri
+    if database.startswith("sqlite:") and not (database.startswith("sqlite:////") and on_a_claim(
+            template, container, database.removeprefix("sqlite:///"))):
+        problems.append(f"the auth database {database} is not on a claim: a restart loses its users")
+    return problems
+
+
+def mlflow_credential_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Containers of Ray pods that do not log in to MLflow as the admin the server creates
+    from the Secret (the same Secret and keys)."""
+    templates = pod_templates(docs)
+    server = secret_refs(dict(templates)["deployment:tandem-mlflow"]["spec"]["containers"][0])
+    if not set(MLFLOW_ADMIN_ENV) <= server.keys():
+        return [f"MLflow's server does not read {MLFLOW_ADMIN_ENV} from a Secret"]
+    problems = []
+    for name, template in templates:
+        if not is_ray_pod(name):
+            continue
+        for container in template["spec"]["containers"]:
+            refs = secret_refs(container)
+            problems += [f"{name}/{container['name']}: {client} is {refs.get(client)}, not {server[admin]}"
+                         for client, admin in zip(MLFLOW_CLIENT_ENV, MLFLOW_ADMIN_ENV, strict=True)
+                         if refs.get(client) != server[admin]]
+    return problems
+
+
+def test_mlflow_requires_a_login_whose_admin_comes_from_the_secret(tmp_path):
+    assert mlflow_auth_problems(all_docs(), tmp_path) == []
+    mlflow = manifest("Deployment", "tandem-mlflow")["spec"]["template"]["spec"]["containers"][0]
+    assert mlflow["readinessProbe"]["httpGet"]["path"] == "/health"  # the one route basic-auth leaves open
+
+
+def test_mlflow_auth_check_catches_an_open_server_and_a_committed_password(tmp_path):
+    docs = all_docs()
+    container = find(docs, "Deployment", "tandem-mlflow")["spec"]["template"]["spec"]["containers"][0]
+    container["args"].remove("--app-name=basic-auth")
+    password = next(var for var in container["env"] if var["name"] == "MLFLOW_AUTH_ADMIN_PASSWORD")
+    del password["valueFrom"]
+    password["value"] = "committed-password"
+    data = find(docs, "ConfigMap", "tandem-mlflow")["data"]
+    data["basic-auth.ini"] = (data["basic-auth.ini"].replace("sqlite:////mlflow/", "sqlite:///")
+                              + "admin_password = committed-password\n")
+    problems = "\n".join(mlflow_auth_problems(docs, tmp_path))
+    for expected in ("not basic-auth", "MLFLOW_AUTH_ADMIN_PASSWORD is not read from a Secret",
+                     "holds an admin password", "sqlite:///basic_auth.db is not on a claim"):
+        assert expected in problems, problems
+    container["env"] = [var for var in container["env"] if var["name"] != "MLFLOW_AUTH_CONFIG_PATH"]
+    assert "the basic_auth.ini it ships" in "\n".join(mlflow_auth_problems(docs, tmp_path))
+
+
+def test_only_ray_pods_reach_mlflows_port():
+    assert mlflow_access_problems(all_docs()) == []
+
+
+def test_mlflow_access_check_catches_wider_policies_and_unlabelled_ray_pods():
+    docs = all_docs()
+    del find(docs, "NetworkPolicy", "tandem-pods")["spec"]["podSelector"]["matchExpressions"]
+    problems = mlflow_access_problems(docs)
+    assert "rayjob:tandem-finetune:submitter reaches MLflow's port but is not a Ray pod" in problems, problems
+    assert "deployment:tandem-mlflow reaches MLflow's port but is not a Ray pod" in problems, problems
+    docs = all_docs()
+    peers = find(docs, "NetworkPolicy", "tandem-mlflow")["spec"]["ingress"][0]["from"]
+    peers.append({"namespaceSelector": {}})
+    assert any("admits other namespaces" in problem for problem in mlflow_access_problems(docs))
+    docs = all_docs()
+    groups = find(docs, "RayService", "tandem")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    del groups[-1]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    assert mlflow_access_problems(docs) == [
+        f"rayservice:{groups[-1]['groupName']} is a Ray pod that cannot reach MLflow's port"]
+    docs = all_docs()
+    docs.remove(find(docs, "NetworkPolicy", "tandem-mlflow"))
+    assert mlflow_access_problems(docs) == [
+        "no NetworkPolicy selects MLflow's pod: every pod and address reaches it"]
+
+
+def test_ray_pods_log_in_to_mlflow_as_the_admin_of_the_secret():
+    """Every container of a Ray pod (serve replicas, job drivers, the watcher, Train workers)
+    gets MLflow's login from the Secret the server creates its admin from, under the names
+    MLflow's client reads (checked with the client's own credential lookup); jobs' runtime_env
+    (shown by Ray's dashboard) does not carry it."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from tandem.settings import load_settings
+
+    assert mlflow_credential_problems(all_docs()) == []
+    for name, _, container in ray_containers():
+        environ = {var: f"{secret}/{key}" for var, (secret, key) in secret_refs(container).items()
+                   if var in MLFLOW_CLIENT_ENV}
+        with mock.patch.dict(os.environ, environ):
+            creds = get_default_host_creds(mlflow_service_url())
+        assert (creds.username, creds.password) == tuple(environ[var] for var in MLFLOW_CLIENT_ENV), name
+        assert not set(MLFLOW_CLIENT_ENV) & load_settings(pod_env(container)).service_env().keys()
+
+
+def test_mlflow_credential_check_names_the_container_without_the_login():
+    docs = all_docs()
+    groups = find(docs, "RayService", "tandem")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    container = groups[0]["template"]["spec"]["containers"][0]
+    container["env"] = [var for var in container["env"] if var["name"] != "MLFLOW_TRACKING_PASSWORD"]
+    assert mlflow_credential_problems(docs) == [
+        f"rayservice:{groups[0]['groupName']}/{container['name']}: MLFLOW_TRACKING_PASSWORD is None, "
+        "not ('tandem-mlflow-auth', 'password')"]
+
+
+def test_no_secret_is_committed():
+    assert [name for name, doc in MANIFESTS if doc["kind"] == "Secret"] == []
+    for name, template in pod_templates():
+        for container in template["spec"]["containers"]:
+            literal = [var["name"] for var in container.get("env", [])
+                       if "value" in var and re.search(r"PASSWORD|SECRET|TOKEN|_KEY\b", var["name"])]
+            assert literal == [], f"{name}: {literal} set in the manifest, not from a Secret"
+
+
+def test_the_image_has_mlflows_basic_auth_app():
+    import tomllib
+
+    import mlflow
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    dependencies = pyproject["project"]["dependencies"]
+    [requirement] = [req for req in map(Requirement, dependencies) if req.name == "mlflow"]
+    assert "auth" in requirement.extras, "the image lacks Flask-WTF, which `--app-name basic-auth` imports"
+    assert requirement.specifier.contains(mlflow.__version__)
+    installs_project = r'^RUN pip install [^\n]*"\.(\[[\w,]+\])?"'
+    assert re.search(installs_project, DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE), (
+        "deploy/Dockerfile does not install the project with its dependencies")
 
 
 # Images, versions and the jobs.
