@@ -6,8 +6,15 @@ from `TANDEM_API_KEY` / `TANDEM_ADMIN_KEY` (comma-separated, so a key can be rot
 for whatever they leave unset, from the key file (`TANDEM_KEYS_FILE`, default
 `$TANDEM_HOME/secrets/keys.json`, mode 0600) that `tandem up` writes on first start. The
 file may give an inference key its own rate limit (`requests_per_s`, `burst`), e.g. for
-a batch tenant. Keys are compared as SHA-256 digests with `hmac.compare_digest`, against
-every known key, so neither a key's content nor its length shows in response times.
+a batch tenant.
+
+Every key belongs to a tenant: whose requests, feedback and corrections they are. A key
+file entry names it (`tenant`, default: the entry's `name`); the keys of
+`TANDEM_API_KEY` are one tenant, `default`, since the list is one client's keys in
+rotation (and `TANDEM_ADMIN_KEY`'s, `admin`).
+
+Keys are compared as SHA-256 digests with `hmac.compare_digest`, against every known key,
+so neither a key's content nor its length shows in response times.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tandem.errors import UserError
 INFERENCE = "inference"
 ADMIN = "admin"
 KEYS_FILE = Path("secrets") / "keys.json"
+DEFAULT_TENANT = "default"  # the tenant of TANDEM_API_KEY's keys
 
 
 class AuthError(Exception):
@@ -46,6 +54,7 @@ class ApiKey:
     digest: bytes
     requests_per_s: float | None = None
     burst: float | None = None
+    tenant: str = DEFAULT_TENANT
 
 
 def _digest(key: str) -> bytes:
@@ -106,20 +115,24 @@ def load_keys(home: Path, environ: Mapping[str, str] | None = None) -> list[ApiK
     path = keys_file(home, environ)
     content = _read_file(path)
     keys: list[ApiKey] = []
-    for kind, variable, field in ((INFERENCE, "TANDEM_API_KEY", "api_keys"),
-                                  (ADMIN, "TANDEM_ADMIN_KEY", "admin_keys")):
+    for kind, variable, field, tenant in ((INFERENCE, "TANDEM_API_KEY", "api_keys", DEFAULT_TENANT),
+                                          (ADMIN, "TANDEM_ADMIN_KEY", "admin_keys", ADMIN)):
         if environ.get(variable):
             for index, key in enumerate(k.strip() for k in environ[variable].split(",")):
                 if key:
-                    keys.append(ApiKey(f"{variable.lower()}-{index}", kind, _digest(key)))
+                    keys.append(ApiKey(f"{variable.lower()}-{index}", kind, _digest(key),
+                                       tenant=tenant))
             continue
         for index, entry in enumerate(_entries(content, field, path)):
             rate, burst = entry.get("requests_per_s"), entry.get("burst")
             for label, value in (("requests_per_s", rate), ("burst", burst)):
                 if value is not None and (not isinstance(value, int | float) or value <= 0):
                     raise UserError(f"{path}: {field}[{index}].{label} must be a positive number")
-            keys.append(ApiKey(str(entry.get("name") or f"{field}-{index}"), kind,
-                               _digest(entry["key"]), rate, burst))
+            name = str(entry.get("name") or f"{field}-{index}")
+            tenant = entry.get("tenant", name)
+            if not isinstance(tenant, str) or not tenant.strip():
+                raise UserError(f"{path}: {field}[{index}].tenant must be a non-empty string")
+            keys.append(ApiKey(name, kind, _digest(entry["key"]), rate, burst, tenant))
     admin = {k.digest for k in keys if k.kind == ADMIN}
     if any(k.kind == INFERENCE and k.digest in admin for k in keys):
         raise UserError("the same key is both an inference and an admin key; give admins their own")

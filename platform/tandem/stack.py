@@ -25,6 +25,7 @@ import requests
 
 from tandem.errors import UserError
 from tandem.serve.haproxy import haproxy_dir, haproxy_env
+from tandem.serve.request_ids import MIDDLEWARES
 from tandem.settings import (
     Settings,
     pool_resource,
@@ -77,6 +78,7 @@ def ray_node_env(settings: Settings) -> dict[str, str]:
     Serve import paths like `apps.llm_app:build_app` resolve in the node's workers."""
     path = [str(settings.project_dir), os.environ.get("PYTHONPATH", "")]
     return {**ray_cluster_env(settings), **haproxy_env(settings),
+            "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": MIDDLEWARES,
             "PYTHONPATH": os.pathsep.join(p for p in path if p)}
 
 

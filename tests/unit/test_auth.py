@@ -100,3 +100,23 @@ def load_keys_from(environ):
     from pathlib import Path
 
     return load_keys(Path("/nonexistent"), environ)
+
+
+def test_every_key_belongs_to_a_tenant(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({
+        "api_keys": [{"name": "alice-app", "key": "a", "tenant": "alice"},
+                     {"name": "bob", "key": "b"}],
+        "admin_keys": [{"name": "ops", "key": "c"}]}))
+    keys = load_keys(tmp_path, {"TANDEM_KEYS_FILE": str(path)})
+    tenants = {key.name: key.tenant for key in keys}
+    assert tenants == {"alice-app": "alice", "bob": "bob", "ops": "ops"}
+    rotated = load_keys_from({"TANDEM_API_KEY": "old, new", "TANDEM_ADMIN_KEY": "admin"})
+    assert [key.tenant for key in rotated if key.kind == INFERENCE] == ["default", "default"]
+
+
+def test_a_blank_tenant_is_refused(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"api_keys": [{"name": "x", "key": "a", "tenant": " "}]}))
+    with pytest.raises(UserError, match=r"api_keys\[0\]\.tenant"):
+        load_keys(tmp_path, {"TANDEM_KEYS_FILE": str(path)})

@@ -24,6 +24,7 @@ from tandem.routing.models import judged_right
 from tandem.serve.students import QUALITY_TAG
 from tandem.telemetry.feedback import FeedbackScale, normalized_score
 from tandem.telemetry.window import ratings
+from tandem.tenants import bounded_by_tenant
 
 HELDOUT = "tandem.quality_heldout."
 PROMPTS = "tandem.quality_prompts."
@@ -44,23 +45,24 @@ def heldout_tags(scores: Mapping[str, float], prompts: Mapping[str, int]) -> dic
 def rated_answers(requests: pa.Table, feedback: pa.Table, *, model: str, version: int,
                   scale: FeedbackScale) -> dict[str, tuple[int, int]]:
     """Tier -> (answers judged right, answers rated) of `version` of `model`, each
-    request's latest rating."""
+    request's latest rating, with no tenant over half of a tier's (`bounded_by_tenant`)."""
     answered = requests.filter(pc.and_(pc.and_(pc.equal(requests["model"], model),
                                                pc.equal(requests["model_version"], version)),
                                        pc.equal(requests["status"], 200)))
     by_id = {row["request_id"]: row
              for row in answered.select(["request_id", "tier", "response"]).to_pylist()}
-    counts: dict[str, list[int]] = {}
+    judged: dict[str, list[tuple[bool, str | None]]] = {}
     for rating in ratings(feedback, answered):
         row = by_id.get(rating.request_id)
         if row is None:
             continue
         right = judged_right(normalized_score(rating.score, scale), rating.correction,
                              row["response"])
-        tally = counts.setdefault(row["tier"] or "standard", [0, 0])
-        tally[0] += right
-        tally[1] += 1
-    return {tier: (right, rated) for tier, (right, rated) in counts.items()}
+        judged.setdefault(row["tier"] or "standard", []).append((right, rating.tenant))
+    counts = {tier: bounded_by_tenant(answers, lambda answer: answer[1])
+              for tier, answers in judged.items()}
+    return {tier: (sum(right for right, _ in answers), len(answers))
+            for tier, answers in counts.items()}
 
 
 def pooled_tags(tags: Mapping[str, str], rated: Mapping[str, tuple[int, int]]) -> dict[str, str]:

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 from tandem.routing.policy import RoutingPolicy
 from tandem.routing.types import Decision, PoolState, RequestFeatures
+from tandem.tenants import bounded_by_tenant
 
 MIN_RATED = 10  # rated answers before live quality replaces the recorded one
-LIVE_WINDOW = 50  # the most recent rated answers live quality is measured over
+LIVE_WINDOW = 50  # the most recent rated answers of each tenant live quality is measured over
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,23 +106,32 @@ class LiveQuality:
 
     An answer counts as right when its feedback score is positive and any correction
     equals it: the same judgement as the loop's exact-match scoring, made by a person.
+    Each tenant's last `window` ratings are kept apart, so a tenant rating in bulk cannot
+    push the others' ratings out, and no tenant is over half of the evidence once two have
+    rated (`tandem.tenants.bounded_by_tenant`).
     """
 
     def __init__(self, window: int = LIVE_WINDOW, min_rated: int = MIN_RATED) -> None:
         self._window = window
         self._min_rated = min_rated
-        self._rated: dict[tuple[str, int], deque[bool]] = {}
+        self._rated: dict[tuple[str, int], dict[str | None, deque[tuple[int, bool]]]] = {}
+        self._ratings = 0  # orders ratings across tenants
 
-    def rate(self, model: str, version: int, right: bool) -> None:
-        rated = self._rated.setdefault((model, version), deque(maxlen=self._window))
-        rated.append(right)
+    def rate(self, model: str, version: int, right: bool, tenant: str | None = None) -> None:
+        by_tenant = self._rated.setdefault((model, version), {})
+        self._ratings += 1
+        by_tenant.setdefault(tenant, deque(maxlen=self._window)).append((self._ratings, right))
 
     def of(self, model: str, version: int) -> tuple[float | None, int]:
-        """(live exact match, answers rated); None until `min_rated` answers are."""
-        rated = self._rated.get((model, version))
-        if not rated or len(rated) < self._min_rated:
-            return None, len(rated or ())
-        return sum(rated) / len(rated), len(rated)
+        """(live exact match, answers it stands on); None until `min_rated` answers are:
+        each tenant's last `window` ratings, the largest tenant bounded by the others."""
+        by_tenant = self._rated.get((model, version), {})
+        rated = sorted((order, tenant, right) for tenant, answers in by_tenant.items()
+                       for order, right in answers)
+        evidence = bounded_by_tenant(rated, lambda answer: answer[1])
+        if len(evidence) < self._min_rated:
+            return None, len(evidence)
+        return sum(right for _, _, right in evidence) / len(evidence), len(evidence)
 
 
 def judged_right(score: float, correction: str | None, response: str | None) -> bool:

@@ -98,6 +98,10 @@ class TelemetryConfig(StrictConfig):
     flush_rows: int = Field(256, gt=0, description="Write the buffer once this many records wait.")
     flush_interval_s: float = Field(2.0, gt=0, description="...or after this long: the most "
                                     "traffic a crash can lose.")
+    max_buffered_rows: int = Field(20_000, gt=0, description="Records the ingress holds while "
+                                   "the store fails; past it the oldest are dropped and counted.")
+    max_buffered_bytes: int = Field(32 * 1024 * 1024, gt=0, description="...and about this "
+                                    "much memory (text plus a fixed per-record estimate).")
     feedback_scale: Literal["-1..1", "1..5"] = Field("-1..1", description="Score scale of "
                                                      "POST /v1/feedback.")
 
@@ -403,9 +407,15 @@ def catalog_price_per_hour(gpu: str, tensor_parallel_size: int = 1) -> float:
 
 def tandem_args(serve_config: dict[str, Any]) -> dict[str, Any]:
     """The `args` of the Tandem ingress application inside a Serve config file."""
-    for app in serve_config.get("applications") or []:
+    apps = serve_config.get("applications") or []
+    if not isinstance(apps, list) or not all(isinstance(app, dict) for app in apps):
+        raise UserError("`applications` of the Serve config must be a list of mappings")
+    for app in apps:
         if str(app.get("import_path", "")).endswith(":build_app"):
-            return app.get("args") or {}
+            args = app.get("args") or {}
+            if not isinstance(args, dict):
+                raise UserError("the `args` of the build_app application must be a mapping")
+            return args
     raise UserError("no application with import_path ...:build_app in the Serve config")
 
 
@@ -417,9 +427,17 @@ def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None)
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise UserError(f"{path}: no such Serve config") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the Serve config ({error.strerror})") from None
     except yaml.YAMLError as error:
         raise UserError(f"{path}: invalid YAML ({error})") from None
-    args = dict(tandem_args(data))
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a Serve config is a mapping with `applications`, "
+                        f"not a {type(data).__name__}")
+    try:
+        args = dict(tandem_args(data))
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
     args.update(overrides or {})
     try:
         return ServeAppConfig.model_validate(args)

@@ -59,6 +59,9 @@ class ServeMetrics:
                                  "tier (their x-tandem-cost-usd), USD.", tag_keys=("tier",))
         self.tier_budget = Gauge("tandem_tier_budget_per_hour", "A tier's spend cap, USD/hour "
                                  "(tiers with one).", tag_keys=("tier",))
+        self.request_log_dropped = Counter(
+            "tandem_request_log_dropped_total", "Request records not logged: past the buffer "
+            "cap while the store failed (or malformed).")
 
     def decision(self, pool: str, model: str, tier: str, predicted_slo_miss: bool) -> None:
         self.decisions.inc(1, {"pool": pool, "model": model, "tier": tier})

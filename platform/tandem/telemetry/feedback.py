@@ -121,9 +121,12 @@ class FeedbackStore:
         self._ids = IdIndex(self._fs, self._directory, "feedback_id")
         self._ids.refresh()
 
-    def add(self, feedback: Feedback, request: Mapping[str, Any] | None = None) -> bool:
-        """Store `feedback`, copying model, version and prompt from the request's record when
-        known. Returns False, storing nothing, when its `feedback_id` is already stored."""
+    def add(self, feedback: Feedback, request: Mapping[str, Any] | None = None,
+            tenant: str | None = None) -> bool:
+        """Store `feedback` posted by `tenant`, copying model, version and prompt from the
+        request's record when known. Returns False, storing nothing, when its `feedback_id`
+        is already stored. Raises `OSError` (or pyarrow's error) when the store cannot be
+        written; nothing is then stored, not even in part."""
         with self._lock:
             if feedback.feedback_id is not None:
                 if self._ids.file_of(feedback.feedback_id) is not None:
@@ -137,10 +140,10 @@ class FeedbackStore:
             row = {"feedback_id": feedback_id, "request_id": feedback.request_id,
                    "time": as_utc(now), "score": feedback.score, "correction": feedback.correction,
                    "model": request.get("model"), "model_version": request.get("model_version"),
-                   "prompt": request.get("prompt")}
+                   "prompt": request.get("prompt"), "tenant": tenant}
             table = pa.Table.from_pylist([row], schema=FEEDBACK_SCHEMA)
             directory = f"{self._directory}/date={row['time']:%Y-%m-%d}"
-            self._ids.add(write_file(self._fs, directory, table, now), frozenset([feedback_id]))
+            self._ids.add(write_file(self._fs, directory, table, now), {feedback_id: None})
             return True
 
 

@@ -16,6 +16,17 @@ written; a half-written file is never visible), that is the records appended in 
 `flush_interval_s` seconds and at most `flush_rows` of them (more only while traffic
 outpaces the writing of one batch). Files are not fsynced, so a machine crash may also
 lose what the OS had not yet written back.
+
+Bounded: the buffer holds at most `max_buffered_rows` records and about
+`max_buffered_bytes` (text fields plus a fixed per-row estimate). While the store keeps
+failing, the oldest unwritten records are dropped past that cap and counted in
+`dropped` (the ingress exports it as `ray_tandem_request_log_dropped_total`), so a
+failing store costs records, never the ingress's memory or its requests.
+
+Lookups (`logged_for_another`, `find`) never list the store: they read the records appended here and
+an index of the files on disk within `lookback_s`, which the flush thread refreshes
+after every flush (so another process's records are found within about two flush
+intervals of being appended there).
 """
 
 from __future__ import annotations
@@ -45,6 +56,14 @@ _PARTITION_SCHEMA = pa.schema([("date", pa.string()), ("hour", pa.string())])
 PARTITIONING = ds.partitioning(_PARTITION_SCHEMA, flavor="hive")
 _DATASET_SCHEMA = pa.unify_schemas([REQUEST_SCHEMA, _PARTITION_SCHEMA])
 _PARTITION = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
+# A buffered record's memory beside its text: 2.8 KB measured for a dict of its 25 fields
+# (CPython 3.11, 75 characters of text).
+_ROW_BYTES = 3072
+
+
+def row_bytes(row: Mapping[str, Any]) -> int:
+    """About what one buffered record holds in memory."""
+    return _ROW_BYTES + len(row.get("prompt") or "") + len(row.get("response") or "")
 
 
 def _partition_start(path: str) -> datetime | None:
@@ -62,31 +81,36 @@ class RequestLog:
         flush_rows: flush as soon as this many records are buffered.
         flush_interval_s: flush at least this often.
         clock: POSIX seconds now; names files and bounds `lookback_s`.
-        recent_ids: how many recently appended request ids `knows` remembers in memory.
-        lookback_s: how far back (by partition) `knows` and `find` look on disk.
+        recent_ids: how many recently appended request ids (and tenants) it remembers in memory.
+        lookback_s: how far back (by partition) lookups look on disk.
+        max_buffered_rows, max_buffered_bytes: the buffer's cap (see the module docstring).
     """
 
     def __init__(self, root: str | os.PathLike[str], *, flush_rows: int = 256,
                  flush_interval_s: float = 2.0, clock: Callable[[], float] = time.time,
-                 recent_ids: int = 100_000, lookback_s: float = 7 * 86400.0) -> None:
-        if flush_rows < 1 or flush_interval_s <= 0 or recent_ids < 1:
-            raise ValueError("flush_rows, flush_interval_s and recent_ids must be positive")
+                 recent_ids: int = 100_000, lookback_s: float = 7 * 86400.0,
+                 max_buffered_rows: int = 20_000,
+                 max_buffered_bytes: int = 32 * 1024 * 1024) -> None:
+        if min(flush_rows, flush_interval_s, recent_ids, max_buffered_rows,
+               max_buffered_bytes) <= 0:
+            raise ValueError("flush_rows, flush_interval_s, recent_ids and the buffer caps "
+                             "must be positive")
         self._fs, base = resolve(root)
         self._directory = f"{base}/requests"
         self._flush_rows, self._interval, self._clock = flush_rows, flush_interval_s, clock
         self._lookback = timedelta(seconds=lookback_s)
+        self._max_rows, self._max_bytes = max_buffered_rows, max_buffered_bytes
         self._lock = threading.Lock()
-        self._buffer: list[dict[str, Any]] = []
-        self._recent: set[str] = set()
-        self._recent_order: deque[str] = deque()
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffered_bytes = 0
+        self._recent: dict[str, str | None] = {}  # request id -> tenant, oldest first
         self._recent_capacity = recent_ids
         self._closed = False
-        self.dropped = 0
+        self.dropped = 0  # records not logged: malformed, appended after close, or past the cap
         self.written = 0
         self._writing: list[dict[str, Any]] = []  # the batch a flush is writing right now
         self._flush_lock = threading.Lock()
-        self._index_lock = threading.Lock()
-        self._index = IdIndex(self._fs, self._directory, "request_id")
+        self._index = IdIndex(self._fs, self._directory, "request_id", "tenant")
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tandem-request-log", daemon=True)
@@ -117,16 +141,30 @@ class RequestLog:
                 self.dropped += 1
             else:
                 self._buffer.append(row)
-                if request_id not in self._recent:
-                    self._recent.add(request_id)
-                    self._recent_order.append(request_id)
-                    if len(self._recent_order) > self._recent_capacity:
-                        self._recent.discard(self._recent_order.popleft())
+                self._buffered_bytes += row_bytes(row)
+                shed = self._shed()
+                self._recent.pop(request_id, None)
+                self._recent[request_id] = row["tenant"]
+                if len(self._recent) > self._recent_capacity:
+                    del self._recent[next(iter(self._recent))]
             closed, full = self._closed, len(self._buffer) >= self._flush_rows
         if closed:
             logger.warning("request log: dropped %s: the log is closed", request_id)
-        elif full:
+        elif shed:
+            logger.warning("request log: buffer full (the store is failing?): dropped the "
+                           "%d oldest unwritten records", shed)
+        if full:
             self._wake.set()
+
+    def _shed(self) -> int:
+        """Drop the oldest buffered records past the cap (the lock held); how many went."""
+        shed = 0
+        while len(self._buffer) > 1 and (len(self._buffer) > self._max_rows
+                                         or self._buffered_bytes > self._max_bytes):
+            self._buffered_bytes -= row_bytes(self._buffer.popleft())
+            shed += 1
+        self.dropped += shed
+        return shed
 
     def _table(self, rows: list[dict[str, Any]]) -> pa.Table:
         try:
@@ -143,11 +181,12 @@ class RequestLog:
 
     def flush(self) -> int:
         """Write everything buffered now, one new file per (date, hour); returns the records
-        written. Records of a partition whose write fails go back to the buffer, and the first
-        such error is raised after every partition was tried."""
+        written. Records of a partition whose write fails go back to the buffer (within its
+        cap), and the first such error is raised after every partition was tried."""
         with self._flush_lock:
             with self._lock:  # `find` keeps seeing the batch until it is indexed on disk
-                batch, self._buffer = self._buffer, []
+                batch, self._buffer = list(self._buffer), deque()
+                self._buffered_bytes = 0
                 self._writing = batch
             partitions: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for row in batch:
@@ -167,18 +206,30 @@ class RequestLog:
                     failed.extend(rows)
                     first_error = first_error or error
                     continue
-                with self._index_lock:
-                    self._index.add(path, frozenset(table.column("request_id").to_pylist()))
+                self._index.add(path, dict(zip(table.column("request_id").to_pylist(),
+                                               table.column("tenant").to_pylist(), strict=True)))
                 written += table.num_rows
             with self._lock:
-                self._buffer[:0] = failed
+                failed.sort(key=lambda row: row["time"])
+                self._buffer.extendleft(reversed(failed))
+                self._buffered_bytes += sum(row_bytes(row) for row in failed)
+                shed = self._shed()
                 self._writing = []
                 self.written += written
+        if shed:
+            logger.warning("request log: buffer full while the store fails: dropped the %d "
+                           "oldest unwritten records", shed)
         if first_error is not None:
             raise first_error
         return written
 
+    def refresh_index(self) -> None:
+        """Index the files on disk within `lookback_s` that this process has not seen."""
+        with self._flush_lock:
+            self._index.refresh(self._in_lookback)
+
     def _run(self) -> None:
+        self._refresh_quietly()
         while not self._stop.is_set():
             self._wake.wait(self._interval)
             self._wake.clear()
@@ -190,6 +241,13 @@ class RequestLog:
                 logger.exception("request log: flush failed; %d records kept for the next try",
                                  self.buffered)
                 self._stop.wait(self._interval)
+            self._refresh_quietly()
+
+    def _refresh_quietly(self) -> None:
+        try:
+            self.refresh_index()
+        except Exception:
+            logger.exception("request log: cannot index %s", self._directory)
 
     def close(self) -> None:
         """Stop the flush thread and write what is buffered; later appends are dropped."""
@@ -204,20 +262,16 @@ class RequestLog:
         start = _partition_start(path)
         return start is None or start + timedelta(hours=1) >= as_utc(self._clock()) - self._lookback
 
-    def _file_of(self, request_id: str) -> str | None:
-        with self._index_lock:
-            path = self._index.file_of(request_id)
-            if path is None:
-                self._index.refresh(self._in_lookback)
-                path = self._index.file_of(request_id)
-            return path
-
-    def knows(self, request_id: str) -> bool:
-        """Whether `request_id` was appended here recently or is in a file within `lookback_s`."""
+    def logged_for_another(self, request_id: str, tenant: str) -> bool:
+        """Whether `request_id` was logged for a tenant other than `tenant` (appended here
+        recently, or in a file within `lookback_s`; records from before tenants belong to
+        no one)."""
         with self._lock:
-            if request_id in self._recent:
-                return True
-        return self._file_of(request_id) is not None
+            owner = self._recent.get(request_id)
+        if owner is None:
+            found = self._index.lookup(request_id)
+            owner = None if found is None else found[1]
+        return owner is not None and owner != tenant
 
     def find(self, request_id: str) -> dict[str, Any] | None:
         """The record of `request_id`, buffered or within `lookback_s` on disk (for feedback)."""
@@ -226,7 +280,7 @@ class RequestLog:
                         if row["request_id"] == request_id), None)
         if row is not None:
             return dict(row)
-        path = self._file_of(request_id)
+        path = self._index.file_of(request_id)
         if path is None:
             return None
         rows = pq.read_table(path, filesystem=self._fs, filters=[("request_id", "=", request_id)])

@@ -41,6 +41,7 @@ REQUEST_SCHEMA = pa.schema([
     pa.field("slo_met", pa.bool_()),  # measured: `tandem.routing.outcome`; None: no target or not 200
     pa.field("prompt", pa.string()),
     pa.field("response", pa.string()),
+    pa.field("tenant", pa.string()),  # whose key sent it (`tandem.auth`); None: logged before tenants
 ])
 
 FEEDBACK_SCHEMA = pa.schema([
@@ -52,6 +53,7 @@ FEEDBACK_SCHEMA = pa.schema([
     pa.field("model", pa.string()),
     pa.field("model_version", pa.int64()),
     pa.field("prompt", pa.string()),
+    pa.field("tenant", pa.string()),  # whose key posted it; None: stored before tenants
 ])
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -54,18 +54,25 @@ def parquet_files(fs: pafs.FileSystem, directory: str) -> list[str]:
 
 
 class IdIndex:
-    """The ids in one column of the parquet files under a directory, read once per file.
+    """The ids in one column of the parquet files under a directory (and, with
+    `value_column`, each id's value there), read once per file. A lookup is one dict read.
 
-    Not thread-safe: the owner holds a lock around it.
+    One thread changes it (`add`, `refresh`); others may look up at any time: a lookup
+    reads one dict entry, which CPython keeps consistent under concurrent writes.
     """
 
-    def __init__(self, fs: pafs.FileSystem, directory: str, column: str) -> None:
-        self._fs, self._directory, self._column = fs, directory, column
-        self._files: dict[str, frozenset[str]] = {}
+    def __init__(self, fs: pafs.FileSystem, directory: str, column: str,
+                 value_column: str | None = None) -> None:
+        self._fs, self._directory = fs, directory
+        self._column, self._value_column = column, value_column
+        self._files: dict[str, tuple[str, ...]] = {}  # path -> the ids it holds
+        self._where: dict[str, tuple[str, str | None]] = {}  # id -> (path, value)
 
-    def add(self, path: str, ids: frozenset[str]) -> None:
-        """Record the ids of a file this process just wrote (saves reading it back)."""
-        self._files[path] = ids
+    def add(self, path: str, values: Mapping[str, str | None]) -> None:
+        """Record the ids (-> values) of a file this process just wrote (saves reading it back)."""
+        self._files[path] = tuple(values)
+        for value_id, value in values.items():
+            self._where[value_id] = (path, value)
 
     def refresh(self, keep: Callable[[str], bool] | None = None) -> None:
         """List the directory again, forget vanished files and read new ones; with `keep`, only
@@ -73,15 +80,26 @@ class IdIndex:
         wanted = {path for path in parquet_files(self._fs, self._directory)
                   if keep is None or keep(path)}
         for path in self._files.keys() - wanted:
-            del self._files[path]
-        for path in wanted - self._files.keys():
+            for value_id in self._files.pop(path):
+                if self._where.get(value_id, ("",))[0] == path:
+                    del self._where[value_id]
+        columns = [self._column] + ([self._value_column] if self._value_column else [])
+        for path in sorted(wanted - self._files.keys()):
             try:
-                column = pq.read_table(path, columns=[self._column], filesystem=self._fs)[0]
+                table = pq.read_table(path, columns=columns, filesystem=self._fs)
             except (OSError, pa.ArrowException) as error:
                 logger.warning("telemetry: cannot read %s: %s", path, error)
                 continue
-            self._files[path] = frozenset(column.to_pylist())
+            ids = table.column(self._column).to_pylist()
+            values = (table.column(self._value_column).to_pylist() if self._value_column
+                      else [None] * len(ids))
+            self.add(path, dict(zip(ids, values, strict=True)))
 
-    def file_of(self, value: str) -> str | None:
-        """The file holding `value`, among the indexed ones."""
-        return next((path for path, ids in self._files.items() if value in ids), None)
+    def file_of(self, value_id: str) -> str | None:
+        """The file holding `value_id`, among the indexed ones."""
+        found = self._where.get(value_id)
+        return None if found is None else found[0]
+
+    def lookup(self, value_id: str) -> tuple[str, str | None] | None:
+        """(file, value) of `value_id`, among the indexed ones."""
+        return self._where.get(value_id)

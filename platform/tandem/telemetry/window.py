@@ -1,5 +1,5 @@
-"""Telemetry read back: the rows of a time window, each request's latest rating, and the
-text of a logged prompt.
+"""Telemetry read back: the rows of a time window, each request's latest rating (with the
+tenant that gave it), and the text of a logged prompt.
 
 The triggers, the rollout and the trace export all judge requests by the feedback they
 received, so the join lives here, below all three. Feedback is joined to its request by
@@ -32,6 +32,7 @@ class Rating:
     model: str | None
     model_version: int | None
     prompt: str | None
+    tenant: str | None = None  # whose key posted it (None: stored before tenants)
 
 
 def between(table: pa.Table, start: float | None, end: float) -> pa.Table:
@@ -63,7 +64,7 @@ def ratings(feedback: pa.Table, requests: pa.Table) -> list[Rating]:
             correction=row["correction"],
             model=_known(record.get("model"), row["model"]),
             model_version=_known(record.get("model_version"), row["model_version"]),
-            prompt=_known(record.get("prompt"), row["prompt"])))
+            prompt=_known(record.get("prompt"), row["prompt"]), tenant=row.get("tenant")))
     return out
 
 

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from tandem.data.task import PROMPT_SUFFIX
 from tandem.telemetry.window import chat_messages, ratings
+from tandem.tenants import bounded_by_tenant
 
 
 def training_prompt(logged: str) -> str:
@@ -43,12 +44,11 @@ def training_prompt(logged: str) -> str:
     return logged if messages is None else messages[-1]["content"].strip() + PROMPT_SUFFIX
 
 
-def correction_rows(feedback: pa.Table, requests: pa.Table,
-                    model: str | None = None) -> list[dict]:
-    """The latest correction per prompt (of `model`'s requests, when given) as task rows.
-    Corrections whose prompt was not logged (text logging off) cannot be used and are
-    skipped."""
-    rows: dict[str, dict] = {}
+def _corrections(feedback: pa.Table, requests: pa.Table,
+                 model: str | None) -> list[tuple[dict, str | None]]:
+    """(task row, tenant that corrected it) of the latest correction per prompt, oldest
+    first."""
+    rows: dict[str, tuple[dict, str | None]] = {}
     for rating in ratings(feedback, requests):
         if rating.correction is None or rating.prompt is None:
             continue
@@ -56,8 +56,17 @@ def correction_rows(feedback: pa.Table, requests: pa.Table,
             continue
         prompt = training_prompt(rating.prompt)
         rows.pop(prompt, None)
-        rows[prompt] = {"prompt": prompt, "completion": " " + rating.correction.strip()}
+        rows[prompt] = ({"prompt": prompt, "completion": " " + rating.correction.strip()},
+                        rating.tenant)
     return list(rows.values())
+
+
+def correction_rows(feedback: pa.Table, requests: pa.Table,
+                    model: str | None = None) -> list[dict]:
+    """The latest correction per prompt (of `model`'s requests, when given) as task rows.
+    Corrections whose prompt was not logged (text logging off) cannot be used and are
+    skipped."""
+    return [row for row, _ in _corrections(feedback, requests, model)]
 
 
 def _prompt_position(prompt: str) -> float:
@@ -90,14 +99,16 @@ def build_retrain_rows(feedback: pa.Table, requests: pa.Table, train_rows: Seque
                        holdout_share: float = 0.0, validation_share: float = 0.0,
                        repeats: int = 1) -> list[dict]:
     """Correction rows (of `model`'s requests, when given; minus the `held_out` and the
-    `validates` ones), each `repeats` times, plus `sample` training rows drawn with `seed`
-    (a prompt is either corrected or sampled, never both), shuffled with `seed` from prompt
-    order, so the set depends on what was corrected, not on the order feedback arrived in."""
-    corrected = correction_rows(feedback, requests, model)
-    corrections = [row for row in corrected
-                   if not held_out(row["prompt"], holdout_share)
-                   and not validates(row["prompt"], holdout_share, validation_share)]
-    corrected_prompts = {row["prompt"] for row in corrected}
+    `validates` ones; with no tenant over half of them, `bounded_by_tenant`), each `repeats`
+    times, plus `sample` training rows drawn with `seed` (a prompt is either corrected or
+    sampled, never both), shuffled with `seed` from prompt order, so the set depends on what
+    was corrected, not on the order feedback arrived in."""
+    corrected = _corrections(feedback, requests, model)
+    trainable = [(row, tenant) for row, tenant in corrected
+                 if not held_out(row["prompt"], holdout_share)
+                 and not validates(row["prompt"], holdout_share, validation_share)]
+    corrections = [row for row, _ in bounded_by_tenant(trainable, lambda pair: pair[1])]
+    corrected_prompts = {row["prompt"] for row, _ in corrected}
     rng = random.Random(seed)
     out = [row for row in corrections for _ in range(repeats)]
     out += [{"prompt": row["prompt"], "completion": row["completion"]}

@@ -37,6 +37,28 @@ def test_unknown_key_is_a_user_error(tmp_path):
         load_serve_config(path)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.mkdir(), "cannot read the Serve config (Is a directory)"),
+    (lambda path: path.write_text("- a\n- b\n"), "a Serve config is a mapping"),
+    (lambda path: path.write_text("applications: 3\n"),
+     "`applications` of the Serve config must be a list of mappings"),
+    (lambda path: path.write_text("applications: [a]\n"),
+     "`applications` of the Serve config must be a list of mappings"),
+    (lambda path: path.write_text("applications: [{import_path: x:build_app, args: [1]}]\n"),
+     "the `args` of the build_app application must be a mapping"),
+])
+def test_deploy_refuses_a_config_that_is_a_directory_or_a_list(tmp_path, monkeypatch, capsys,
+                                                              make, message):
+    from tandem.cli import main
+
+    monkeypatch.setenv("TANDEM_HOME", str(tmp_path))
+    path = tmp_path / "serve.yaml"
+    make(path)
+    assert main(["deploy", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}: {message}" in err[0]
+
+
 def test_cpu_pool_needs_kv_cache_size():
     with pytest.raises(ValueError, match="kv_cache_memory_bytes"):
         ServeAppConfig.model_validate({"pools": {"p": {"price_per_hour": 1}}})

@@ -80,7 +80,7 @@ def test_normalized_score_stays_in_range_and_keeps_order(score):
 def test_store_copies_the_request_and_stores_a_feedback_id_once(tmp_path):
     store = FeedbackStore(tmp_path, clock=lambda: T0)
     record = request("r1", model_version=7)
-    assert store.add(Feedback("r1", -1.0, "fipo zemu", "f1"), record)
+    assert store.add(Feedback("r1", -1.0, "fipo zemu", "f1"), record, "alice")
     assert not store.add(Feedback("r1", 1.0, None, "f1"), record)
     assert store.add(Feedback("r1", 0.5), None)
     assert store.add(Feedback("r1", 0.5), None)
@@ -88,11 +88,22 @@ def test_store_copies_the_request_and_stores_a_feedback_id_once(tmp_path):
     assert table.schema == FEEDBACK_SCHEMA and table.num_rows == 3
     rows = {row["feedback_id"]: row for row in table.to_pylist()}
     first = rows["f1"]
-    assert (first["score"], first["correction"], first["model"], first["model_version"], first["prompt"]) == (
-        -1.0, "fipo zemu", "tandem-tiny", 7, "translate: red cat =>")
+    assert (first["score"], first["correction"], first["model"], first["model_version"], first["prompt"],
+            first["tenant"]) == (-1.0, "fipo zemu", "tandem-tiny", 7, "translate: red cat =>", "alice")
     other = next(row for key, row in rows.items() if key != "f1")
     assert other["model"] is None and other["prompt"] is None and len(other["feedback_id"]) == 32
     assert all(path.parent.name == "date=2025-03-01" for path in tmp_path.rglob("*.parquet"))
+
+
+def test_an_unwritable_store_raises_and_stores_nothing(tmp_path):
+    """The ingress answers 503 with Retry-After on this; the post is not half-stored."""
+    store = FeedbackStore(tmp_path, clock=lambda: T0)
+    (tmp_path / "feedback").write_text("a file where the store's directory should be")
+    with pytest.raises(OSError):
+        store.add(Feedback("r1", 1.0, None, "f1"), None, "alice")
+    (tmp_path / "feedback").unlink()
+    assert read_feedback(tmp_path).num_rows == 0
+    assert store.add(Feedback("r1", 1.0, None, "f1"), None, "alice")  # the retry is stored
 
 
 def test_a_restarted_store_and_a_second_process_do_not_store_twice(tmp_path):

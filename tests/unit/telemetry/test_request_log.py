@@ -165,25 +165,83 @@ def test_close_flushes_and_later_appends_are_dropped(tmp_path):
     assert log.dropped == 1 and ids(read_requests(tmp_path)) == ["a"]
 
 
-def test_knows_buffered_flushed_and_files_of_other_processes(tmp_path, logs):
+def test_ids_are_known_with_their_tenant_buffered_flushed_and_from_other_processes(tmp_path, logs):
     log = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0, recent_ids=2)
     logs.append(log)
     for index in range(4):
-        log.append(request(f"r{index}"))
-    assert log.knows("r3") and not log.knows("r0")
+        log.append(request(f"r{index}", tenant="alice"))
+    assert log.logged_for_another("r3", "bob") and not log.logged_for_another("r3", "alice")
+    assert not log.logged_for_another("r0", "bob")  # beyond the 2 remembered, not yet on disk
     log.flush()
-    assert all(log.knows(f"r{index}") for index in range(4))
+    assert all(log.logged_for_another(f"r{index}", "bob") for index in range(4))
     assert log.find("r1")["prompt"] == "translate: red cat =>"
     restarted = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0 + 3600)
     logs.append(restarted)
-    assert restarted.knows("r0") and not restarted.knows("never")
+    assert wait_until(lambda: restarted.logged_for_another("r0", "bob"))  # its first index
+    assert not restarted.logged_for_another("never", "bob")
     assert restarted.find("r2")["request_id"] == "r2" and restarted.find("never") is None
-    log.append(request("r9"))
+    log.append(request("r9", tenant="alice"))
     log.flush()
-    assert restarted.knows("r9")
+    assert not restarted.logged_for_another("r9", "bob")  # until its index is refreshed
+    restarted.refresh_index()
+    assert restarted.logged_for_another("r9", "bob") and restarted.find("r9") is not None
     week_later = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0 + 8 * 86400)
     logs.append(week_later)
-    assert not week_later.knows("r0")
+    week_later.refresh_index()
+    assert not week_later.logged_for_another("r0", "bob")
+
+
+def test_a_record_from_before_tenants_belongs_to_no_one(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600)
+    logs.append(log)
+    log.append(request("old"))
+    assert not log.logged_for_another("old", "anyone")
+
+
+def test_lookups_never_list_the_store(tmp_path, logs, monkeypatch):
+    """An unknown id (a client's fresh x-request-id, feedback on a bad id) costs a dict
+    read, not a directory listing per request."""
+    from tandem.telemetry import storage
+
+    log = RequestLog(tmp_path, flush_interval_s=3600, clock=lambda: T0)
+    logs.append(log)
+    log.append(request("a", tenant="alice"))
+    log.flush()
+    log.refresh_index()
+    listings = []
+    real = storage.parquet_files
+    monkeypatch.setattr(storage, "parquet_files", lambda *a: listings.append(a) or real(*a))
+    for index in range(100):
+        assert not log.logged_for_another(f"new-{index}", "bob")
+        assert log.find(f"new-{index}") is None
+    assert log.find("a")["tenant"] == "alice"
+    assert listings == []
+
+
+def test_the_buffer_is_capped_while_the_store_fails(tmp_path, logs):
+    """Oldest unwritten records go first past the cap, counted; writing resumes after."""
+    log = RequestLog(tmp_path, flush_interval_s=3600, max_buffered_rows=50,
+                     max_buffered_bytes=10**9)
+    logs.append(log)
+    (tmp_path / "requests").write_text("a file where the store's directory should be")
+    for index in range(80):
+        log.append(request(f"r{index:02d}", T0 + index))
+    assert log.buffered == 50 and log.dropped == 30
+    with pytest.raises(OSError):
+        log.flush()
+    log.append(request("r80", T0 + 80))
+    assert log.buffered == 50 and log.dropped == 31
+    (tmp_path / "requests").unlink()
+    assert log.flush() == 50
+    assert ids(read_requests(tmp_path)) == [f"r{index:02d}" for index in range(31, 81)]
+
+
+def test_the_buffer_is_capped_in_bytes(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600, max_buffered_bytes=100_000)
+    logs.append(log)
+    for index in range(20):
+        log.append(request(f"r{index}", prompt="x" * 20_000))
+    assert log.buffered == 4 and log.dropped == 16
 
 
 def test_find_returns_a_buffered_record(tmp_path, logs):

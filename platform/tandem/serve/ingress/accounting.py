@@ -1,9 +1,10 @@
 """The last stage: each answered request booked exactly once.
 
 Metrics (the SLO outcome among them, judged from the measurement), the router's
-observation of the pool's latency and the request's spend (200s only), and the
-request-log row, errors included. The cost is the one the request was priced at when it
-was routed (`PoolRouter.price`), so the header, the log and the tier budgets agree.
+observation of the pool's latency and the request's spend (200s only), the request-log
+row, errors included, and the records the log dropped since the last request
+(`ray_tandem_request_log_dropped_total`). The cost is the one the request was priced at
+when it was routed (`PoolRouter.price`), so the header, the log and the tier budgets agree.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Accounting:
         self._router = router
         self._metrics = metrics
         self._requests = requests
+        self._dropped = 0  # the log's drops already counted in the metric
 
     def finish(self, exchange: Exchange, status: int) -> None:
         """Book one answered request."""
@@ -48,3 +50,7 @@ class Accounting:
             self._metrics.slo_outcome(labels["model"], exchange.pool, exchange.features.tier,
                                       record["slo_met"])
         self._requests.append(record)
+        dropped = self._requests.dropped
+        if dropped > self._dropped:
+            self._metrics.request_log_dropped.inc(dropped - self._dropped)
+            self._dropped = dropped

@@ -3,6 +3,11 @@
 Every endpoint but `/healthz` needs a key: inference keys for `/v1/*`, admin keys for
 `/admin/*` (promote, rollback, routing decisions). Errors are OpenAI error bodies, never
 FastAPI's bare 422 and never a 5xx for bad input.
+
+Tenants: a request is logged with its key's tenant, and feedback on it is taken only from
+that tenant or an admin key; anyone else gets the 404 of an unknown id and nothing is
+stored. A client's `x-request-id` names its request only when it is well formed and not
+another tenant's (`tandem.serve.request_ids`); otherwise the ingress makes one and returns it.
 """
 
 from __future__ import annotations
@@ -10,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pyarrow import ArrowException
 from ray import serve
 from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
 from ray.serve.llm.ingress import OpenAiIngress
@@ -34,6 +39,7 @@ from tandem.serve.ingress.relay import relay
 from tandem.serve.ingress.watch import PoolWatch
 from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
+from tandem.serve.request_ids import REQUEST_ID_HEADER, new_request_id, well_formed
 from tandem.serve.router import PoolRouter
 from tandem.serve.routes import CHAT_TEMPLATE_TOKENS
 from tandem.serve.validation import RequestError, error_body, response_text
@@ -44,6 +50,8 @@ from tandem.telemetry.feedback import (
     parse_feedback,
 )
 from tandem.telemetry.request_log import RequestLog
+
+FEEDBACK_RETRY_AFTER_S = 5
 
 app = FastAPI(title="Tandem", docs_url=None, redoc_url=None, openapi_url=None)  # no unkeyed schema endpoint
 
@@ -56,8 +64,11 @@ def _error(status: int, message: str, param: str | None = None, code: str | None
 
 @app.exception_handler(RequestError)
 async def _request_error(request: Request, error: RequestError) -> JSONResponse:
-    headers = {"retry-after": str(error.retry_after or 1)} if error.status in (429, 503) else None
-    return _error(error.status, error.message, error.param, error.code, headers)
+    headers = {"retry-after": str(error.retry_after or 1)} if error.status in (429, 503) else {}
+    replaced = getattr(request.state, "request_id", None)  # see `TandemIngress._serve`
+    if replaced is not None:
+        headers[REQUEST_ID_HEADER] = replaced
+    return _error(error.status, error.message, error.param, error.code, headers or None)
 
 
 @app.exception_handler(AuthError)
@@ -96,7 +107,9 @@ class TandemIngress(OpenAiIngress):
         telemetry = self._config.telemetry
         telemetry_root = telemetry.root or str(home / "telemetry")
         self._requests = RequestLog(telemetry_root, flush_rows=telemetry.flush_rows,
-                                    flush_interval_s=telemetry.flush_interval_s)
+                                    flush_interval_s=telemetry.flush_interval_s,
+                                    max_buffered_rows=telemetry.max_buffered_rows,
+                                    max_buffered_bytes=telemetry.max_buffered_bytes)
         self._feedback = FeedbackStore(telemetry_root)
         limits = self._config.limits
         limiter = RateLimiter(limits.requests_per_s, limits.burst)
@@ -166,8 +179,11 @@ class TandemIngress(OpenAiIngress):
     async def _serve(self, request: Request, kind: str) -> Response:
         """Answer one completion request; whatever happens, it is recorded exactly once."""
         self._watch.ensure_running()
-        exchange = Exchange(request.headers.get("x-request-id") or uuid.uuid4().hex,
+        asked = request.headers.get(REQUEST_ID_HEADER)
+        exchange = Exchange(asked if asked and well_formed(asked) else new_request_id(),
                             time.time(), time.perf_counter())
+        if exchange.request_id != asked:
+            request.state.request_id = exchange.request_id
         finish = self._accounting.finish
         try:
             return await self._answer(request, kind, exchange)
@@ -182,7 +198,9 @@ class TandemIngress(OpenAiIngress):
             raise
 
     async def _answer(self, request: Request, kind: str, exchange: Exchange) -> Response:
-        self._edge.admit(request)
+        exchange.tenant = self._edge.admit(request).tenant
+        if self._requests.logged_for_another(exchange.request_id, exchange.tenant):
+            exchange.request_id = request.state.request_id = new_request_id()
         body = await self._edge.read_json(request)
         log_text = self._config.telemetry.log_text
         table = self._watch.table  # one table for the whole request
@@ -198,6 +216,8 @@ class TandemIngress(OpenAiIngress):
             raise RequestError(status, first_item.error.message, None)
         exchange.ttft_s = time.perf_counter() - exchange.started
         headers = {"x-tandem-pool": exchange.pool, "x-tandem-model-version": str(exchange.version)}
+        if exchange.request_id != request.headers.get(REQUEST_ID_HEADER):
+            headers[REQUEST_ID_HEADER] = exchange.request_id
         if exchange.several_models:
             headers["x-tandem-model"] = f"models:/{exchange.model}/{exchange.version}"
         if exchange.cost_usd is not None:
@@ -216,21 +236,28 @@ class TandemIngress(OpenAiIngress):
     # -- feedback ------------------------------------------------------------------
     @app.post("/v1/feedback")
     async def feedback(self, request: Request) -> Response:
-        self._edge.admit(request)
+        key = self._edge.admit(request)
         body = await self._edge.read_json(request)
         try:
             feedback = parse_feedback(body, self._config.telemetry.feedback_scale)
         except FeedbackError as error:
             raise RequestError(error.status, str(error), error.param) from None
         record = await asyncio.to_thread(self._requests.find, feedback.request_id)
-        if record is None:
+        if record is None or (key.kind != ADMIN and record.get("tenant") != key.tenant):
+            # another tenant's request reads as unknown: its id tells the caller nothing
             raise RequestError(404, f"request {feedback.request_id!r} was not answered here",
                                "request_id", "request_not_found")
-        created = await asyncio.to_thread(self._feedback.add, feedback, record)
+        try:
+            created = await asyncio.to_thread(self._feedback.add, feedback, record, key.tenant)
+        except (OSError, ArrowException) as error:
+            raise RequestError(503, f"feedback cannot be stored right now ({type(error).__name__});"
+                               " nothing was stored, retry later", code="feedback_store_unavailable",
+                               retry_after=FEEDBACK_RETRY_AFTER_S) from None
         if created and record.get("model_version") is not None:
             score = normalized_score(feedback.score, self._config.telemetry.feedback_scale)
             self._live_quality.rate(record["model"], int(record["model_version"]),
-                                    judged_right(score, feedback.correction, record.get("response")))
+                                    judged_right(score, feedback.correction, record.get("response")),
+                                    key.tenant)
         content = {"object": "feedback", "request_id": feedback.request_id,
                    "feedback_id": feedback.feedback_id, "stored": created}
         return JSONResponse(content, status_code=201 if created else 200)

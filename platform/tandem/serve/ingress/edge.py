@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from tandem.auth import INFERENCE, authenticate
+from tandem.auth import INFERENCE, ApiKey, authenticate
 from tandem.serve.limits import RateLimiter
 from tandem.serve.validation import RequestError, parse_json_body
 
@@ -25,13 +25,14 @@ class Edge:
         self._limiter = limiter
         self._max_body_bytes = max_body_bytes
 
-    def admit(self, request: Request, needed: str = INFERENCE) -> None:
-        """The caller's key may do `needed` and is within its rate limit."""
+    def admit(self, request: Request, needed: str = INFERENCE) -> ApiKey:
+        """The caller's key, if it may do `needed` and is within its rate limit."""
         key = authenticate(request.headers.get("authorization"), self._keys, needed)
         wait = self._limiter.retry_after(key.name, time.monotonic(), key.requests_per_s, key.burst)
         if wait:
             raise RequestError(429, f"rate limit of key {key.name!r} reached; retry in {wait} s",
                                code="rate_limit_exceeded", retry_after=wait)
+        return key
 
     async def read_json(self, request: Request) -> Any:
         limit = self._max_body_bytes

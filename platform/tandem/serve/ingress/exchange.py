@@ -13,6 +13,7 @@ class Exchange:
 
     def __init__(self, request_id: str, wall_time: float, started: float) -> None:
         self.request_id = request_id
+        self.tenant: str | None = None  # of the caller's key, once admitted
         self.wall_time = wall_time
         self.started = started
         self.model: str | None = None
@@ -92,5 +93,5 @@ class Exchange:
             "tpot_target_ms": self.tpot_target_ms, "predicted_ttft_ms": self.predicted_ttft_ms,
             "predicted_tpot_ms": self.predicted_tpot_ms,
             "predicted_slo_miss": self.predicted_slo_miss, "slo_met": self.slo_met(elapsed_s),
-            "prompt": self.prompt, "response": self.response,
+            "prompt": self.prompt, "response": self.response, "tenant": self.tenant,
         }
