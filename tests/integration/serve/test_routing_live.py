@@ -141,7 +141,8 @@ def _metric(served, name: str, label: str, timeout_s: float = 40.0) -> float:
 
 @pytest.mark.slow
 def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served, http):
-    """Kill the fast pool's replica under mixed load: nothing fails beyond the streams cut
+    """Kill the fast pool's replica under mixed load while it holds a stream: that stream
+    ends with its SSE error event and is booked as cut, nothing fails beyond the streams cut
     mid-flight, interactive traffic moves to `cheap` as counted SLO misses, and comes back to
     `fast` once Serve has restarted it. (~4 min; `make test-slow`.)"""
     import threading
@@ -154,27 +155,47 @@ def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served, 
     replica = next(actor.name for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
                    if actor.name and actor.name.startswith("SERVE_REPLICA::")
                    and "-fast-v" in actor.name)
-    killed_at = []
+    killed_at: list[float] = []
+    held: dict[str, str] = {}  # the stream the replica held when it died: id, what it read after
 
-    def kill() -> None:
-        killed_at.append(time.time())
-        ray.kill(ray.get_actor(replica, namespace="serve"))
+    def kill_while_holding_a_stream() -> None:
+        """Open a long stream on `fast` and kill the replica once its first token came (the
+        headers come with it): the kill always cuts a stream in flight."""
+        body = {"model": MODEL, "prompt": "translate: red cat =>", "max_tokens": 120,
+                "ignore_eos": True, "stream": True}
+        headers = {"authorization": f"Bearer {http.api_key}", "x-tandem-tier": "interactive"}
+        deadline = time.monotonic() + 30
+        while not killed_at and time.monotonic() < deadline:
+            with requests.post(f"{served.api_url}/v1/completions", json=body, headers=headers,
+                               stream=True, timeout=60) as reply:
+                if reply.headers.get("x-tandem-pool") != "fast":
+                    continue
+                killed_at.append(time.time())
+                ray.kill(ray.get_actor(replica, namespace="serve"))
+                held["id"] = reply.headers["x-request-id"]
+                held["rest"] = reply.text
 
-    killer = threading.Timer(10, kill)
+    killer = threading.Timer(10, kill_while_holding_a_stream)
     killer.start()
     results = run_load(served.api_url, [Stream("interactive", 16, 1), Stream("batch", 64, 6)],
                        duration_s=60, model=MODEL, api_key=http.api_key)
     killer.join()
+    assert killed_at, "no stream reached the fast pool within 30 s: nothing was killed"
     broken = [r for r in results if r.status != 200]
-    rows = logged_rows(served, {r.request_id for r in results if r.request_id})
-    held = [row for row in rows if row["pool"] == "fast" and row["time"].timestamp()
-            <= killed_at[0] <= row["time"].timestamp() + row["e2e_ms"] / 1e3]
-    print(f"kill under load: {len(broken)} of {len(results)} requests failed; the killed "
-          f"replica held {len(held)} streams when it died")
+    rows = logged_rows(served, {r.request_id for r in results if r.request_id} | {held["id"]})
+    in_flight = [row for row in rows if row["pool"] == "fast" and row["time"].timestamp()
+                 <= killed_at[0] <= row["time"].timestamp() + row["e2e_ms"] / 1e3]
+    cut = {row["request_id"] for row in rows if row["status"] == STREAM_CUT_STATUS}
+    print(f"kill under load: {len(broken)} of {len(results)} requests failed beside the held "
+          f"stream; the killed replica held {len(in_flight)} streams when it died, "
+          f"{len(cut)} booked as cut")
+    # the held stream was cut: it ended with the SSE error event (no [DONE]), booked as cut
+    last_event = [line for line in held["rest"].splitlines() if line.startswith("data: ")][-1]
+    assert json.loads(last_event[len("data: "):])["error"]["code"] == STREAM_CUT_STATUS, last_event
+    assert held["id"] in cut
     # only streams in flight on the dead replica are cut, each ending with an error event
     assert all(r.status == STREAM_CUT_STATUS for r in broken), broken
-    assert len(broken) <= len(held), (broken, held)
-    cut = {row["request_id"] for row in rows if row["status"] == STREAM_CUT_STATUS}
+    assert len(broken) + 1 <= len(in_flight), (broken, in_flight)
     assert {r.request_id for r in broken} <= cut
     # Serve needs well over 15 s to restart a vLLM replica; until then interactive goes cheap
     after_kill = [r for r in results if r.tier == "interactive" and r.status == 200
