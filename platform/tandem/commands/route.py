@@ -3,13 +3,17 @@ the router's predictions were.
 
 The ingress writes its decision log to `$TANDEM_HOME/routing/decisions.jsonl`; this
 verb prints the last N with every candidate pool's predicted TTFT, TPOT and cost, then
-each pool's calibration from the request log: the TTFT predicted at decision time
-against the TTFT measured, and how many requests that rests on.
+each pool's calibration from the request log's last `--hours`: the TTFT predicted at
+decision time against the TTFT measured, and how many requests that rests on. It reads
+only those hours' partitions and the three columns the calibration needs, so it costs
+what the window holds, not the log's history (at 1 M rows of 48 hours, reading every
+column took 21 s and 2.9 GB).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 DECISIONS_FILE = Path("routing") / "decisions.jsonl"
@@ -27,17 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     explain.add_argument("--telemetry", default=None, metavar="ROOT",
                          help="Request log root for the calibration (default $TANDEM_HOME/telemetry; "
                               "the Serve config's telemetry.root if it sets one).")
+    explain.add_argument("--hours", type=float, default=1.0, metavar="H",
+                         help="Calibrate over the request log's last H hours (default 1).")
 
 
 def run(args: argparse.Namespace) -> int:
     from tandem.errors import UserError
     from tandem.routing.log import format_explain, parse_jsonl
-    from tandem.routing.outcome import format_calibration, ttft_calibration
+    from tandem.routing.outcome import CALIBRATION_COLUMNS, format_calibration, ttft_calibration
     from tandem.settings import load_settings
     from tandem.telemetry.request_log import read_requests
+    from tandem.telemetry.schema import as_utc
 
     if args.last < 1:
         raise UserError(f"--last must be at least 1, got {args.last}")
+    if not 0 < args.hours < 1e6:  # also refuses nan
+        raise UserError(f"--hours must be a positive number of hours, got {args.hours}")
     home = load_settings().home
     path = args.file or home / DECISIONS_FILE
     try:
@@ -54,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_explain(records))
     telemetry = args.telemetry or str(home / "telemetry")
     try:
-        rows = read_requests(telemetry).to_pylist()
+        rows = read_requests(telemetry, since=as_utc(time.time() - args.hours * 3600),
+                             columns=CALIBRATION_COLUMNS).to_pylist()
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read the request log under {telemetry}: {error}") from None
     print()
+    print(f"last {args.hours:g} h of the request log: {len(rows)} requests")
     print(format_calibration(ttft_calibration(rows, SKIP_FIRST), SKIP_FIRST))
     return 0

@@ -48,6 +48,9 @@ class Calibration:
     constant_error: float
 
 
+CALIBRATION_COLUMNS = ("pool", "predicted_ttft_ms", "ttft_ms")  # what `ttft_calibration` reads
+
+
 def ttft_calibration(rows: Iterable[Mapping], skip_first: int = 20) -> dict[str, Calibration]:
     """Per pool, the TTFT prediction logged at decision time against the TTFT measured, over
     each pool's requests after its first `skip_first` (request-log rows in time order; rows

@@ -18,7 +18,8 @@ from tandem.serve.config import ServeAppConfig
 
 DRAIN_MARGIN = 1.5
 DRAIN_FLOOR_S = 10.0
-TPOT_SAMPLE = 1000  # the pool's most recent streams the measured TPOT is taken over
+TPOT_SAMPLE = 1000  # the pool's most recent streams the measured TPOT is taken over...
+TPOT_WINDOW_S = 3600.0  # ... within the last hour (a pool idle longer: its prior stands in)
 
 
 def prior_tpot_ms(config: ServeAppConfig, pool: str) -> float:
@@ -45,13 +46,17 @@ def drain_timeout_s(config: ServeAppConfig, pool: str, measured_tpot_ms: float |
 
 def measured_tpot_ms(telemetry_root: str) -> dict[str, float]:
     """Per pool, the p99 TPOT of its most recent answered streams, from one read of the
-    request log (empty when there is no log yet: the priors stand in)."""
+    request log's last hour, three columns (empty when there is no log yet: the priors
+    stand in)."""
     import numpy as np
 
     from tandem.telemetry.request_log import read_requests
+    from tandem.telemetry.schema import as_utc
 
+    since = as_utc(time.time() - TPOT_WINDOW_S)
     try:
-        rows = read_requests(telemetry_root).select(["pool", "status", "tpot_ms"]).to_pylist()
+        rows = read_requests(telemetry_root, since=since,
+                             columns=("pool", "status", "tpot_ms")).to_pylist()
     except Exception:  # no log yet, or unreadable
         return {}
     by_pool: dict[str, list[float]] = {}

@@ -37,7 +37,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import chain
 from typing import Any
@@ -287,13 +287,23 @@ class RequestLog:
         return rows.to_pylist()[0] if rows.num_rows else None
 
 
-def read_requests(root: str | os.PathLike[str], since: datetime | None = None) -> pa.Table:
+def read_requests(root: str | os.PathLike[str], since: datetime | None = None,
+                  columns: Sequence[str] | None = None) -> pa.Table:
     """Every request record under `<root>/requests/` (with `time >= since` when given, an aware
-    datetime), oldest first; an empty table of `REQUEST_SCHEMA` when there are none."""
+    datetime; only the hour partitions from `since` on are opened), oldest first; with
+    `columns`, only those (plus `time`): a reader pays for what it uses, not for the prompts
+    and responses. An empty table of the schema when there are none."""
     fs, base = resolve(root)
     directory = f"{base}/requests"
+    schema = REQUEST_SCHEMA
+    if columns is not None:
+        unknown = set(columns) - set(REQUEST_SCHEMA.names)
+        if unknown:
+            raise ValueError(f"no such request-log column(s): {', '.join(sorted(unknown))}")
+        schema = pa.schema([REQUEST_SCHEMA.field(name) for name in REQUEST_SCHEMA.names
+                            if name in columns or name == "time"])
     if fs.get_file_info(directory).type != pafs.FileType.Directory:
-        return REQUEST_SCHEMA.empty_table()
+        return schema.empty_table()
     dataset = ds.dataset(directory, schema=_DATASET_SCHEMA, format="parquet", filesystem=fs,
                          partitioning=PARTITIONING)
     where = None
@@ -302,5 +312,5 @@ def read_requests(root: str | os.PathLike[str], since: datetime | None = None) -
         day, hour = since.strftime("%Y-%m-%d"), since.strftime("%H")
         where = (((ds.field("date") > day) | ((ds.field("date") == day) & (ds.field("hour") >= hour)))
                  & (ds.field("time") >= pa.scalar(since, TIMESTAMP)))
-    table = dataset.to_table(columns=REQUEST_SCHEMA.names, filter=where)
-    return table.sort_by("time").cast(REQUEST_SCHEMA)
+    table = dataset.to_table(columns=schema.names, filter=where)
+    return table.sort_by("time").cast(schema)

@@ -1,3 +1,5 @@
+import time
+
 from tandem.cli import main
 from tandem.routing.log import DecisionLog
 from tandem.routing.types import Decision, RequestFeatures
@@ -43,14 +45,22 @@ def test_route_explain_shows_each_pools_calibration_from_the_request_log(tmp_pat
     assert "no pool has more than 20" in capsys.readouterr().out
 
     log = RequestLog(str(tmp_path / "telemetry"), flush_rows=1)
+    now = time.time()
     for index in range(30):  # 20 to learn from, then predicted 30 ms, measured 25 ms
-        log.append(request(f"r{index}", 100 - index, pool="fast", stream=True,
+        log.append(request(f"r{index}", 0, time=now - 100 + index, pool="fast", stream=True,
                            predicted_ttft_ms=30.0, ttft_ms=25.0))
+    for index in range(40):  # a day ago: outside the window, never read
+        log.append(request(f"old{index}", 0, time=now - 86400, pool="fast", stream=True,
+                           predicted_ttft_ms=30.0, ttft_ms=300.0))
     log.close()
     assert main(["route", "explain"]) == 0
     out = capsys.readouterr().out
+    assert "last 1 h of the request log: 30 requests" in out
     line = next(line for line in out.splitlines() if line.strip().startswith("fast"))
     assert line.split()[1:3] == ["10", "20.0%"]
+    assert main(["route", "explain", "--hours", "48"]) == 0
+    assert "last 48 h of the request log: 70 requests" in capsys.readouterr().out
+    assert main(["route", "explain", "--hours", "nan"]) == 2
 
 
 def test_route_explain_names_the_line_and_field_of_a_bad_decision(tmp_path, monkeypatch, capsys):

@@ -37,3 +37,21 @@ def test_in_flight_counts_only_reports_made_after_the_switch():
     table.ack("ingress-1", 4, {})
     table.ack("ingress-2", 5, {"new-app": 5})
     assert table.in_flight("old-app", 4) == 0
+
+
+def test_the_measured_tpot_is_the_last_hours_p99_per_pool(tmp_path):
+    import time
+
+    from tandem.serve.drain import measured_tpot_ms
+    from tandem.telemetry.request_log import RequestLog
+
+    from tests.unit.telemetry.helpers import request
+
+    log = RequestLog(tmp_path, flush_rows=1000)
+    now = time.time()
+    for index in range(100):
+        log.append(request(f"new-{index}", now - 60, pool="fast", tpot_ms=float(index + 1)))
+        log.append(request(f"old-{index}", now - 7200, pool="fast", tpot_ms=1000.0))
+        log.append(request(f"cut-{index}", now - 60, pool="cheap", tpot_ms=1000.0, status=520))
+    log.close()
+    assert measured_tpot_ms(str(tmp_path)) == {"fast": pytest.approx(99.01)}

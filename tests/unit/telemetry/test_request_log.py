@@ -296,3 +296,15 @@ def test_read_requests_since_and_missing_directory(tmp_path, logs):
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match="flush_rows"):
         RequestLog(tmp_path, flush_rows=0)
+
+
+def test_read_requests_reads_only_the_columns_asked_for(tmp_path, logs):
+    log = RequestLog(tmp_path, flush_interval_s=3600)
+    logs.append(log)
+    log.append(request("a", prompt="long text"))
+    log.flush()
+    table = read_requests(tmp_path, columns=["pool", "ttft_ms"])
+    assert table.column_names == ["time", "pool", "ttft_ms"] and table.num_rows == 1
+    assert read_requests(tmp_path / "absent", columns=["pool"]).column_names == ["time", "pool"]
+    with pytest.raises(ValueError, match="no such request-log column"):
+        read_requests(tmp_path, columns=["pool", "colour"])
