@@ -6,8 +6,8 @@ import os
 import uuid
 
 from tandem.errors import UserError
-from tandem.settings import Settings
-from tandem.stack import ray_cluster_env
+from tandem.registry import git_commit
+from tandem.settings import Settings, ray_cluster_env
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -30,8 +30,6 @@ def submit_job(
     """Submit `entrypoint` with the stack's settings in its environment; `working_dir` is
     uploaded with it (None: the entrypoint is an installed command)."""
     import shlex
-
-    from tandem.train.run import git_commit
 
     env = {**settings.service_env(), "TANDEM_GIT_COMMIT": git_commit(), **(extra_env or {})}
     return _client(settings).submit_job(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +29,9 @@ ARTIFACT_NAME = "model"
 ADAPTER_ARTIFACT = "adapter"
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: a directory holding an adapter alone
 ADAPTER_BASE_TAG = "tandem.adapter_base"
+# A version's quality per tier, `tandem.quality.<tier>`: written by distillation and the
+# retraining loop (`tandem.rollout.quality`), read by the router (`tandem.serve.students`).
+QUALITY_TAG = "tandem.quality."
 # What the registered model needs to be reloaded by MLflow's transformers flavor;
 # passed explicitly because MLflow's requirement probe trips over torchvision.
 PIP_REQUIREMENTS = ["torch", "transformers", "safetensors", "tokenizers"]
@@ -78,6 +82,22 @@ class Lineage:
                 continue
             values[field.name] = float(raw) if field.name.startswith("eval_") else raw
         return cls(**values)
+
+
+def git_commit() -> str:
+    """The commit of the code that trains (`Lineage.git_commit`): `TANDEM_GIT_COMMIT` where a
+    job's submitter set it, else the checkout's HEAD, else 'unknown'."""
+    if os.environ.get("TANDEM_GIT_COMMIT"):
+        return os.environ["TANDEM_GIT_COMMIT"]
+    for where in (Path.cwd(), Path(__file__).resolve().parent):
+        try:
+            return subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                check=True, timeout=5,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return "unknown"
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, int | None]:

@@ -15,13 +15,15 @@ from tandem.perf.pool import JOINING, PoolConstants, idle_limits, join_pool, poo
 from tandem.perf.roofline import (
     MAX_NUM_SEQS,
     MAX_PREFILL_TOKENS,
+    POOL_MAX_NUM_SEQS,
     ReplicaModel,
+    batch_slots,
     build_replica_model,
     flat_prior,
     generation_throughput,
 )
 
-__all__ = ["JOINING", "MAX_NUM_SEQS", "MAX_PREFILL_TOKENS", "PoolConstants", "ReplicaModel",
-           "build_replica_model", "fleet_rent_per_hour", "flat_prior", "generation_throughput",
-           "idle_limits", "join_pool", "pool_constants", "rent_usd", "replica_seconds_at_capacity",
-           "request_cost_usd"]
+__all__ = ["JOINING", "MAX_NUM_SEQS", "MAX_PREFILL_TOKENS", "POOL_MAX_NUM_SEQS", "PoolConstants",
+           "ReplicaModel", "batch_slots", "build_replica_model", "fleet_rent_per_hour",
+           "flat_prior", "generation_throughput", "idle_limits", "join_pool", "pool_constants",
+           "rent_usd", "replica_seconds_at_capacity", "request_cost_usd"]

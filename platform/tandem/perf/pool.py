@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from tandem.perf.roofline import ReplicaModel
+from tandem.perf.roofline import ReplicaModel, batch_slots
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -44,15 +44,18 @@ def pool_constants(model: ReplicaModel) -> PoolConstants:
 
 
 def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: int, prompt: int,
-              output: int, mate_output: float = 0.0) -> tuple[float, ...]:
+              output: int, mate_output: float = 0.0, slots: int | None = None
+              ) -> tuple[float, ...]:
     """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
     replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
     batch is full). The decode step also carries the prefills of the batch mates' successors:
     each running sequence is replaced once per lifetime (~`mate_output` steps), and that
     prefill stalls every decode. `mate_output` is the mean output of the requests already
     there (0: unknown, the request's own stands in): a short request behind long ones
-    waits for theirs. Returns the `JOINING` figures. What the request costs does not
-    depend on the load, so it is not here: `replica_seconds_at_capacity`."""
+    waits for theirs. `slots`: the request's `batch_slots` on the pool, where the caller
+    has them already (the router's hot path). Returns the `JOINING` figures. What the
+    request costs does not depend on the load, so it is not here:
+    `replica_seconds_at_capacity`."""
     (request_overhead, overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity,
      max_seqs) = constants
     if replicas < 1:
@@ -72,27 +75,24 @@ def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: i
     service = overhead + (prefill_compute if prefill_compute > prefill_memory else prefill_memory)
     queue = waiting * service
     step += running * prefill_compute / (mate_output if mate_output > 32 else 32)
-    size = prompt + output
-    slots = kv_capacity // size if size > 0 else max_seqs
-    if slots > max_seqs:
-        slots = max_seqs
+    if slots is None:
+        slots = batch_slots(prompt + output, kv_capacity, max_seqs)
     excess = batch + waiting - slots
     if excess > 0:
         queue += excess / (slots if slots > 0 else 1) * mate_output * step
     return request_overhead, service, queue, step, batch
 
 
-def replica_seconds_at_capacity(constants: PoolConstants, prompt: int, output: int) -> float:
+def replica_seconds_at_capacity(constants: PoolConstants, prompt: int, output: int,
+                                slots: int | None = None) -> float:
     """Replica time a request takes on a full replica: its prefill's compute, and each
     decode step shared by as many sequences of its size as the replica holds. Its rent is
     the request's cost (`tandem.perf.cost`): it does not depend on the load, so a busy
     expensive pool does not look cheap, and the router ranks pools by it before it predicts
-    their latency."""
+    their latency. `slots`: as `join_pool`'s."""
     (_, overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity, max_seqs) = constants
-    size = prompt + output
-    slots = kv_capacity // size if size > 0 else max_seqs
-    if slots > max_seqs:
-        slots = max_seqs
+    if slots is None:
+        slots = batch_slots(prompt + output, kv_capacity, max_seqs)
     if slots < 1:
         slots = 1
     context = prompt + 0.5 * output

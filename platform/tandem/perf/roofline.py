@@ -26,7 +26,8 @@ from tandem.catalog import (
 )
 from tandem.errors import UserError
 
-MAX_NUM_SEQS = 256  # vLLM's default cap on sequences in one batch
+MAX_NUM_SEQS = 256  # vLLM's default cap on sequences in one batch: a catalog replica's
+POOL_MAX_NUM_SEQS = 16  # a pool's cap when its Serve config sets none (`EngineSettings`)
 MAX_PREFILL_TOKENS = 8192  # prompt tokens admitted per iteration (chunked-prefill budget)
 
 
@@ -91,10 +92,19 @@ class ReplicaModel:
         return batch / self.decode_step(batch, batch * context_tokens)
 
     def max_concurrent_seqs(self, tokens_per_seq: float) -> int:
-        """Sequences that fit the KV cache at once (reserving prompt + output each)."""
-        if tokens_per_seq <= 0:
-            return self.max_num_seqs
-        return max(0, min(self.max_num_seqs, int(self.kv_capacity // tokens_per_seq)))
+        """This replica's `batch_slots` for sequences of `tokens_per_seq` tokens."""
+        return batch_slots(tokens_per_seq, self.kv_capacity, self.max_num_seqs)
+
+
+def batch_slots(tokens_per_seq: float, kv_capacity: float, max_num_seqs: int) -> int:
+    """Sequences of `tokens_per_seq` tokens each (prompt + output, reserved whole) one
+    replica batches at once: as many as its KV cache of `kv_capacity` tokens holds, at most
+    `max_num_seqs`. 0 when one sequence is larger than the cache (a caller that divides by
+    the slots counts at least 1); `max_num_seqs` when the size is not known (<= 0)."""
+    if tokens_per_seq <= 0:
+        return max_num_seqs
+    slots = kv_capacity // tokens_per_seq
+    return max_num_seqs if slots >= max_num_seqs else int(slots) if slots > 0 else 0
 
 
 def build_replica_model(catalog: Catalog, gpu: GpuSpec | str, model: ModelProfile,
@@ -130,7 +140,7 @@ def build_replica_model(catalog: Catalog, gpu: GpuSpec | str, model: ModelProfil
 
 def flat_prior(ttft_ms: float, tpot_ms: float, price_per_hour: float, *,
                name: str = "custom", reference_prompt_tokens: int = 512,
-               max_num_seqs: int = 16, kv_capacity: int = 131_072,
+               max_num_seqs: int = POOL_MAX_NUM_SEQS, kv_capacity: int = 131_072,
                context_length: int = 4096, overhead_ms: float = 0.0) -> ReplicaModel:
     """A model of hardware the catalog does not describe (e.g. the local CPU pools).
 

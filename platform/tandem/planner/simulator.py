@@ -34,7 +34,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from tandem.perf import MAX_PREFILL_TOKENS, ReplicaModel, fleet_rent_per_hour, rent_usd
+from tandem.perf import (
+    MAX_PREFILL_TOKENS,
+    ReplicaModel,
+    batch_slots,
+    fleet_rent_per_hour,
+    rent_usd,
+)
 from tandem.planner.trace import Trace
 from tandem.routing.policy import LeastLoadedPolicy, RoutingPolicy
 from tandem.routing.types import PoolState, RequestFeatures
@@ -206,7 +212,6 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
     first = np.full(count, np.nan)
     finish = np.full(count, np.nan)
     served_by = np.full(count, -1, dtype=np.int64)
-    fitting = [min(m.context_length, m.kv_capacity) for m in models]
     noise = None if pace is None or pace.noise is None else [float(x) for x in pace.noise]
     if noise is not None and len(noise) != count:
         raise ValueError(f"pace has {len(noise)} noise draws for {count} requests")
@@ -224,7 +229,9 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         heapq.heappush(heap, (when, tick, replica.pool, replica.index, replica.version, steps))
 
     def can_admit(replica: _Replica, request: int, admitting: int = 0) -> bool:
-        """Room for `request` beside the running batch and the `admitting` joining it."""
+        """Room for `request` beside the running batch and the `admitting` joining it:
+        `tandem.perf.batch_slots` for a batch of mixed sizes (a sequence under
+        `max_num_seqs`, its prompt + output within what the others left of the KV cache)."""
         m = replica.model
         return (len(replica.running) + admitting < m.max_num_seqs
                 and replica.reserved + prompts[request] + outputs[request] <= m.kv_capacity)
@@ -349,11 +356,13 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         if progress and request % report_every == 0:
             progress(request / count)
         size = prompts[request] + outputs[request]
-        states = [PoolState(name=name, gpu=models[p].gpu, healthy=True,
+        states = [PoolState(name=name, gpu=m.gpu, healthy=True,
                             replicas=len(replicas[p]), in_flight=in_flight[p],
-                            queued=queued[p], price_per_hour=models[p].price_per_hour,
+                            queued=queued[p], price_per_hour=m.price_per_hour,
                             owed_output_tokens=owed[p])
-                  for p, name in enumerate(names) if size <= fitting[p]]
+                  for p, (name, m) in enumerate(zip(names, models))
+                  if size <= m.context_length
+                  and batch_slots(size, m.kv_capacity, m.max_num_seqs) > 0]
         if not states:
             rejected += 1
             continue

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tandem.registry import QUALITY_TAG
 from tandem.routing.models import judged_right
-from tandem.serve.students import QUALITY_TAG
 from tandem.telemetry.feedback import FeedbackScale, normalized_score
 from tandem.telemetry.window import ratings
 from tandem.tenants import bounded_by_tenant

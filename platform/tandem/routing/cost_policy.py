@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from tandem.perf import PoolConstants, ReplicaModel, idle_limits, join_pool
+from tandem.perf import PoolConstants, ReplicaModel, batch_slots, idle_limits, join_pool
 from tandem.perf.pool import SECONDS_PER_HOUR, replica_seconds_at_capacity
 from tandem.routing.config import RoutingConfig
 from tandem.routing.latency import LatencyModel
@@ -92,6 +92,7 @@ class LatencyCostPolicy:
         ttft_strict, tpot_strict = self._strictest
         loose = ttft_target > ttft_strict or tpot_target > tpot_strict
         context = prompt + 0.5 * output
+        size = prompt + output
         strict_limits = self._strict_limits
         ranked = []
         saturated: list[PoolState] = []
@@ -106,27 +107,28 @@ class LatencyCostPolicy:
                 continue
             name = pool.name
             constants = cached.get(name) or latency.constants(pool)
+            slots = batch_slots(size, constants.kv_capacity, constants.max_num_seqs)
             # `tandem.perf.request_cost_usd`, written out: two calls fewer per pool
             rent = pool.price_per_hour * replica_seconds_at_capacity(
-                constants, prompt, output) / SECONDS_PER_HOUR
+                constants, prompt, output, slots) / SECONDS_PER_HOUR
             if loose:
                 limits = strict_limits.get(name) or self._strict_limits_of(name, constants)
                 slow = prompt > limits[0] or context > limits[1]
                 slow_left += slow
-            ranked.append((rent, name, slow, pool, constants))
+            ranked.append((rent, name, slow, pool, constants, slots))
         ranked.sort()  # pool names are unique: ties on rent never compare the rest
         new = tuple.__new__
         candidates: list[Candidate] = []
         best = roomy = slower = None
         ttft_room = ttft_target * self.config.headroom
         tpot_room = tpot_target * self.config.headroom
-        for cost, name, slow, pool, constants in ranked:
+        for cost, name, slow, pool, constants, slots in ranked:
             if not exhaustive:
                 settled = slower if slower is not None else roomy if not slow_left else None
                 if settled is not None and cost > settled[3]:
                     break
             joining = join_pool(constants, pool.in_flight, pool.queued, pool.replicas, prompt,
-                                output, pool.mean_owed_output)
+                                output, pool.mean_owed_output, slots)
             ttft, tpot = apply(name, joining, now)
             ttft += pool.cold_start_ms
             meets = ttft <= ttft_target and tpot <= tpot_target

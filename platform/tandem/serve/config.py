@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tandem.config import StrictConfig, _describe
 from tandem.errors import UserError
+from tandem.perf import POOL_MAX_NUM_SEQS
 from tandem.routing.config import RoutingConfig
 
 CPU = "cpu"
@@ -49,7 +50,8 @@ class EngineSettings(StrictConfig):
     quantization: Literal["fp8"] | None = Field(
         None, description="Weight quantization; fp8 only on GPUs that support it (H100, H200, L4).")
     max_model_len: int = Field(128, gt=0, description="Context length (prompt + output tokens).")
-    max_num_seqs: int = Field(16, gt=0, description="Sequences batched per engine step.")
+    max_num_seqs: int = Field(POOL_MAX_NUM_SEQS, gt=0,
+                              description="Sequences batched per engine step.")
     kv_cache_memory_bytes: int | None = Field(
         None, gt=0, description="KV cache size; required on CPU (vLLM's GPU share is meaningless there).")
     gpu_memory_utilization: float | None = Field(

@@ -9,6 +9,14 @@ one-token probe), what each tier spends per hour (the other replicas' spend adde
 same way), and after each request the TTFT and TPOT it measured, so the latency model
 corrects its prior. Every decision goes to a `DecisionLog` and, in batches, to
 `$TANDEM_HOME/routing/decisions.jsonl` for `tandem route explain`.
+
+A pool's batch slots here (`tandem.perf.batch_slots`) are its engines' `max_num_seqs`,
+the KV cache left out: the router keeps the requests in flight as a count and a sum of
+their max_tokens, an upper bound on what they generate, while the engine admits on the KV
+cache its sequences hold so far, not on prompt + max_tokens reserved up front. A KV count
+from those sums would call queued (and, past `max_queued_per_replica`, refuse) requests
+the engine runs. The KV limit enters where a size is known: `tandem.perf.join_pool` counts
+the routed request's slots with its own size standing in for its batch mates'.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tandem.perf import ReplicaModel, flat_prior, pool_constants, request_cost_usd
+from tandem.perf import ReplicaModel, batch_slots, flat_prior, pool_constants, request_cost_usd
 from tandem.routing import PoolState, RequestFeatures
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.log import DecisionLog, decision_record
@@ -78,6 +86,10 @@ class PoolRouter:
         self.routing = config.routing_config()
         self.priors = pool_priors(config)
         self._pool_constants = {name: pool_constants(prior) for name, prior in self.priors.items()}
+        # per replica, sizes not known: the engine's `max_num_seqs` (module docstring)
+        self._batch_slots = {name: batch_slots(tokens_per_seq=0, kv_capacity=0,
+                                               max_num_seqs=pool.engine.max_num_seqs)
+                             for name, pool in config.pools.items()}
         self.policy = build_policy(config, self.priors)
         self.log = DecisionLog()
         self.in_flight: Counter[str] = Counter()
@@ -111,11 +123,10 @@ class PoolRouter:
         others_in_flight = self.others.get("in_flight", {})
         others_owed = self.others.get("owed_output_tokens", {})
         for name, route in routes.items():
-            pool = self.config.pools.get(name)
             in_flight = self.in_flight[name] + int(others_in_flight.get(name, 0))
             cold_ms = self._cold_wait_ms(name, route, now)
             replicas = 1 if cold_ms else (self.running.get(name) or route["replicas"])
-            slots = 0 if cold_ms else (pool.engine.max_num_seqs if pool else 1 << 30) * replicas
+            slots = 0 if cold_ms else self._batch_slots.get(name, 1 << 30) * replicas
             states.append(PoolState(
                 name=name, gpu=route["gpu"], healthy=name not in down, replicas=replicas,
                 in_flight=min(in_flight, slots), queued=max(0, in_flight - slots),

@@ -16,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tandem.registry import QUALITY_TAG
 from tandem.routing.models import LiveQuality, ServedModel
 from tandem.serve.routes import canary_or_champion
-
-QUALITY_TAG = "tandem.quality."
 
 
 def quality_of(tags: Mapping[str, str]) -> dict[str, float]:

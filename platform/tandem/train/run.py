@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from tandem.errors import UserError
 from tandem.registry import (
     Lineage,
+    git_commit,
     is_adapter_dir,
     register_adapter,
     register_checkpoint,
@@ -91,21 +91,6 @@ def resolve_init_adapter(uri: str, base_spec: str, settings: Settings) -> tuple[
     model_dir = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
                                settings.mlflow_url)[0]
     return model_dir, str(version)
-
-
-def git_commit() -> str:
-    """The commit of the code that trains, or 'unknown' outside a git checkout."""
-    if os.environ.get("TANDEM_GIT_COMMIT"):
-        return os.environ["TANDEM_GIT_COMMIT"]
-    for where in (Path.cwd(), Path(__file__).resolve().parent):
-        try:
-            return subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                check=True, timeout=5,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            continue
-    return "unknown"
 
 
 class _Packer:

@@ -1,6 +1,13 @@
 import pytest
 from tandem.catalog import load_catalog
-from tandem.perf import build_replica_model, generation_throughput
+from tandem.perf import (
+    batch_slots,
+    build_replica_model,
+    generation_throughput,
+    join_pool,
+    pool_constants,
+    replica_seconds_at_capacity,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +41,24 @@ def test_kv_capacity_limits_the_batch(catalog):
     short, long = replica.max_concurrent_seqs(500), replica.max_concurrent_seqs(20_000)
     assert long < short <= replica.max_num_seqs
     assert long == replica.kv_capacity // 20_000
+
+
+def test_batch_slots_are_the_kv_cache_share_capped_by_max_num_seqs():
+    assert batch_slots(100, 1_000, max_num_seqs=4) == 4
+    assert batch_slots(300, 1_000, max_num_seqs=4) == 3
+    assert batch_slots(250.5, 1_000.0, max_num_seqs=16) == 3
+    assert batch_slots(1_001, 1_000, max_num_seqs=4) == 0  # larger than the cache
+    assert batch_slots(0, 1_000, max_num_seqs=4) == 4  # size not known
+
+
+def test_join_pool_and_the_rent_count_slots_as_batch_slots_does(catalog):
+    constants = pool_constants(_replica(catalog, gpu="L4"))
+    for prompt, output in ((100, 50), (6_000, 2_000), (40_000, 4_000)):  # 256, 5, 0
+        slots = batch_slots(prompt + output, constants.kv_capacity, constants.max_num_seqs)
+        assert join_pool(constants, 40, 8, 2, prompt, output, 300.0, slots) == join_pool(
+            constants, 40, 8, 2, prompt, output, 300.0)
+        assert replica_seconds_at_capacity(constants, prompt, output, slots) == (
+            replica_seconds_at_capacity(constants, prompt, output))
 
 
 def test_fp8_halves_the_weight_read_time(catalog):
