@@ -1,9 +1,12 @@
-"""`tandem promote NAME VERSION`: move `champion` to VERSION (the old one becomes
-`previous`) and switch the running app to it blue/green."""
+"""`tandem promote NAME VERSION`: switch the running app to VERSION blue/green, then move
+`champion` to it (the old one becomes `previous`). A swap that fails moves no alias and
+leaves traffic where it was: exit 2 when the version cannot serve or nothing serves NAME,
+exit 1 for a timeout or another internal failure."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tandem.settings import load_settings
 
@@ -15,18 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tandem.errors import UserError
-    from tandem.registry import promote
-    from tandem.serve.deploy import check_swap, swap
+    from tandem.serve.deploy import SwapFailed, serve_champion
 
-    settings = load_settings()
-    check_swap(args.name, args.version, settings)
     try:
-        old = promote(args.name, args.version, settings.mlflow_url)
-    except Exception as error:
-        raise UserError(f"cannot promote {args.name} v{args.version}: "
-                        f"{type(error).__name__}: {str(error)[:200]}") from None
-    swap(args.name, args.version, settings, timeout_s=args.timeout)
+        old = serve_champion(args.name, args.version, load_settings(), timeout_s=args.timeout)
+    except SwapFailed as error:
+        print(f"tandem promote: {error}", file=sys.stderr)
+        return 1
     print(f"{args.name}: champion v{args.version} now serving"
           + (f" (previous: v{old})" if old and old != args.version else ""))
     return 0

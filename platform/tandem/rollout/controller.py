@@ -5,9 +5,14 @@ The state of a rollout lives on the model versions themselves, as registry tags
 (`tandem.rollout.stage`, `.since`, `.reason`, plus the offline scores), so the MLflow UI
 shows where each version stands and why, and a restarted watcher picks up where the
 last one stopped. Stages of a challenger: (none) -> `canary` -> `promoted` -> `stable`,
-or `rejected` at either gate, or `rolled_back` after promotion. A stage is written before
-its action runs and the actions are idempotent, so a crash between the two is repaired
-by the next tick (a `promoted` challenger that is not champion yet is promoted again).
+or `rejected` at either gate, or `rolled_back` after promotion. The aliases move only once
+a version serves (`RolloutOps.promote`), so they say what serves. A stage is written before
+its action runs and the actions are idempotent, so an action that failed or was interrupted
+is taken again by the next tick (a `promoted` challenger that is not champion yet is
+promoted again). A rollback is the exception: its stages are written once it has run, so a
+rollback that failed leaves the promoted version under watch, judged again next tick, and a
+`promoted` challenger that became the `previous` champion (a rollback interrupted before
+its stages, or `tandem rollback` by hand) is marked `rolled_back`, not promoted again.
 
 The world is injected (`RolloutOps`), so the controller itself needs no Ray, MLflow or
 clock; `tandem.watch.build` wires the real ones.
@@ -43,8 +48,8 @@ class RolloutOps:
     live: Callable[[int, float, float], LiveStats]  # version, since, until
     start_canary: Callable[[int], None]
     stop_canary: Callable[[], None]
-    promote: Callable[[int], None]  # champion alias and serving move to the version
-    rollback: Callable[[], None]  # champion alias and serving move back to `previous`
+    promote: Callable[[int], None]  # serving moves to the version, then the champion alias
+    rollback: Callable[[], None]  # serving moves back to `previous`, then the aliases
 
 
 class Rollout:
@@ -63,7 +68,10 @@ class Rollout:
                 return self._evaluate(champion, challenger, now)
             if stage == "canary":
                 return self._judge_canary(champion, challenger, float(tags[SINCE]), now)
-            if stage == "promoted":  # tagged, then interrupted before the alias moved
+            if stage == "promoted" and challenger == aliases.get("previous"):
+                return self._rolled_back(challenger, champion, Verdict(
+                    "rollback", f"v{champion} serves again: v{challenger} was rolled back"), now)
+            if stage == "promoted":  # tagged, then the promotion failed or was interrupted
                 self.ops.promote(challenger)
                 return Verdict("promote", tags.get(REASON, "resumed promotion"))
         if champion is not None:
@@ -109,10 +117,13 @@ class Rollout:
         verdict = judge_promoted(self.ops.live(champion, since, now),
                                  self.ops.live(previous, since - span, since), span, self.config)
         if verdict.action == "rollback":
-            self._enter(champion, "rolled_back", verdict, now)
-            self._enter(previous, "stable", Verdict("keep", f"restored: v{champion} "
-                                                            "rolled back"), now)
             self.ops.rollback()
-        elif verdict.action == "stable":
+            return self._rolled_back(champion, previous, verdict, now)
+        if verdict.action == "stable":
             self._enter(champion, "stable", verdict, now)
+        return verdict
+
+    def _rolled_back(self, version: int, restored: int, verdict: Verdict, now: float) -> Verdict:
+        self._enter(version, "rolled_back", verdict, now)
+        self._enter(restored, "stable", Verdict("keep", f"restored: v{version} rolled back"), now)
         return verdict

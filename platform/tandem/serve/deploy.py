@@ -6,7 +6,10 @@ one LLMServer deployment. A swap goes pool by pool: start the new version's
 application beside the old, wait until it is RUNNING, point the route table at it,
 wait until every ingress replica has applied the new table, then delete the old
 application (Serve drains its in-flight requests first). At most one extra engine
-per model is alive at any time, and no request sees a missing pool. A canary runs the
+per model is alive at any time, and no request sees a missing pool. A swap that fails
+puts back what it changed, the same way in reverse (`move_pools`), so the route table and
+traffic are as before. A promotion moves the registry's `champion` alias only once the
+version serves (`serve_champion`). A canary runs the
 challenger's pool applications beside the champion's with a share of the traffic; a
 promotion then swaps to those same applications, and a rejection deletes them.
 
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tandem.errors import UserError
 from tandem.serve.adapters import (
@@ -37,6 +41,12 @@ from tandem.settings import Settings
 INGRESS_APP = "tandem"
 INGRESS_DEPLOYMENT = "TandemIngress"
 Log = Callable[[str], None]
+
+
+class SwapFailed(Exception):
+    """A swap stopped by an internal failure: a timeout, a model it could not download, or
+    a pool it could not put back. Entrypoints print its message and exit 1; a swap the
+    version or the caller got wrong raises `UserError` (exit 2)."""
 
 
 def connect(settings: Settings) -> None:
@@ -134,7 +144,22 @@ def count_chat_template_tokens(model_dir: Path) -> int:
     return ray.get(task.remote(str(model_dir)))
 
 
-def _wait_running(apps: list[str], timeout_s: float, log: Log) -> None:
+def failure_reason(message: str, limit: int = 500) -> str:
+    """What a Serve status message says went wrong: from the last exception line of the
+    traceback it carries to its end (a validation error lists its fields below that line),
+    else the message's end; at most `limit` characters."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for at in range(len(lines) - 1, -1, -1):
+        head = lines[at].split(":", 1)[0]
+        if ":" in lines[at] and head.replace(".", "").isidentifier() \
+                and head.endswith(("Error", "Exception")):
+            reason = " ".join(lines[at:])
+            return reason if len(reason) <= limit else reason[:limit - 3] + "..."
+    return " ".join(lines)[-limit:]
+
+
+def _wait_running(apps: list[str], timeout_s: float, log: Log,
+                  timeout_error: type[Exception] = UserError) -> None:
     from ray import serve
 
     deadline = time.monotonic() + timeout_s
@@ -145,20 +170,22 @@ def _wait_running(apps: list[str], timeout_s: float, log: Log) -> None:
             status = statuses.get(app)
             state = str(status.status) if status else "MISSING"
             if "DEPLOY_FAILED" in state or "UNHEALTHY" in state:
+                messages = [status.message or ""] + [
+                    deployment.message or "" for deployment in status.deployments.values()]
                 raise UserError(f"Serve application {app} failed: "
-                                f"{(status.message or '')[:500]} (see the Ray dashboard)")
+                                f"{failure_reason(chr(10).join(messages))} (see the Ray dashboard)")
             if "RUNNING" not in state:
                 pending.append(app)
         if not pending:
             return
         if time.monotonic() > deadline:
-            raise UserError(f"timed out after {timeout_s:.0f} s waiting for {', '.join(pending)} "
-                            "to become healthy; the old version keeps serving")
+            raise timeout_error(f"timed out after {timeout_s:.0f} s waiting for "
+                                f"{', '.join(pending)} to become healthy")
         time.sleep(1.0)
 
 
 def _deploy_pools(routes: list[tuple[Route, Any]], config: ServeAppConfig, timeout_s: float,
-                  log: Log) -> None:
+                  log: Log, timeout_error: type[Exception] = UserError) -> None:
     """Start each (route, model directory) not running yet; wait until all are RUNNING."""
     from ray import serve
 
@@ -172,7 +199,7 @@ def _deploy_pools(routes: list[tuple[Route, Any]], config: ServeAppConfig, timeo
                                              route.version, route.pool, config.pools[route.pool])
         serve.run_many([serve.RunTarget(application, name=route.app, route_prefix=None)],
                        wait_for_applications_running=False)
-    _wait_running([route.app for route, _ in routes], timeout_s, log)
+    _wait_running([route.app for route, _ in routes], timeout_s, log, timeout_error)
 
 
 def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
@@ -234,9 +261,12 @@ def current_table(settings: Settings) -> dict[str, Any]:
 
 def swap(name: str, version: int, settings: Settings, log: Log = print,
          timeout_s: float | None = None) -> None:
-    """Move every pool of model `name` to `version` blue/green; returns once traffic switched."""
+    """Move every pool of model `name` to `version` blue/green (`move_pools`); returns once
+    traffic switched. A swap that fails leaves the route table and traffic as they were (a
+    canary of another version, stopped before the swap, excepted) and raises: `UserError`
+    when nothing serves `name` or `version` cannot serve (its engine fails to start, it does
+    not fit the adapters), `SwapFailed` for a timeout or a download that failed."""
     import ray
-    from ray import serve
 
     from tandem.registry import download_model
     from tandem.serve import routes as route_table
@@ -251,36 +281,201 @@ def swap(name: str, version: int, settings: Settings, log: Log = print,
         swap_adapter(name, version, table, settings, log, timeout_s)
         return
     check_swap(name, version, settings, table)
-    model_dir, _ = download_model(f"models:/{name}/{version}", settings.models_dir / "registry",
-                                  settings.mlflow_url)
-    actor = route_table.lookup()
-    deadline = time.monotonic() + timeout_s
     if any(route["app"] == INGRESS_APP for route in entry["pools"].values()):
         raise UserError(f"{name}'s pools were deployed inside the ingress application "
                         "(`serve deploy`), so they cannot be swapped one by one; deploy with "
                         "`tandem deploy --config ...` to promote and roll back blue/green")
+
+    def model_dir_of(wanted: int) -> Path:
+        try:
+            return download_model(f"models:/{name}/{wanted}", settings.models_dir / "registry",
+                                  settings.mlflow_url)[0]
+        except UserError:
+            raise
+        except Exception as error:  # MLflow raises many types for a store that fails
+            raise SwapFailed(f"cannot download models:/{name}/{wanted} "
+                             f"({type(error).__name__}: {str(error)[:200]})") from error
+
+    model_dir_of(version)  # before anything changes; cached for the pools
+    quality = read_quality(name, version, settings) if "quality" in entry else None
     canary = entry.get("canary")
     if canary is not None and canary["version"] != version:
         stop_canary(name, settings, log)
         canary = None
-    timeouts = _drain_timeouts(config, settings)
-    for pool in list(entry["pools"]):
-        old = entry["pools"][pool]
-        if old["version"] == version:
-            continue
-        new = route_for(name, version, pool, config.pools[pool])  # a canary's app is reused
-        _deploy_pools([(new, model_dir)], config, max(1.0, deadline - time.monotonic()), log)
-        epoch = _wait_applied(actor.set_pool.remote(name, pool, new.to_dict()),
-                              max(1.0, deadline - time.monotonic()), f"switch pool {pool}")
-        log(f"pool {pool}: traffic on v{version}")
-        _drain(old["app"], epoch, timeouts[pool], pool, log)
-        serve.delete(old["app"], _blocking=True)
-        log(f"pool {pool}: v{old['version']} removed")
+    moves = [PoolMove(pool, old, route_for(name, version, pool, config.pools[pool]).to_dict())
+             for pool, old in entry["pools"].items() if old["version"] != version]
+
+    def serve_ops() -> ServeOps:
+        return ServeOps(name, config, model_dir_of, settings, timeout_s, log)
+
+    move_pools(moves, serve_ops(), serve_ops, log)
+    actor = route_table.lookup()
     if canary is not None:
         ray.get(actor.set_canary.remote(name, None))  # its apps now serve as the champion's
-    if "quality" in entry:  # a student, or a teacher with students: the router needs it
-        ray.get(actor.set_quality.remote(name, read_quality(name, version, settings)))
+    if quality is not None:  # a student, or a teacher with students: the router needs it
+        ray.get(actor.set_quality.remote(name, quality))
     ray.get(actor.set_version.remote(name, version))
+
+
+@dataclass(frozen=True)
+class PoolMove:
+    """One pool of a swap: the route (a `Route` dict) it serves now, and the one it moves to."""
+
+    pool: str
+    old: dict[str, Any]
+    new: dict[str, Any]
+
+
+class PoolOps(Protocol):
+    """What a swap does to serving, one pool at a time (`ServeOps` on the stack)."""
+
+    def exists(self, app: str) -> bool:
+        """Whether application `app` is deployed and has not failed (a canary's, say)."""
+
+    def start(self, route: dict[str, Any]) -> None:
+        """Deploy `route`'s application unless it exists; return once it is RUNNING."""
+
+    def switch(self, pool: str, route: dict[str, Any]) -> int:
+        """Point `pool` at `route`; return the table's epoch once every ingress replica has it."""
+
+    def retire(self, pool: str, app: str, epoch: int | None) -> None:
+        """Drain the requests the ingress still holds on `app` as of `epoch` (None: nothing
+        was ever routed to it), then delete it."""
+
+
+def move_pools(moves: list[PoolMove], ops: PoolOps, put_back_ops: Callable[[], PoolOps],
+               log: Log = print) -> None:
+    """Move each pool from `old` to `new` blue/green, one at a time: start `new` (reusing an
+    application that runs already, a canary's), switch the pool to it, retire `old`.
+
+    When a step fails, what the swap changed is put back, with `put_back_ops()` (a time
+    budget of its own): first the pool that failed (switched back if it was switched, its
+    new application retired if this swap started it), then the pools already moved, last
+    first, the same way in reverse (`old` starts again, the pool switches back, `new` is
+    retired). Then the error is raised again; `SwapFailed` when a pool could not be put back.
+    """
+    moved: list[tuple[PoolMove, bool, bool]] = []  # (move, started `new`, switched to it)
+    for move in moves:
+        started = switched = False
+        try:
+            started = not ops.exists(move.new["app"])
+            ops.start(move.new)
+            switched = True
+            epoch = ops.switch(move.pool, move.new)
+            log(f"pool {move.pool}: traffic on v{move.new['version']}")
+            ops.retire(move.pool, move.old["app"], epoch)
+            log(f"pool {move.pool}: v{move.old['version']} removed")
+        except BaseException as error:
+            log(f"pool {move.pool}: swap to v{move.new['version']} failed "
+                f"({type(error).__name__}); putting back what it changed")
+            failed = _put_back([(move, started, switched), *reversed(moved)], put_back_ops, log)
+            if failed:
+                raise SwapFailed(f"{error}; then putting back failed: {'; '.join(failed)}") \
+                    from error
+            raise
+        moved.append((move, started, True))
+
+
+def _put_back(pools: list[tuple[PoolMove, bool, bool]], make_ops: Callable[[], PoolOps],
+              log: Log) -> list[str]:
+    """Put each (move, started, switched) back on its `old` route; returns what failed."""
+    failed = []
+    try:
+        ops = make_ops()
+    except Exception as error:
+        return [f"pools {', '.join(move.pool for move, _, _ in pools)} "
+                f"({type(error).__name__}: {str(error)[:300]})"]
+    for move, started, switched in pools:
+        try:
+            epoch = None
+            if switched:
+                ops.start(move.old)
+                epoch = ops.switch(move.pool, move.old)
+            if started:
+                ops.retire(move.pool, move.new["app"], epoch)
+            log(f"pool {move.pool}: back on v{move.old['version']}"
+                + (f", {move.new['app']} removed" if started else ""))
+        except Exception as error:
+            failed.append(f"pool {move.pool} ({type(error).__name__}: {str(error)[:300]}; "
+                          f"it may still route to v{move.new['version']})")
+    return failed
+
+
+class ServeOps:
+    """`PoolOps` on the stack: one Serve application per (pool, version), and the route
+    table actor; every wait ends `timeout_s` after this object was made (`SwapFailed`)."""
+
+    def __init__(self, name: str, config: ServeAppConfig, model_dir_of: Callable[[int], Path],
+                 settings: Settings, timeout_s: float, log: Log) -> None:
+        from tandem.serve import routes as route_table
+
+        self.name, self.config, self.model_dir_of, self.log = name, config, model_dir_of, log
+        self.deadline = time.monotonic() + timeout_s
+        self.drain_timeouts = _drain_timeouts(config, settings)
+        self.actor = route_table.lookup()
+
+    def _left(self) -> float:
+        return max(1.0, self.deadline - time.monotonic())
+
+    def exists(self, app: str) -> bool:
+        from ray import serve
+
+        status = serve.status().applications.get(app)
+        return status is not None and "FAILED" not in str(status.status)
+
+    def start(self, route: dict[str, Any]) -> None:
+        _deploy_pools([(Route(**route), self.model_dir_of(route["version"]))], self.config,
+                      self._left(), self.log, timeout_error=SwapFailed)
+
+    def switch(self, pool: str, route: dict[str, Any]) -> int:
+        return _wait_applied(self.actor.set_pool.remote(self.name, pool, route), self._left(),
+                             f"switch pool {pool}", timeout_error=SwapFailed)
+
+    def retire(self, pool: str, app: str, epoch: int | None) -> None:
+        from ray import serve
+
+        if epoch is not None:
+            _drain(app, epoch, self.drain_timeouts[pool], pool, self.log)
+        serve.delete(app, _blocking=True)
+
+
+def serve_champion(name: str, version: int, settings: Settings, log: Log = print,
+                   timeout_s: float | None = None) -> int | None:
+    """Serve `version` of model `name` (`swap`), then make it the `champion`, the old
+    champion becoming `previous`; returns the old champion. `tandem promote`, `tandem
+    rollback` and the retraining loop's rollout all go this way.
+
+    The aliases move only once the version serves. A swap that fails leaves them, the route
+    table and traffic as they were, and its error is raised again saying so: `UserError`
+    when the version does not exist or cannot serve, or nothing serves `name`; `SwapFailed`
+    for a timeout, or when the version serves but the alias could not be moved.
+    """
+    from tandem.registry import CHAMPION, alias_version, model_version_exists, promote, with_retries
+
+    url = settings.mlflow_url
+    try:
+        exists, champion = (model_version_exists(name, version, url),
+                            alias_version(name, CHAMPION, url))
+    except Exception as error:  # MLflow raises many types for "server unreachable"
+        raise SwapFailed(f"cannot read {name} from the registry at {url} "
+                         f"({type(error).__name__}: {str(error)[:200]}); nothing changed") from None
+    if not exists:
+        raise UserError(f"cannot serve {name} v{version}: {name} has no version {version}")
+    unchanged = (f"`champion` stays on v{champion}, traffic where it was" if champion is not None
+                 else "no alias moved")
+    try:
+        swap(name, version, settings, log, timeout_s)
+    except UserError as error:
+        raise UserError(f"cannot serve {name} v{version}: {error}; {unchanged}") from None
+    except SwapFailed as error:
+        raise SwapFailed(f"cannot serve {name} v{version}: {error}; {unchanged}") from None
+    try:
+        return with_retries(lambda: promote(name, version, url),
+                            f"moving {name}'s `champion` to v{version}", log=log)
+    except Exception as error:  # MLflow raises many types for "server unreachable"
+        raise SwapFailed(f"{name} v{version} serves, but its `champion` alias could not be "
+                         f"moved ({type(error).__name__}: {str(error)[:200]}); run `tandem "
+                         f"promote {name} {version}` again to move it") from None
 
 
 def refresh_quality(name: str, version: int, quality: dict[str, float],
@@ -349,8 +544,14 @@ def swap_adapter(name: str, version: int, table: dict[str, Any], settings: Setti
     from tandem.serve import routes as route_table
 
     target = adapter_target(name, version, table, settings)
-    _wait_applied(route_table.lookup().set_model.remote(name, target), timeout_s,
-                  f"switch adapter {name}")
+    actor = route_table.lookup()
+    try:
+        _wait_applied(actor.set_model.remote(name, target), timeout_s, f"switch adapter {name}",
+                      timeout_error=SwapFailed)
+    except BaseException:
+        _wait_applied(actor.set_model.remote(name, table["models"][name]), timeout_s,
+                      f"put adapter {name} back", timeout_error=SwapFailed)
+        raise
     log(f"adapter {name}: traffic on v{version} (pools {', '.join(target['pools'])}; "
         "no engine restarted)")
 
@@ -450,7 +651,8 @@ def _drain(app: str, epoch: int, timeout_s: float, pool: str, log: Log) -> None:
             "timeout; they are cut")
 
 
-def _wait_applied(epoch_ref, timeout_s: float, what: str) -> int:
+def _wait_applied(epoch_ref, timeout_s: float, what: str,
+                  timeout_error: type[Exception] = UserError) -> int:
     """Wait until every ingress replica has applied the table change that returned `epoch_ref`;
     returns that epoch."""
     import ray
@@ -462,7 +664,7 @@ def _wait_applied(epoch_ref, timeout_s: float, what: str) -> int:
     actor = route_table.lookup()
     while not ray.get(actor.acked.remote(epoch)):
         if time.monotonic() > deadline:
-            raise UserError(f"timed out waiting for the ingress to {what}")
+            raise timeout_error(f"timed out waiting for the ingress to {what}")
         time.sleep(0.2)
     return epoch
 

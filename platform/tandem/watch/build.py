@@ -226,7 +226,6 @@ def build_rollout(config: WatchConfig, settings: Settings,
         CHAMPION,
         PREVIOUS,
         alias_version,
-        promote,
         set_version_tags,
         version_tags,
     )
@@ -260,9 +259,8 @@ def build_rollout(config: WatchConfig, settings: Settings,
         return live_stats(read_requests(telemetry), read_feedback(telemetry), model=model,
                           version=version, since=since, until=until, scale=config.feedback_scale)
 
-    def move_champion(version: int) -> None:
-        promote(model, version, url)
-        deploy.swap(model, version, settings)
+    def move_champion(version: int) -> None:  # the aliases move once `version` serves
+        deploy.serve_champion(model, version, settings)
 
     def tags(version: int) -> dict[str, str]:
         found = version_tags(model, version, url)

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+import pytest
 from tandem.rollout.controller import FEEDBACK_EM, REASON, STAGE, Rollout, RolloutOps
 from tandem.rollout.verdicts import LiveStats, OfflineScores, RolloutConfig
 
@@ -25,6 +26,8 @@ class World:
             raise RuntimeError(f"crashed during {action}")
         self.actions.append(action)
 
+    # as `tandem.serve.deploy.serve_champion`: the aliases move once the version serves, so a
+    # swap that fails leaves them
     def promote(self, version: int) -> None:
         self._do(f"promote v{version}")
         self.aliases.update(previous=self.aliases["champion"], champion=version)
@@ -97,6 +100,35 @@ def test_a_promoted_version_that_regresses_is_rolled_back_once():
     assert controller.tick(260.0).action == "rollback"
     assert world.aliases["champion"] == 1 and world.tags[2][STAGE] == "rolled_back"
     assert controller.tick(300.0) is None  # v2 is the rejected past, v1 is not under watch
+    assert world.actions == ["canary v2", "promote v2", "rollback"]
+
+
+def test_a_rollback_that_fails_leaves_the_version_under_watch_and_is_tried_again():
+    world = World()
+    controller = rollout(world)
+    controller.tick(100.0)
+    controller.tick(200.0)
+    world.stats[2] = LiveStats(30, 5)
+    world.crash_on = "rollback"  # the swap back failed: v2 still serves and is champion
+    with pytest.raises(RuntimeError):
+        controller.tick(260.0)
+    assert world.aliases["champion"] == 2 and world.tags[2][STAGE] == "promoted"
+    assert controller.tick(270.0).action == "rollback"
+    assert world.aliases["champion"] == 1 and world.tags[2][STAGE] == "rolled_back"
+    assert world.tags[1][STAGE] == "stable"
+    assert world.actions == ["canary v2", "promote v2", "rollback"]
+
+
+def test_a_version_rolled_back_before_its_stage_was_written_is_not_promoted_again():
+    world = World()
+    controller = rollout(world)
+    controller.tick(100.0)
+    controller.tick(200.0)
+    world.rollback()  # `tandem rollback` by hand, or a rollback interrupted before its stages
+    assert controller.tick(260.0).action == "rollback"
+    assert world.aliases["champion"] == 1 and world.tags[2][STAGE] == "rolled_back"
+    assert world.tags[1][STAGE] == "stable"
+    assert controller.tick(300.0) is None
     assert world.actions == ["canary v2", "promote v2", "rollback"]
 
 
