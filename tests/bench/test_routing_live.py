@@ -1,20 +1,26 @@
 """Live routing on the local two-pool stack: the Tandem policy vs round-robin vs
-least-loaded vs everything on the fast pool, same mixed load, one run.
+least-loaded vs everything on the fast pool, same mixed load, `RUNS` runs each, on the
+tiny model and on the real one (SmolLM2-135M-Instruct, apps/serve.real.yaml: the pools
+differ as their configs say: sequences, KV cache, price).
 
 Load: 1 interactive client (16 tokens) and 6 batch clients (64 tokens), closed loop,
-`DURATION_S` each. SLO attainment per tier is measured by the client against the
-local tier targets. The cost is the fleet's rent over the run: each deployed pool's
-price x replicas, $/hour (what a user pays; `tandem.perf.fleet_rent_per_hour`). The
-requests' `cost_usd` from the request log (the rent of the replica time each takes on a
-full replica) is printed beside it per 1k requests, labelled as an attribution. "All
-fast" deploys the same config with the `fast` pool alone (the cheap pool is removed).
+`DURATION_S` each run. SLO attainment per tier is measured by the client against the
+model's tier targets (the Serve config's `routing`). The cost is the fleet's rent over
+the run: each deployed pool's price x replicas, $/hour (what a user pays;
+`tandem.perf.fleet_rent_per_hour`). The requests' `cost_usd` from the request log (the
+rent of the replica time each takes on a full replica) is printed beside it per 1k
+requests, labelled as an attribution. "All fast" deploys the same config with the `fast`
+pool alone (the cheap pool is removed). Each policy's runs follow each other on one
+deployment; the table gives the median and the range over the runs.
 Target: interactive attainment >= 99 % and cost <= 0.7x all-fast.
 Run: `.venv/bin/python -m pytest -s -m "integration" tests/bench/test_routing_live.py`
+(`-k smollm2` for the real model alone: ~25 min).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -24,20 +30,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "tandem-serve"
 DURATION_S = 60
+RUNS = 3
+CONFIGS = {"tiny": "serve.local.yaml", "smollm2": "serve.real.yaml"}
 
 
-def _run(stack, streams) -> dict:
+def _run(stack, streams, model: str, routing) -> dict:
     from tandem.auth import client_key
-    from tandem.routing.config import RoutingConfig
     from tandem.serve.loadgen import run_load, summarize
     from tandem.telemetry.request_log import read_requests
 
-    results = run_load(stack.api_url, streams, DURATION_S, model=MODEL,
+    results = run_load(stack.api_url, streams, DURATION_S, model=model,
                        api_key=client_key(stack.home))
     time.sleep(4)  # the request log flushes every 2 s
     costs = {row["request_id"]: row["cost_usd"]
-             for row in read_requests(stack.home / "telemetry").to_pylist()}
-    summary = summarize(results, RoutingConfig.local_cpu_defaults())
+             for row in read_requests(stack.home / "telemetry",
+                                      columns=["request_id", "cost_usd"]).to_pylist()}
+    summary = summarize(results, routing)
     for tier, row in summary.items():
         mine = [r for r in results if r.tier == tier and r.request_id in costs]
         row["usd_per_1k"] = 1000 * sum(costs[r.request_id] for r in mine) / max(1, len(mine))
@@ -48,18 +56,38 @@ def _run(stack, streams) -> dict:
     return summary
 
 
-def test_live_routing_policies(stack, registered):
+def _served_model(name: str, stack, request) -> str:
+    """The registered model the bench serves: the tiny base (`registered`), or SmolLM2
+    imported from its PyPI package."""
+    if name == "tiny":
+        request.getfixturevalue("registered")
+        return MODEL
+    from tandem.models.packaged import import_packaged_model
+
+    return import_packaged_model("smollm2", stack, log=lambda _: None)[0]
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1%} ({min(values):.1%}-{max(values):.1%})"
+
+
+@pytest.mark.parametrize("model_name", list(CONFIGS))
+def test_live_routing_policies(stack, request, model_name):
     from tandem.perf import fleet_rent_per_hour
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy, shutdown
     from tandem.serve.loadgen import Stream
 
-    config_path = REPO / "apps" / "serve.local.yaml"
-    model = {"model": f"models:/{MODEL}@champion"}
+    model = _served_model(model_name, stack, request)
+    config = load_serve_config(REPO / "apps" / CONFIGS[model_name],
+                               {"model": f"models:/{model}@champion", "adapters": []})
+    config = config.model_copy(update={"pools": {  # the base alone: no LoRA path on the engines
+        name: pool.model_copy(update={"adapters": None}) for name, pool in config.pools.items()}})
+    routing = config.routing_config()
     mixed = [Stream("interactive", 16, 1), Stream("batch", 64, 6)]
-    config = load_serve_config(config_path, model)
     fast_only = config.model_copy(update={"pools": {"fast": config.pools["fast"]}})
-    table = {}
+    runs: dict[str, list[dict]] = {}
+    rent = {}
     try:
         for name, variant in (
                 ("tandem", config),
@@ -67,20 +95,22 @@ def test_live_routing_policies(stack, registered):
                 ("least-loaded", config.model_copy(update={"routing_policy": "least-loaded"})),
                 ("all-fast", fast_only)):
             deploy(variant, stack, log=lambda _: None)
-            table[name] = _run(stack, mixed)
-            table[name]["all"]["fleet_usd_per_hour"] = fleet_rent_per_hour(
+            runs[name] = [_run(stack, mixed, model, routing) for _ in range(RUNS)]
+            rent[name] = fleet_rent_per_hour(
                 (pool.price_per_hour, pool.num_replicas) for pool in variant.pools.values())
     finally:
         shutdown(stack, log=lambda _: None)
 
-    print("\n" + json.dumps(table, indent=1))
-    print(f"\n{'policy':<12} {'interactive SLO':>15} {'batch SLO':>9} {'fleet $/h':>9} "
+    print("\n" + json.dumps(runs, indent=1))
+    print(f"\n{model_name}, {RUNS} runs of {DURATION_S} s each: median (range)")
+    print(f"{'policy':<12} {'interactive SLO':>22} {'batch SLO':>22} {'fleet $/h':>9} "
           f"{'vs all-fast':>11} {'attributed $/1k':>15} {'interactive on fast':>19}")
-    base = table["all-fast"]["all"]["fleet_usd_per_hour"]
-    for name, row in table.items():
-        rent = row["all"]["fleet_usd_per_hour"]
-        print(f"{name:<12} {row['interactive']['attainment']:>15.1%} {row['batch']['attainment']:>9.1%}"
-              f" {rent:>9.2f} {rent / base:>10.2f}x {row['all']['usd_per_1k']:>15.5f}"
-              f" {row['interactive'].get('share_fast', 0):>19.1%}")
-    for row in table.values():
-        assert row["interactive"]["failed"] == 0 and row["batch"]["failed"] == 0
+    for name, rows in runs.items():
+        attributed = statistics.median(row["all"]["usd_per_1k"] for row in rows)
+        on_fast = statistics.median(row["interactive"].get("share_fast", 0) for row in rows)
+        print(f"{name:<12} {_spread([row['interactive']['attainment'] for row in rows]):>22} "
+              f"{_spread([row['batch']['attainment'] for row in rows]):>22} {rent[name]:>9.2f} "
+              f"{rent[name] / rent['all-fast']:>10.2f}x {attributed:>15.5f} {on_fast:>19.1%}")
+    for rows in runs.values():
+        for row in rows:
+            assert row["interactive"]["failed"] == 0 and row["batch"]["failed"] == 0
