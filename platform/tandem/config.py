@@ -65,7 +65,7 @@ def merge_dicts(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def describe_validation_error(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"]
@@ -101,4 +101,4 @@ def load_config(
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise UserError(_describe(error, source)) from None
+        raise UserError(describe_validation_error(error, source)) from None

@@ -12,7 +12,7 @@ from tandem.settings import Settings, ray_cluster_env
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
-def _client(settings: Settings):
+def job_client(settings: Settings):
     os.environ.update(ray_cluster_env(settings))
     from ray.job_submission import JobSubmissionClient
 
@@ -32,7 +32,7 @@ def submit_job(
     import shlex
 
     env = {**settings.service_env(), "TANDEM_GIT_COMMIT": git_commit(), **(extra_env or {})}
-    return _client(settings).submit_job(
+    return job_client(settings).submit_job(
         entrypoint=shlex.join(entrypoint),
         submission_id=submission_id or f"tandem-{uuid.uuid4().hex[:8]}",
         runtime_env={"env_vars": env, **({"working_dir": working_dir} if working_dir else {})},
@@ -43,7 +43,7 @@ def job_status(settings: Settings, job_id: str) -> str | None:
     """A job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED); None when Ray does
     not know the job or does not answer."""
     try:
-        return str(_client(settings).get_job_status(job_id).value)
+        return str(job_client(settings).get_job_status(job_id).value)
     except Exception:  # unknown id, or the Jobs API briefly away: ask again next time
         return None
 
@@ -52,7 +52,7 @@ def tail_job(settings: Settings, job_id: str) -> str:
     """Stream the job's logs until it ends; return its final status."""
     import asyncio
 
-    client = _client(settings)
+    client = job_client(settings)
 
     async def stream() -> None:
         async for lines in client.tail_job_logs(job_id):

@@ -109,7 +109,7 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, int | None]:
     return match["name"], match["alias"], int(version) if version else None
 
 
-def _client(tracking_uri: str | None):
+def mlflow_client(tracking_uri: str | None):
     # Fail fast instead of MLflow's default of minutes of silent retries; our own
     # retry loop decides how long to keep trying and what to tell the user.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -168,7 +168,7 @@ def register_checkpoint(
     """
     import mlflow
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     with _registration_run(mlflow_run_id, model_name) as run:
@@ -194,7 +194,7 @@ def register_imported_base(model_dir: Path, model_name: str, lineage: Lineage,
     """(version, registered now?) of a converted base model: the version whose
     `tandem.source_sha256` is `lineage.source_sha256` when one exists, so importing twice
     registers once; else a new version (`register_checkpoint`)."""
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     for mv in client.search_model_versions(f"name='{model_name}'"):
         if (mv.tags or {}).get("tandem.source_sha256") == lineage.source_sha256:
             return int(mv.version), False
@@ -222,7 +222,7 @@ def register_adapter(
 
     if not lineage.adapter_base:
         raise UserError(f"adapter {model_name}: its base (models:/NAME/VERSION) is not known")
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     with _registration_run(mlflow_run_id, model_name) as run:
@@ -261,7 +261,7 @@ def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, int
     if version is not None:
         return name, version
     try:
-        return name, int(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+        return name, int(mlflow_client(tracking_uri).get_model_version_by_alias(name, alias).version)
     except MlflowException as error:
         raise UserError(f"{uri}: no such model or alias ({error.message[:200]})") from None
 
@@ -329,7 +329,7 @@ class VersionRow:
 
 def list_versions(tracking_uri: str | None = None, name: str | None = None) -> list[VersionRow]:
     """Every version of every registered model (or of `name`), newest first."""
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     query = f"name='{name}'" if name else ""
     aliases_of: dict[str, dict[int, list[str]]] = {}
     rows = []
@@ -352,7 +352,7 @@ def list_versions(tracking_uri: str | None = None, name: str | None = None) -> l
 
 def promote(model_name: str, version: int, tracking_uri: str | None = None) -> int | None:
     """Make `version` the champion; the old champion gets alias `previous`. Returns the old one."""
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     client.get_model_version(model_name, str(version))  # raises if it does not exist
     old = _alias_version(client, model_name, CHAMPION)
     if old is not None and old != version:
@@ -366,7 +366,7 @@ def model_version_exists(model_name: str, version: int, tracking_uri: str | None
     from mlflow.exceptions import MlflowException
 
     try:
-        _client(tracking_uri).get_model_version(model_name, str(version))
+        mlflow_client(tracking_uri).get_model_version(model_name, str(version))
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return False
@@ -376,17 +376,17 @@ def model_version_exists(model_name: str, version: int, tracking_uri: str | None
 
 def alias_version(model_name: str, alias: str, tracking_uri: str | None = None) -> int | None:
     """The version an alias points at, or None."""
-    return _alias_version(_client(tracking_uri), model_name, alias)
+    return _alias_version(mlflow_client(tracking_uri), model_name, alias)
 
 
 def version_tags(model_name: str, version: int, tracking_uri: str | None = None) -> dict[str, str]:
     """Every tag of one version (lineage, rollout stage, evaluation scores)."""
-    return dict(_client(tracking_uri).get_model_version(model_name, str(version)).tags or {})
+    return dict(mlflow_client(tracking_uri).get_model_version(model_name, str(version)).tags or {})
 
 
 def set_version_tags(model_name: str, version: int, tags: dict[str, str],
                      tracking_uri: str | None = None) -> None:
     """Set `tags` on one version; they show on its page in the MLflow UI."""
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     for key, value in tags.items():
         client.set_model_version_tag(model_name, str(version), key, value)

@@ -79,7 +79,7 @@ def _fleets_up_to(models, ceiling: float) -> list[dict[str, int]]:
     return sorted(fleets, key=lambda fleet: (_rent(models, fleet), sorted(fleet.items())))
 
 
-def _describe(fleet) -> str:
+def describe_validation_error(fleet) -> str:
     return " + ".join(f"{count}x{gpu}" for gpu, count in fleet.items())
 
 
@@ -107,7 +107,7 @@ def test_tandem_against_baselines_on_the_same_fleet_and_on_its_cheapest_fleet():
           f"({len(trace) / trace.duration_s:.1f} req/s), llama-3.1-8b fp16; tiers "
           + ", ".join(f"{tier} {share:.0%} TTFT<={CONFIG.targets(tier).ttft_ms:g}ms "
                       f"TPOT<={CONFIG.targets(tier).tpot_ms:g}ms" for tier, share in SHARES.items()))
-    print(f"(a) same fleet: the planner's for least-loaded, {_describe(planned.fleet)} "
+    print(f"(a) same fleet: the planner's for least-loaded, {describe_validation_error(planned.fleet)} "
           f"(${planned.cost_per_hour:.2f}/h)")
     print(f"  | {'policy':<14} | {'interactive':>11} | {'batch':>7} |")
     for name, attainment in same.items():
@@ -138,13 +138,13 @@ def test_tandem_against_baselines_on_the_same_fleet_and_on_its_cheapest_fleet():
             continue
         fleet, rent, _ = cheapest[name]
         ratio = f"{rent / reference[1]:.2f}x" if reference else "-"
-        print(f"  | {name:<14} | {_describe(fleet):<28} | {rent:>7.2f} | {ratio:>15} |")
+        print(f"  | {name:<14} | {describe_validation_error(fleet):<28} | {rent:>7.2f} | {ratio:>15} |")
     for policy, plan in plans.items():
         print(f"  `tandem plan --policy {policy}` (ILP + local search): "
               f"{describe(plan.best.fleet)} ${plan.best.cost_per_hour:.2f}/h")
     print("  closest miss among the cheaper fleets:")
     for name, (fleet, attainment) in closest.items():
-        print(f"  | {name:<14} | {_describe(fleet):<28} | {_rent(models, fleet):>7.2f} | "
+        print(f"  | {name:<14} | {describe_validation_error(fleet):<28} | {_rent(models, fleet):>7.2f} | "
               f"interactive {attainment['interactive']:.2%}, batch {attainment['batch']:.2%}")
     print("targets: (a) tandem >= every baseline on every tier; (b) tandem's fleet the "
           "cheapest and <= 0.85x least-loaded's")

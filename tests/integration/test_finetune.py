@@ -21,9 +21,9 @@ FAST_TRAINING = ["--eval_max_examples=64"]
 
 @pytest.fixture(scope="module")
 def job_client(stack):
-    from tandem.jobs import _client
+    from tandem.jobs import job_client
 
-    return _client(stack)
+    return job_client(stack)
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,9 @@ def _alive_train_worker_pids(address: str) -> list[int]:
 
 def test_killed_worker_resumes_from_checkpoint_and_registers(stack, repo_root):
     from mlflow import MlflowClient
-    from tandem.jobs import _client, submit_job
+    from tandem.jobs import job_client, submit_job
 
-    client = _client(stack)
+    client = job_client(stack)
     job_id = submit_job(stack, ["python", "jobs/finetune.py", "--config", "jobs/configs/tiny.yaml",
                                 *LONG_TRAINING], working_dir=str(repo_root))
     deadline = time.monotonic() + 600

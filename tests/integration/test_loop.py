@@ -64,11 +64,11 @@ def _retrain_jobs_around_a_restarted_watcher(config, stack) -> tuple[list[str], 
     restarted) over the same durable trigger state, in the trigger's window."""
     import time
 
-    from tandem.jobs import _client
+    from tandem.jobs import job_client
     from tandem.watch.build import build_watcher
 
     def retrain_jobs() -> list[str]:
-        return sorted(job.submission_id for job in _client(stack).list_jobs()
+        return sorted(job.submission_id for job in job_client(stack).list_jobs()
                       if (job.submission_id or "").startswith(f"tandem-retrain-{MODEL}-"))
 
     before = retrain_jobs()

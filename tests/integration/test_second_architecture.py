@@ -88,11 +88,11 @@ def test_qwen2_runs_the_loop_and_serves_a_retrained_adapter(stack, repo_root, ht
 
 
 def _job(stack, arguments: list[str]) -> None:
-    from tandem.jobs import _client, submit_job
+    from tandem.jobs import job_client, submit_job
 
     from tests.integration.jobs_helpers import wait_for_job
 
-    client = _client(stack)
+    client = job_client(stack)
     job_id = submit_job(stack, ["python", "jobs/finetune.py", *arguments])
     status = wait_for_job(client, job_id, timeout_s=1800)
     assert status == "SUCCEEDED", client.get_job_logs(job_id)[-3000:]

@@ -22,6 +22,7 @@ each rule on the transitive closure, naming the chain of modules that breaks it.
   like `tandem.jobs`, is a part of its own): facts every layer uses (a version's tag names,
   the commit that trains, Ray's environment) live in the bottom modules (`tandem.registry`,
   `tandem.settings`), not in a layer that would have to import its caller.
+- No private name (a leading underscore) is imported from another part.
 """
 
 from __future__ import annotations
@@ -172,3 +173,19 @@ def test_no_cycle_between_the_parts_of_the_package():
             steps = "; ".join(" imports ".join(edges[step]) for step in zip(loop, loop[1:]))
             cycles.add(f"{' -> '.join(loop)} ({steps})")
     _assert_none(sorted(cycles))
+
+
+def test_no_private_name_is_imported_from_another_part():
+    """A leading underscore says "only here": a part that needs another's helper gets a
+    public name for it (`tandem.registry.mlflow_client`, not `_client`)."""
+    files = sorted(PACKAGE.rglob("*.py"))
+    files += sorted((REPO / "apps").glob("*.py")) + sorted((REPO / "jobs").glob("*.py"))
+    offenders = []
+    for path in files:
+        module = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tandem") \
+                    and _part(node.module) != _part(module):
+                offenders += [f"{module} imports {node.module}.{alias.name}"
+                              for alias in node.names if alias.name.startswith("_")]
+    _assert_none(offenders)

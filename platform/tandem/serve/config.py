@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from tandem.config import StrictConfig, _describe
+from tandem.config import StrictConfig, describe_validation_error
 from tandem.errors import UserError
 from tandem.perf import POOL_MAX_NUM_SEQS
 from tandem.routing.config import RoutingConfig
@@ -444,4 +444,4 @@ def load_serve_config(path: str | Path, overrides: dict[str, Any] | None = None)
     try:
         return ServeAppConfig.model_validate(args)
     except ValidationError as error:
-        raise UserError(_describe(error, str(path))) from None
+        raise UserError(describe_validation_error(error, str(path))) from None

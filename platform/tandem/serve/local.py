@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tandem.config import _describe
+from tandem.config import describe_validation_error
 from tandem.errors import UserError
 from tandem.serve.config import PoolConfig, ServeAppConfig, load_serve_config
 from tandem.settings import Settings
@@ -78,7 +78,7 @@ def place_on_local_nodes(config: ServeAppConfig, nodes: Mapping[str, PoolConfig]
     try:
         return ServeAppConfig.model_validate(data), notes
     except ValidationError as error:
-        raise UserError(_describe(error, "the config placed on local nodes")) from None
+        raise UserError(describe_validation_error(error, "the config placed on local nodes")) from None
 
 
 def _replicas(pool: PoolConfig) -> str:

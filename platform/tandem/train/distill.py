@@ -139,7 +139,7 @@ def run_distill(config: DistillConfig, settings: Settings,
     """Distill `config.teacher` into a registered student; returns the FinetuneResult."""
     from pydantic import ValidationError
 
-    from tandem.config import _describe
+    from tandem.config import describe_validation_error
     from tandem.registry import download_model, resolve_version
     from tandem.telemetry.feedback import read_feedback
     from tandem.telemetry.request_log import read_requests
@@ -187,7 +187,7 @@ def run_distill(config: DistillConfig, settings: Settings,
             "distill_teacher": str(teacher_dir) if config.logit_weight else "",
             "distill_weight": config.logit_weight, "distill_temperature": config.temperature})
     except ValidationError as error:
-        raise UserError(_describe(error, "distillation finetune")) from None
+        raise UserError(describe_validation_error(error, "distillation finetune")) from None
     result = run_finetune(finetune, settings, log)
     if result.version is not None:
         record_quality(scoring, [(teacher, version, teacher_dir),

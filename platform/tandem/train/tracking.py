@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tandem.registry import _client
+from tandem.registry import mlflow_client
 
 
 class RunLogger:
@@ -25,7 +25,7 @@ class RunLogger:
         if self.run_id is None:
             return
         try:
-            action(_client(self.tracking_uri))
+            action(mlflow_client(self.tracking_uri))
         except Exception as error:
             if not self._warned:
                 print(f"warning: MLflow logging failed, training continues: {error}"[:300])
@@ -51,7 +51,7 @@ class RunLogger:
 def start_run(tracking_uri: str | None, experiment: str, run_name: str) -> str | None:
     """Create the MLflow run for a job; None (with a warning) if MLflow is down."""
     try:
-        client = _client(tracking_uri)
+        client = mlflow_client(tracking_uri)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
         return client.create_run(experiment_id, run_name=run_name).info.run_id

@@ -94,9 +94,9 @@ def _registry_facts(model: str, tracking_uri: str) -> tuple[int | None, float | 
 
 def _newest_version_time(model: str, tracking_uri: str) -> float | None:
     """When `model`'s newest version was created (POSIX seconds); None without versions."""
-    from tandem.registry import _client
+    from tandem.registry import mlflow_client
 
-    versions = _client(tracking_uri).search_model_versions(f"name='{model}'")
+    versions = mlflow_client(tracking_uri).search_model_versions(f"name='{model}'")
     return max((mv.creation_timestamp / 1000 for mv in versions), default=None)
 
 
@@ -291,10 +291,17 @@ def build_quality_refresh(config: WatchConfig, settings: Settings,
     their champion and challenger versions, each only once it was scored held out. The
     router gets a serving version's new quality at once (champion or canary). Called with
     the request log and the feedback; returns one line per version updated."""
-    from tandem.registry import CHALLENGER, CHAMPION, alias_version, set_version_tags, version_tags
+    from tandem.registry import (
+        CHALLENGER,
+        CHAMPION,
+        QUALITY_TAG,
+        alias_version,
+        set_version_tags,
+        version_tags,
+    )
     from tandem.rollout.quality import HELDOUT, pooled_tags, rated_answers
     from tandem.serve.deploy import refresh_quality
-    from tandem.serve.students import QUALITY_TAG, quality_of
+    from tandem.serve.students import quality_of
 
     url = settings.mlflow_url
     models = [config.model] + ([config.distill.student_model] if config.distill else [])
@@ -326,11 +333,11 @@ def build_quality_refresh(config: WatchConfig, settings: Settings,
 
 def build_trace_export(config: WatchConfig, settings: Settings) -> TraceExport:
     """Exports `config.model`'s sampled and rated requests to MLflow (tandem.telemetry.traces)."""
-    from tandem.registry import _client
+    from tandem.registry import mlflow_client
     from tandem.telemetry.traces import TraceExport
 
     def model_id_of(version: int) -> str | None:
-        return _client(settings.mlflow_url).get_model_version(config.model, str(version)).model_id
+        return mlflow_client(settings.mlflow_url).get_model_version(config.model, str(version)).model_id
 
     return TraceExport(settings.mlflow_url, config.model,
                        settings.home / "telemetry" / f"traces-{config.model}.json",

@@ -58,9 +58,9 @@ def complete(served, http, model: str, prompt: str, **extra) -> requests.Respons
 
 @pytest.fixture(scope="module")
 def job_client(served):
-    from tandem.jobs import _client
+    from tandem.jobs import job_client
 
-    return _client(served)
+    return job_client(served)
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,12 @@ def _distill_args(*extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def distilled(served, registered, http, repo_root):
     """One distillation job through `ray job submit`: (its logs, an answer it learned from)."""
-    from tandem.jobs import _client, submit_job
+    from tandem.jobs import job_client, submit_job
 
     answered = http.post(f"{served.api_url}/v1/completions", timeout=60, json={
         "model": MODEL, "prompt": "translate: lamp river =>", "max_tokens": 4})
     assert answered.status_code == 200, answered.text  # one answer this test knows
-    client = _client(served)
+    client = job_client(served)
     job_id = submit_job(served, ["python", *_distill_args(
         "--finetune.epochs=2", "--finetune.eval_max_examples=20", "--train_sample=50")],
         working_dir=str(repo_root))

@@ -135,9 +135,9 @@ def _register_tiny_copy(served, name: str, config: dict | None = None) -> int:
 
 def _stored_files(served, version: int):
     """The directory where the MLflow server keeps `version`'s model files."""
-    from tandem.registry import _client
+    from tandem.registry import mlflow_client
 
-    client = _client(served.mlflow_url)
+    client = mlflow_client(served.mlflow_url)
     source = client.get_model_version(MODEL, str(version)).source  # models:/m-...
     location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
     return served.home / "mlflow" / "artifacts" / location.removeprefix("mlflow-artifacts:/")
@@ -148,7 +148,7 @@ def _promote_changes_nothing(served, http, version: int) -> str:
     Serve applications and the version answering requests are what they were; returns its
     stderr. Whatever it changed is put back afterwards, so the session's other tests run on."""
     from ray import serve
-    from tandem.registry import CHAMPION, PREVIOUS, _client, alias_version
+    from tandem.registry import CHAMPION, PREVIOUS, alias_version, mlflow_client
     from tandem.serve.deploy import current_table
 
     url = served.mlflow_url
@@ -171,7 +171,7 @@ def _promote_changes_nothing(served, http, version: int) -> str:
             assert reply.headers["x-tandem-model-version"] == str(aliases[CHAMPION])
         return result.stderr
     finally:
-        client = _client(url)
+        client = mlflow_client(url)
         for alias, was in aliases.items():
             if alias_version(MODEL, alias, url) != was:
                 if was is None:
