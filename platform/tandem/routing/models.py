@@ -114,24 +114,25 @@ class LiveQuality:
     def __init__(self, window: int = LIVE_WINDOW, min_rated: int = MIN_RATED) -> None:
         self._window = window
         self._min_rated = min_rated
-        self._rated: dict[tuple[str, int], dict[str | None, deque[tuple[int, bool]]]] = {}
-        self._ratings = 0  # orders ratings across tenants
+        self._rated: dict[tuple[str, int], dict[str | None, deque[bool]]] = {}
+        self._quality: dict[tuple[str, int], tuple[float | None, int]] = {}  # what `of` answers
 
     def rate(self, model: str, version: int, right: bool, tenant: str | None = None) -> None:
+        """One more rating; the version's live quality is worked out here, on the feedback
+        path, so that `of`, on the routing path, is one dict read."""
         by_tenant = self._rated.setdefault((model, version), {})
-        self._ratings += 1
-        by_tenant.setdefault(tenant, deque(maxlen=self._window)).append((self._ratings, right))
+        by_tenant.setdefault(tenant, deque(maxlen=self._window)).append(right)
+        # each tenant's ratings oldest first: the bound drops the largest tenant's oldest
+        rated = [(tenant, answer) for tenant, answers in by_tenant.items() for answer in answers]
+        evidence = bounded_by_tenant(rated, lambda answer: answer[0])
+        quality = (sum(answer for _, answer in evidence) / len(evidence)
+                   if len(evidence) >= self._min_rated else None)
+        self._quality[(model, version)] = (quality, len(evidence))
 
     def of(self, model: str, version: int) -> tuple[float | None, int]:
         """(live exact match, answers it stands on); None until `min_rated` answers are:
         each tenant's last `window` ratings, the largest tenant bounded by the others."""
-        by_tenant = self._rated.get((model, version), {})
-        rated = sorted((order, tenant, right) for tenant, answers in by_tenant.items()
-                       for order, right in answers)
-        evidence = bounded_by_tenant(rated, lambda answer: answer[1])
-        if len(evidence) < self._min_rated:
-            return None, len(evidence)
-        return sum(right for _, _, right in evidence) / len(evidence), len(evidence)
+        return self._quality.get((model, version), (None, 0))
 
 
 def judged_right(score: float, correction: str | None, response: str | None) -> bool:

@@ -91,11 +91,17 @@ def test_a_crash_between_tag_and_promotion_is_repaired_next_tick():
     assert world.aliases["champion"] == 2 and world.actions.count("promote v2") == 1
 
 
-def test_a_promoted_version_that_regresses_is_rolled_back_once():
+def promoted() -> tuple[World, Rollout]:
+    """A world whose challenger v2 was canaried (tick 100) and promoted (tick 200)."""
     world = World()
     controller = rollout(world)
     controller.tick(100.0)
     controller.tick(200.0)
+    return world, controller
+
+
+def test_a_promoted_version_that_regresses_is_rolled_back_once():
+    world, controller = promoted()
     world.stats[2] = LiveStats(30, 5)
     assert controller.tick(260.0).action == "rollback"
     assert world.aliases["champion"] == 1 and world.tags[2][STAGE] == "rolled_back"
@@ -104,10 +110,7 @@ def test_a_promoted_version_that_regresses_is_rolled_back_once():
 
 
 def test_a_rollback_that_fails_leaves_the_version_under_watch_and_is_tried_again():
-    world = World()
-    controller = rollout(world)
-    controller.tick(100.0)
-    controller.tick(200.0)
+    world, controller = promoted()
     world.stats[2] = LiveStats(30, 5)
     world.crash_on = "rollback"  # the swap back failed: v2 still serves and is champion
     with pytest.raises(RuntimeError):
@@ -120,10 +123,7 @@ def test_a_rollback_that_fails_leaves_the_version_under_watch_and_is_tried_again
 
 
 def test_a_version_rolled_back_before_its_stage_was_written_is_not_promoted_again():
-    world = World()
-    controller = rollout(world)
-    controller.tick(100.0)
-    controller.tick(200.0)
+    world, controller = promoted()
     world.rollback()  # `tandem rollback` by hand, or a rollback interrupted before its stages
     assert controller.tick(260.0).action == "rollback"
     assert world.aliases["champion"] == 1 and world.tags[2][STAGE] == "rolled_back"
@@ -133,10 +133,7 @@ def test_a_version_rolled_back_before_its_stage_was_written_is_not_promoted_agai
 
 
 def test_a_promoted_version_that_holds_up_becomes_stable():
-    world = World()
-    controller = rollout(world)
-    controller.tick(100.0)
-    controller.tick(200.0)
+    world, controller = promoted()
     assert controller.tick(250.0).action == "keep"
     assert controller.tick(500.0).action == "stable" and world.tags[2][STAGE] == "stable"
     assert controller.tick(600.0) is None

@@ -65,10 +65,15 @@ def _error(status: int, message: str, param: str | None = None, code: str | None
 @app.exception_handler(RequestError)
 async def _request_error(request: Request, error: RequestError) -> JSONResponse:
     headers = {"retry-after": str(error.retry_after or 1)} if error.status in (429, 503) else {}
-    replaced = getattr(request.state, "request_id", None)  # see `TandemIngress._serve`
-    if replaced is not None:
-        headers[REQUEST_ID_HEADER] = replaced
+    headers.update(_replaced_id(request))
     return _error(error.status, error.message, error.param, error.code, headers or None)
+
+
+def _replaced_id(request: Request) -> dict[str, str]:
+    """The `x-request-id` header of a request whose id the ingress made (`TandemIngress._serve`
+    keeps it on the request's state); none when the client's own id stands."""
+    replaced = getattr(request.state, "request_id", None)
+    return {REQUEST_ID_HEADER: replaced} if replaced is not None else {}
 
 
 @app.exception_handler(AuthError)
@@ -215,9 +220,8 @@ class TandemIngress(OpenAiIngress):
                 status = 400
             raise RequestError(status, first_item.error.message, None)
         exchange.ttft_s = time.perf_counter() - exchange.started
-        headers = {"x-tandem-pool": exchange.pool, "x-tandem-model-version": str(exchange.version)}
-        if exchange.request_id != request.headers.get(REQUEST_ID_HEADER):
-            headers[REQUEST_ID_HEADER] = exchange.request_id
+        headers = {"x-tandem-pool": exchange.pool, "x-tandem-model-version": str(exchange.version),
+                   **_replaced_id(request)}
         if exchange.several_models:
             headers["x-tandem-model"] = f"models:/{exchange.model}/{exchange.version}"
         if exchange.cost_usd is not None:
