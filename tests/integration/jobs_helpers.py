@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tandem.jobs import TERMINAL
+from tandem.ray_jobs import TERMINAL
 
 
 def wait_for_job(client, job_id: str, timeout_s: float = 900) -> str:

@@ -21,7 +21,7 @@ FAST_TRAINING = ["--eval_max_examples=64"]
 
 @pytest.fixture(scope="module")
 def job_client(stack):
-    from tandem.jobs import job_client
+    from tandem.ray_jobs import job_client
 
     return job_client(stack)
 
@@ -29,7 +29,7 @@ def job_client(stack):
 @pytest.fixture(scope="module")
 def finetune_job(stack, job_client, repo_root):
     """Submit the fine-tune exactly as the README's `ray job submit` line does."""
-    from tandem.jobs import submit_job
+    from tandem.ray_jobs import submit_job
 
     job_id = submit_job(stack, ["python", "jobs/finetune.py", "--config", "jobs/configs/tiny.yaml",
                                 *FAST_TRAINING], working_dir=str(repo_root))
@@ -95,7 +95,7 @@ def test_registered_model_loads_in_vllm_and_answers_like_training_eval(stack, fi
 
 
 def test_stdlib_platform_works_inside_a_ray_job(stack, job_client, repo_root):
-    from tandem.jobs import submit_job
+    from tandem.ray_jobs import submit_job
 
     probe = "import platform, uuid; print('system=' + platform.system())"
     job_id = submit_job(stack, ["python", "-c", probe], working_dir=str(repo_root))

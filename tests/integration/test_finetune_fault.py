@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from tandem.jobs import TERMINAL
+from tandem.ray_jobs import TERMINAL
 
 from tests.integration.jobs_helpers import wait_for_job
 
@@ -28,7 +28,7 @@ def _alive_train_worker_pids(address: str) -> list[int]:
 
 def test_killed_worker_resumes_from_checkpoint_and_registers(stack, repo_root):
     from mlflow import MlflowClient
-    from tandem.jobs import job_client, submit_job
+    from tandem.ray_jobs import job_client, submit_job
 
     client = job_client(stack)
     job_id = submit_job(stack, ["python", "jobs/finetune.py", "--config", "jobs/configs/tiny.yaml",

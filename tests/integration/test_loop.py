@@ -1,4 +1,4 @@
-"""The loop end to end, as `make demo` tells it (tandem.story), with fewer requests and one
+"""The loop end to end, as `make demo` tells it (tandem.demos.loop), with fewer requests and one
 pool: v1 serves, traffic drifts into the new slice, users correct it, a trigger retrains,
 the rollout evaluates, canaries and promotes v2, and v2 answers the new slice better,
 measured through HTTP on rows no correction came from."""
@@ -17,11 +17,11 @@ MODEL = "tandem-tiny"
 
 def test_drift_and_corrections_retrain_canary_and_promote_a_better_version(stack, repo_root,
                                                                            monkeypatch):
+    from tandem.demos.loop import StoryConfig, run_story, summary_lines
     from tandem.registry import CHAMPION, alias_version, version_tags
     from tandem.rollout.controller import STAGE
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import shutdown
-    from tandem.story import StoryConfig, run_story, summary_lines
 
     monkeypatch.chdir(repo_root)  # jobs upload the working dir
     cheap = load_serve_config(REPO / "apps" / "serve.local.yaml").pools["cheap"]
@@ -64,13 +64,16 @@ def _retrain_jobs_around_a_restarted_watcher(config, stack) -> tuple[list[str], 
     restarted) over the same durable trigger state, in the trigger's window."""
     import time
 
-    from tandem.jobs import job_client
-    from tandem.watch.build import build_watcher
+    from tandem.ray_jobs import job_client
+    from tandem.watch.build import build_tail, build_watcher
 
     def retrain_jobs() -> list[str]:
         return sorted(job.submission_id for job in job_client(stack).list_jobs()
                       if (job.submission_id or "").startswith(f"tandem-retrain-{MODEL}-"))
 
     before = retrain_jobs()
-    build_watcher(config.watch_config(), stack).tick(time.time())
+    watch = config.watch_config()
+    tail = build_tail(watch, stack, time.time())
+    tail.advance(time.time())
+    build_watcher(watch, stack, tail).tick(time.time())
     return before, retrain_jobs()

@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_real_model_learns_the_new_slice_from_its_users(stack, repo_root, monkeypatch):
     from tandem.config import load_config
+    from tandem.demos.loop import StoryConfig, run_story, summary_lines
     from tandem.registry import CHAMPION, alias_version, version_tags
     from tandem.serve.deploy import shutdown
-    from tandem.story import StoryConfig, run_story, summary_lines
 
     monkeypatch.chdir(repo_root)  # jobs upload the working dir
     config = load_config(StoryConfig, REPO / "jobs" / "demo-real.yaml")

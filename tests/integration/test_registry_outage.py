@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def test_training_survives_mlflow_outage_and_registers_later(stack, repo_root):
     from mlflow import MlflowClient
-    from tandem.jobs import job_client, submit_job
+    from tandem.ray_jobs import job_client, submit_job
 
     client = job_client(stack)
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here

@@ -23,10 +23,10 @@ PROMPTS = ["translate: red cat =>", "translate: green bird =>"]
 
 def test_qwen2_runs_the_loop_and_serves_a_retrained_adapter(stack, repo_root, http,
                                                             monkeypatch):
+    from tandem.demos.loop import StoryConfig, run_story, summary_lines
     from tandem.registry import CHAMPION, alias_version, version_tags
     from tandem.serve.config import ServeAppConfig, load_serve_config
     from tandem.serve.deploy import current_table, deploy, shutdown, swap
-    from tandem.story import StoryConfig, run_story, summary_lines
     from tandem.triggers.policies import TriggerResult
     from tandem.watch.build import retrain_overrides
 
@@ -88,7 +88,7 @@ def test_qwen2_runs_the_loop_and_serves_a_retrained_adapter(stack, repo_root, ht
 
 
 def _job(stack, arguments: list[str]) -> None:
-    from tandem.jobs import job_client, submit_job
+    from tandem.ray_jobs import job_client, submit_job
 
     from tests.integration.jobs_helpers import wait_for_job
 

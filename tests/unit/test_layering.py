@@ -17,9 +17,10 @@ each rule on the transitive closure, naming the chain of modules that breaks it.
   routing, the planner, training, the stack or the command line).
 - The library never reaches the command line (`tandem.cli`, `tandem.commands`,
   `tandem.planner.cli`), and neither do the Ray jobs and Serve apps: they call the library.
+- The demos (`tandem.demos`) sit on top, beside the command line: only it runs them.
 - No cycle between the top-level parts of the package (`serve`, `routing`, `perf`,
   `planner`, `telemetry`, `train`, `rollout`, `triggers`, `watch`, ...; a module at the top,
-  like `tandem.jobs`, is a part of its own): facts every layer uses (a version's tag names,
+  like `tandem.ray_jobs`, is a part of its own): facts every layer uses (a version's tag names,
   the commit that trains, Ray's environment) live in the bottom modules (`tandem.registry`,
   `tandem.settings`), not in a layer that would have to import its caller.
 - No private name (a leading underscore) is imported from another part.
@@ -129,7 +130,7 @@ def test_perf_sits_at_the_bottom():
 
 
 def test_telemetry_does_not_reach_the_layers_that_read_it():
-    above = _under("tandem.triggers", "tandem.rollout", "tandem.watch", "tandem.story",
+    above = _under("tandem.triggers", "tandem.rollout", "tandem.watch", "tandem.demos",
                    "tandem.serve", "tandem.routing", "tandem.planner", "tandem.train",
                    "tandem.stack", "tandem.cli", "tandem.commands")
     _assert_none(_breaks(_under("tandem.telemetry"), above))
@@ -138,6 +139,14 @@ def test_telemetry_does_not_reach_the_layers_that_read_it():
 def test_the_library_jobs_and_apps_do_not_reach_the_command_line():
     command_line = _under("tandem.cli", "tandem.commands", "tandem.planner.cli")
     _assert_none(_breaks(lambda module: not command_line(module), command_line))
+
+
+def test_only_the_command_line_runs_the_demos():
+    demos, command_line = _under("tandem.demos"), _under("tandem.cli", "tandem.commands")
+    offenders = [f"{module} imports {', '.join(sorted(filter(demos, imported)))}"
+                 for module, imported in sorted(_graph().items())
+                 if not demos(module) and not command_line(module) and any(map(demos, imported))]
+    _assert_none(offenders)
 
 
 def _part(module: str) -> str:

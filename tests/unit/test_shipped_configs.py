@@ -43,7 +43,7 @@ def test_cluster_yaml_schema_check_can_fail():
 
 @pytest.mark.parametrize("name", ["demo.yaml", "demo-real.yaml"])
 def test_demo_story_config_validates_with_its_watch_config(name, monkeypatch):
-    from tandem.story import StoryConfig, served_config
+    from tandem.demos.loop import StoryConfig, served_config
     from tandem.watch.config import WatchConfig
 
     monkeypatch.chdir(REPO)  # story configs name their job and Serve configs from the root
@@ -60,7 +60,7 @@ def test_demo_story_config_validates_with_its_watch_config(name, monkeypatch):
 
 
 def test_distill_story_config_validates_and_names_shipped_configs():
-    from tandem.distill_story import DistillStoryConfig
+    from tandem.demos.distill import DistillStoryConfig
     from tandem.train.distill import DistillConfig
 
     story = load_config(DistillStoryConfig, REPO / "jobs" / "demo-distill.yaml")

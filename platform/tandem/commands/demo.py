@@ -1,4 +1,4 @@
-"""`tandem demo`: the whole loop on the local stack, start to finish (`tandem.story`).
+"""`tandem demo`: the whole loop on the local stack, start to finish (`tandem.demos.loop`).
 
 Start the stack, fine-tune v1 as a Ray job, serve it, let traffic drift into data it
 never saw, collect ratings and corrections, let a trigger retrain it, evaluate, canary
@@ -26,8 +26,8 @@ SIDE_BY_SIDE = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
-                        help="Story YAML (fields of tandem.story.StoryConfig, or with "
-                             "--distill of tandem.distill_story.DistillStoryConfig).")
+                        help="Story YAML (fields of tandem.demos.loop.StoryConfig, or with "
+                             "--distill of tandem.demos.distill.DistillStoryConfig).")
     parser.add_argument("--distill", action="store_true",
                         help="The flywheel's second half instead: distill the champion into "
                              "a student, route across both, measure rent per 1k requests.")
@@ -53,7 +53,7 @@ def _openai_client(settings: Settings):
 def _ask_with_the_openai_client(settings: Settings, model: str) -> None:
     """A few new-slice questions through the official `openai` client, chat format."""
     from tandem.data.prompts import chat_message
-    from tandem.story import MAX_ANSWER_TOKENS, task_rows
+    from tandem.demos.loop import MAX_ANSWER_TOKENS, task_rows
 
     client = _openai_client(settings)
     for row in task_rows(settings, "new_holdout")[:QUESTIONS]:
@@ -69,7 +69,7 @@ def _base_and_fine_tune_side_by_side(settings: Settings, base: str, tuned: str) 
     """A few holdout questions to the base model and to its fine-tune, through the `openai`
     client: what fine-tuning changed."""
     from tandem.data.prompts import chat_message
-    from tandem.story import task_rows
+    from tandem.demos.loop import task_rows
 
     client = _openai_client(settings)
     for row in task_rows(settings, "holdout")[:SIDE_BY_SIDE]:
@@ -84,7 +84,7 @@ def _base_and_fine_tune_side_by_side(settings: Settings, base: str, tuned: str) 
 
 def _run_distill(args: argparse.Namespace) -> int:
     from tandem.config import load_config
-    from tandem.distill_story import DistillStoryConfig, run_distill_story, summary_lines
+    from tandem.demos.distill import DistillStoryConfig, run_distill_story, summary_lines
 
     config = load_config(DistillStoryConfig, args.config or DISTILL_STORY_CONFIG, args.overrides)
     if not Path(config.serve_config).exists():
@@ -104,7 +104,7 @@ def _run_distill(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from tandem.config import load_config
-    from tandem.story import StoryConfig, run_story, served_config, summary_lines
+    from tandem.demos.loop import StoryConfig, run_story, served_config, summary_lines
 
     if args.distill:
         return _run_distill(args)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from tandem.errors import UserError
-from tandem.jobs import submit_job, tail_job
+from tandem.ray_jobs import submit_job, tail_job
 from tandem.settings import load_settings
 from tandem.train.config import FinetuneConfig
 

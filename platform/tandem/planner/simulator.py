@@ -369,7 +369,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         if requests is None:
             features = RequestFeatures(prompt_tokens=prompts[request],
                                        max_tokens=outputs[request],
-                                       ttft_target_ms=slo.ttft_ms, tpot_target_ms=slo.tpot_ms)
+                                       requested_ttft_ms=slo.ttft_ms,
+                                       requested_tpot_ms=slo.tpot_ms)
         else:
             features = requests[request]
         decision = policy.pick_pool(features, states, now)

@@ -77,7 +77,7 @@ class Rollout:
         if champion is not None:
             tags = self.ops.tags(champion)
             if tags.get(STAGE) == "promoted" and aliases.get("previous") is not None:
-                return self._watch(champion, aliases["previous"], float(tags[SINCE]), now)
+                return self._judge_promoted(champion, aliases["previous"], float(tags[SINCE]), now)
         return None
 
     def _enter(self, version: int, stage: str, verdict: Verdict, now: float,
@@ -110,7 +110,7 @@ class Rollout:
             self.ops.stop_canary()
         return verdict
 
-    def _watch(self, champion: int, previous: int, since: float, now: float) -> Verdict:
+    def _judge_promoted(self, champion: int, previous: int, since: float, now: float) -> Verdict:
         """Compare the promoted version since promotion with the previous champion over the
         same length of time before it."""
         span = now - since

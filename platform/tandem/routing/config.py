@@ -71,9 +71,13 @@ class RoutingConfig(_Strict):
         return self.tiers.get(tier) or self.tiers[self.default_tier]
 
     def latency_targets(self, request: RequestFeatures) -> tuple[float, float]:
-        """(TTFT, TPOT) ms a request is routed and judged against: its own, else its tier's."""
+        """(TTFT, TPOT) ms a request is routed and judged against: its own, else its tier's.
+
+        Worked out once per request, by the policy (or the router, for a policy that knows no
+        tiers), and carried on its `Decision` from there."""
         tier = self.targets(request.tier)
-        return request.ttft_target_ms or tier.ttft_ms, request.tpot_target_ms or tier.tpot_ms
+        return (request.requested_ttft_ms or tier.ttft_ms,
+                request.requested_tpot_ms or tier.tpot_ms)
 
     def quality_floor(self, request: RequestFeatures) -> float | None:
         """The exact match a model must reach to answer `request`: its own, else its tier's."""

@@ -20,9 +20,11 @@ its remaining cold start: a request whose targets allow the wait queues there (a
 arrival is what makes Serve start the replica), others spill to a warm pool. Either way
 the reason says so.
 
-Everything the decision used is in the returned `Decision` (one `Candidate` per pool
-predicted) so `tandem route explain` can show why. Pure: pools, spend rates and `now`
-come in as data; the latency model's corrections change only through `observe`.
+Everything the decision used is in the returned `Decision` (the targets it resolved from
+the request and its tier, one `Candidate` per pool predicted), so the ingress judges the
+request against the same targets and `tandem route explain` can show why. Pure: pools,
+spend rates and `now` come in as data; the latency model's corrections change only
+through `observe`.
 """
 
 from __future__ import annotations
@@ -153,16 +155,18 @@ class LatencyCostPolicy:
 
     def pick_pool(self, request: RequestFeatures, pools: Sequence[PoolState],
                   now: float) -> Decision:
-        decision = self._pick(request, pools, now)
+        targets = self.config.latency_targets(request)
+        decision = self._pick(request, pools, now, targets)
         cold = [pool for pool in pools if pool.cold_start_ms and pool.healthy]
         if not cold:
             return decision
-        return _with_cold_note(decision, cold, *self.config.latency_targets(request))
+        return _with_cold_note(decision, cold)
 
-    def _pick(self, request: RequestFeatures, pools: Sequence[PoolState], now: float) -> Decision:
+    def _pick(self, request: RequestFeatures, pools: Sequence[PoolState], now: float,
+              targets: tuple[float, float]) -> Decision:
         config = self.config
         tier = config.targets(request.tier)
-        ttft_target, tpot_target = config.latency_targets(request)
+        ttft_target, tpot_target = targets
         budget = tier.budget_per_hour
         spend = self._spend.get(request.tier, 0.0)
         budget_reached = budget is not None and spend >= budget
@@ -180,7 +184,7 @@ class LatencyCostPolicy:
             pool = _cheapest([c for c in candidates if c.within_cost] or candidates)
             reason = (f"{note}{request.tier} tier budget reached (${spend:.2f}/h >= "
                       f"${budget:.2f}/h): cheapest pool")
-            return _decision(pool, reason, candidates, not pool.meets_slo)
+            return _decision(pool, reason, targets, candidates, not pool.meets_slo)
         if best is not None:
             reason = f"{note}cheapest meeting TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms"
             headroom = config.headroom
@@ -193,17 +197,18 @@ class LatencyCostPolicy:
                            "for that tier)")
             if unpredicted:
                 reason += f"; {unpredicted} pool(s) renting more for it not predicted"
-            return Decision(best[0], reason, best[1], best[2], best[3], False, tuple(candidates))
+            return _decision(best, reason, targets, candidates, False)
         affordable = [c for c in candidates if c.within_cost]
         if not affordable:
             pool = _cheapest(candidates)
             reason = f"{note}no pool within max cost ${request.max_cost_usd:g}: cheapest"
-            return _decision(pool, reason, candidates, not pool.meets_slo)
-        pool = min(affordable, key=lambda c: (max(c.ttft_ms / ttft_target, c.tpot_ms / tpot_target),
-                                              c.cost_usd, c.pool))
+            return _decision(pool, reason, targets, candidates, not pool.meets_slo)
+        pool = min(affordable, key=lambda c: (max(c.predicted_ttft_ms / ttft_target,
+                                                  c.predicted_tpot_ms / tpot_target),
+                                              c.predicted_cost_usd, c.pool))
         reason = (f"{note}no pool meets TTFT<={ttft_target:g}ms TPOT<={tpot_target:g}ms: "
                   "fastest")
-        return _decision(pool, reason, candidates, True)
+        return _decision(pool, reason, targets, candidates, True)
 
     def _strict_limits_of(self, name: str, constants: PoolConstants) -> tuple[float, float]:
         """The longest prompt and context pool `name`'s prior serves idle within the
@@ -223,10 +228,10 @@ class LatencyCostPolicy:
         return limits
 
 
-def _with_cold_note(decision: Decision, cold: list[PoolState], ttft_target: float,
-                    tpot_target: float) -> Decision:
+def _with_cold_note(decision: Decision, cold: list[PoolState]) -> Decision:
     """The decision, its reason saying whether it waits for a cold pool, or spilled from one
-    that would meet the targets but for its start."""
+    that would meet the decision's targets but for its start."""
+    ttft_target, tpot_target = decision.ttft_target_ms, decision.tpot_target_ms
     notes = []
     for pool in cold:
         wait = f"~{pool.cold_start_ms / 1e3:.0f} s to start"
@@ -234,8 +239,9 @@ def _with_cold_note(decision: Decision, cold: list[PoolState], ttft_target: floa
             notes.append(f"{pool.name} is cold: waits for its first replica ({wait})")
             continue
         candidate = next((c for c in decision.candidates if c.pool == pool.name), None)
-        if candidate is not None and not candidate.meets_slo and candidate.tpot_ms <= tpot_target \
-                and candidate.ttft_ms - pool.cold_start_ms <= ttft_target:
+        if candidate is not None and not candidate.meets_slo \
+                and candidate.predicted_tpot_ms <= tpot_target \
+                and candidate.predicted_ttft_ms - pool.cold_start_ms <= ttft_target:
             notes.append(f"spilled from cold {pool.name} ({wait} breaks TTFT<={ttft_target:g}ms)")
         else:
             notes.append(f"cold {pool.name} passed over ({wait})")
@@ -243,11 +249,13 @@ def _with_cold_note(decision: Decision, cold: list[PoolState], ttft_target: floa
 
 
 def _cheapest(candidates: list[Candidate]) -> Candidate:
-    return min(candidates, key=lambda c: (c.cost_usd, c.ttft_ms, c.pool))
+    return min(candidates, key=lambda c: (c.predicted_cost_usd, c.predicted_ttft_ms, c.pool))
 
 
-def _decision(chosen: Candidate, reason: str, candidates: list[Candidate],
-              predicted_slo_miss: bool) -> Decision:
-    return Decision(pool=chosen.pool, reason=reason, predicted_ttft_ms=chosen.ttft_ms,
-                    predicted_tpot_ms=chosen.tpot_ms, predicted_cost_usd=chosen.cost_usd,
+def _decision(chosen: Candidate, reason: str, targets: tuple[float, float],
+              candidates: list[Candidate], predicted_slo_miss: bool) -> Decision:
+    return Decision(pool=chosen.pool, reason=reason, ttft_target_ms=targets[0],
+                    tpot_target_ms=targets[1], predicted_ttft_ms=chosen.predicted_ttft_ms,
+                    predicted_tpot_ms=chosen.predicted_tpot_ms,
+                    predicted_cost_usd=chosen.predicted_cost_usd,
                     predicted_slo_miss=predicted_slo_miss, candidates=tuple(candidates))

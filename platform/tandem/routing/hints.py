@@ -37,10 +37,13 @@ class InvalidRoutingHint(UserError):
 
 @dataclass(frozen=True, slots=True)
 class RoutingHints:
-    """What the client asked for; None where it left the choice to the model's defaults."""
+    """What the client asked for; None where it left the choice to the model's defaults.
 
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
+    `requested_ttft_ms` and `requested_tpot_ms` are latency targets as asked for, before the
+    tier fills what the request left out (`RoutingConfig.latency_targets`)."""
+
+    requested_ttft_ms: float | None = None
+    requested_tpot_ms: float | None = None
     tier: str | None = None
     max_cost_usd: float | None = None
     min_quality: float | None = None
@@ -49,7 +52,8 @@ class RoutingHints:
                  default_tier: str = "standard") -> RequestFeatures:
         """The request as the routing policy sees it."""
         return RequestFeatures(prompt_tokens=prompt_tokens, max_tokens=max_tokens,
-                               ttft_target_ms=self.ttft_ms, tpot_target_ms=self.tpot_ms,
+                               requested_ttft_ms=self.requested_ttft_ms,
+                               requested_tpot_ms=self.requested_tpot_ms,
                                tier=self.tier or default_tier, max_cost_usd=self.max_cost_usd,
                                min_quality=self.min_quality)
 
@@ -97,7 +101,8 @@ def parse_routing_hints(headers: Mapping[str, str]) -> RoutingHints:
     numbers = {header: _positive_number(header, found[header])
                for header in (TTFT_HEADER, TPOT_HEADER, MAX_COST_HEADER) if header in found}
     floor = found.get(MIN_QUALITY_HEADER)
-    return RoutingHints(ttft_ms=numbers.get(TTFT_HEADER), tpot_ms=numbers.get(TPOT_HEADER),
-                        tier=tier, max_cost_usd=numbers.get(MAX_COST_HEADER),
+    return RoutingHints(requested_ttft_ms=numbers.get(TTFT_HEADER),
+                        requested_tpot_ms=numbers.get(TPOT_HEADER), tier=tier,
+                        max_cost_usd=numbers.get(MAX_COST_HEADER),
                         min_quality=None if floor is None else _fraction(MIN_QUALITY_HEADER,
                                                                          floor))

@@ -4,6 +4,14 @@ Recording must cost next to nothing on the request path, so `DecisionLog.record`
 appends a tuple to a bounded deque and bumps two counters (decisions per pool, SLO
 misses per tier: what the ingress exports to Prometheus); turning decisions into
 dicts and JSON happens when someone asks.
+
+A line's `request` holds what the request asked for under `requested_ttft_ms` and
+`requested_tpot_ms` (its headers; null: left to its tier) and the targets it was routed
+against under `ttft_target_ms` and `tpot_target_ms` (the decision's: its own, else its
+tier's; the request log's names for them). Lines written before decisions carried their
+targets hold the raw header under `ttft_target_ms` and no `requested_*`; `tandem route
+explain` reads both. A `candidates` entry and `predicted` keep the bare names
+(`ttft_ms`, ...): every figure under them is a prediction.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ def decision_record(now: float, request: RequestFeatures, decision: Decision,
         "time": now,
         "request_id": request_id,
         "request": {"prompt_tokens": request.prompt_tokens, "max_tokens": request.max_tokens,
-                    "tier": request.tier, "ttft_target_ms": request.ttft_target_ms,
-                    "tpot_target_ms": request.tpot_target_ms,
-                    "max_cost_usd": request.max_cost_usd},
+                    "tier": request.tier, "requested_ttft_ms": request.requested_ttft_ms,
+                    "requested_tpot_ms": request.requested_tpot_ms,
+                    "max_cost_usd": request.max_cost_usd,
+                    "ttft_target_ms": decision.ttft_target_ms,
+                    "tpot_target_ms": decision.tpot_target_ms},
         "pool": decision.pool,
         "model": decision.model,
         "reason": decision.reason,
@@ -35,7 +45,9 @@ def decision_record(now: float, request: RequestFeatures, decision: Decision,
         "predicted": {"ttft_ms": decision.predicted_ttft_ms,
                       "tpot_ms": decision.predicted_tpot_ms,
                       "cost_usd": decision.predicted_cost_usd},
-        "candidates": [candidate._asdict() for candidate in decision.candidates],
+        "candidates": [{"pool": pool, "ttft_ms": ttft, "tpot_ms": tpot, "cost_usd": cost,
+                        "meets_slo": meets, "within_cost": within}
+                       for pool, ttft, tpot, cost, meets, within in decision.candidates],
     }
 
 
@@ -75,8 +87,9 @@ class DecisionLog:
 
 
 # The fields `format_explain` prints as numbers: a request's targets, the chosen pool's
-# predictions and each candidate's.
-REQUEST_NUMBERS = ("ttft_target_ms", "tpot_target_ms", "max_cost_usd")
+# predictions and each candidate's (in `predicted` and `candidates`, what the policy predicted).
+REQUEST_NUMBERS = ("ttft_target_ms", "tpot_target_ms", "requested_ttft_ms", "requested_tpot_ms",
+                   "max_cost_usd")
 PREDICTED_NUMBERS = ("ttft_ms", "tpot_ms", "cost_usd")
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from statistics import median
 
 
 def slo_met(status: int, stream: bool, ttft_target_ms: float | None,
             tpot_target_ms: float | None, ttft_ms: float | None, tpot_ms: float | None,
             e2e_ms: float, completion_tokens: int) -> bool | None:
-    """True when the measurement meets every target the request had; None when it had none
-    or did not succeed (status other than 200).
+    """True when the measurement (`ttft_ms`, `tpot_ms`, `e2e_ms`) meets every target the
+    request was routed against (`ttft_target_ms`, `tpot_target_ms`: its decision's); None when
+    it had none or did not succeed (status other than 200).
 
     Streamed: TTFT and TPOT each within its target (a response of one token has no TPOT).
     Not streamed, the client sees only the whole response, so it meets its targets when
@@ -59,15 +59,17 @@ def ttft_calibration(rows: Iterable[Mapping], skip_first: int = 20) -> dict[str,
     for row in rows:
         if row.get("pool") and row.get("predicted_ttft_ms") and row.get("ttft_ms"):
             by_pool.setdefault(row["pool"], []).append((row["predicted_ttft_ms"], row["ttft_ms"]))
+    import numpy as np
+
     out = {}
     for pool, pairs in sorted(by_pool.items()):
-        pairs = pairs[skip_first:]
-        if pairs:
-            measured_p50 = median(m for _, m in pairs)
+        if len(pairs) > skip_first:
+            predicted, measured = np.array(pairs[skip_first:]).T
+            measured_p50 = float(np.median(measured))
             out[pool] = Calibration(
-                pool, len(pairs), median(abs(p - m) / m for p, m in pairs),
-                median(p for p, _ in pairs), measured_p50,
-                median(abs(measured_p50 - m) / m for _, m in pairs))
+                pool, len(predicted), float(np.median(abs(predicted - measured) / measured)),
+                float(np.median(predicted)), measured_p50,
+                float(np.median(abs(measured_p50 - measured) / measured)))
     return out
 
 

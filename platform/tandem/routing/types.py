@@ -12,12 +12,17 @@ from typing import NamedTuple
 
 @dataclass(frozen=True, slots=True)
 class RequestFeatures:
-    """What the router knows about a request before it runs."""
+    """What the router knows about a request before it runs.
+
+    `requested_ttft_ms` and `requested_tpot_ms` are what the request asked for (its
+    `x-tandem-*` headers), None where it left them to its tier; the targets it is routed and
+    judged against are the decision's (`Decision.ttft_target_ms`).
+    """
 
     prompt_tokens: int
     max_tokens: int
-    ttft_target_ms: float | None = None
-    tpot_target_ms: float | None = None
+    requested_ttft_ms: float | None = None
+    requested_tpot_ms: float | None = None
     tier: str = "standard"
     max_cost_usd: float | None = None
     min_quality: float | None = None  # exact match in [0, 1] the answering model must reach
@@ -58,19 +63,26 @@ class Candidate(NamedTuple):
     """What a policy predicted for one pool it considered (a tuple: built per pool per request)."""
 
     pool: str
-    ttft_ms: float
-    tpot_ms: float
-    cost_usd: float
+    predicted_ttft_ms: float
+    predicted_tpot_ms: float
+    predicted_cost_usd: float
     meets_slo: bool  # both latency targets, by prediction
     within_cost: bool  # the request's max cost, by prediction (True when it sets none)
 
 
 @dataclass(slots=True)
 class Decision:
-    """The chosen pool, why, and what the policy expects it to deliver.
+    """The chosen pool, why, the targets it was chosen against and what the policy expects
+    the pool to deliver.
+
+    The one home of a request's latency targets once routed (`ttft_target_ms`,
+    `tpot_target_ms`: the request's own, else its tier's): the ingress, the request log, the
+    decisions log and the SLO outcome read them here. A policy that knows no tiers leaves
+    them None and `tandem.serve.router.PoolRouter.choose` fills them from the routing config.
 
     Not frozen, unlike the rest: `tandem.routing.models.pick_model_pool` names the model on
-    the decision the pool policy just made rather than copy it (the router's hot path).
+    the decision the pool policy just made rather than copy it (the router's hot path), and
+    the router fills the targets of a tier-blind policy's decision the same way.
 
     `predicted_slo_miss` is True when the policy knowingly chose a pool predicted to miss the
     request's latency targets (none could meet them, or a budget cap spilled it);
@@ -79,6 +91,8 @@ class Decision:
 
     pool: str
     reason: str
+    ttft_target_ms: float | None = None
+    tpot_target_ms: float | None = None
     predicted_ttft_ms: float | None = None
     predicted_tpot_ms: float | None = None
     predicted_cost_usd: float | None = None

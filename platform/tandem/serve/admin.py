@@ -85,7 +85,7 @@ def check_fits(models: dict[str, Any], model: str, version: int, mlflow_url: str
 
 def submit(arguments: list[str]) -> str:
     """Run `tandem ARGUMENTS` as a Ray job on this stack; returns the job id."""
-    from tandem.jobs import submit_job
+    from tandem.ray_jobs import submit_job
     from tandem.settings import load_settings
 
     return submit_job(load_settings(), ["tandem", *arguments], working_dir=None)

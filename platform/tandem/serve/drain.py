@@ -49,22 +49,21 @@ def measured_tpot_ms(telemetry_root: str) -> dict[str, float]:
     request log's last hour, three columns (empty when there is no log yet: the priors
     stand in)."""
     import numpy as np
+    import pyarrow.compute as pc
 
     from tandem.telemetry.request_log import read_requests
     from tandem.telemetry.schema import as_utc
 
     since = as_utc(time.time() - TPOT_WINDOW_S)
     try:
-        rows = read_requests(telemetry_root, since=since,
-                             columns=("pool", "status", "tpot_ms")).to_pylist()
+        table = read_requests(telemetry_root, since=since, columns=("pool", "status", "tpot_ms"))
     except Exception:  # no log yet, or unreadable
         return {}
-    by_pool: dict[str, list[float]] = {}
-    for row in rows:
-        if row["status"] == 200 and row["tpot_ms"] is not None:
-            by_pool.setdefault(row["pool"], []).append(row["tpot_ms"])
-    return {pool: float(np.percentile(values[-TPOT_SAMPLE:], 99))
-            for pool, values in by_pool.items()}
+    table = table.filter(pc.and_(pc.equal(table["status"], 200), pc.is_valid(table["tpot_ms"])))
+    pools = np.asarray(table["pool"].to_pylist(), dtype=object)
+    tpot = table["tpot_ms"].to_numpy()
+    return {pool: float(np.percentile(tpot[pools == pool][-TPOT_SAMPLE:], 99))
+            for pool in set(pools.tolist()) if pool is not None}
 
 
 def wait_drained(in_flight: Callable[[], int | None], timeout_s: float,

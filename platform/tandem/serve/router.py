@@ -149,7 +149,8 @@ class PoolRouter:
                request_id: str, models: Sequence[ServedModel] = ()) -> Decision:
         """The pool for one request; with `models` (a teacher and its students) the
         cheapest (model, pool) meeting the latency targets and the quality floor, and the
-        decision names the model."""
+        decision names the model. The decision carries the request's latency targets: the
+        tandem policy's, or, from a policy that knows no tiers, the routing config's."""
         if isinstance(self.policy, LatencyCostPolicy):
             self.policy.set_spend_rates(self._spend_rates(now))
         if models:
@@ -157,6 +158,9 @@ class PoolRouter:
                                        models, states, now)[1]
         else:
             decision = self.policy.pick_pool(features, states, now)
+        if decision.ttft_target_ms is None:
+            decision.ttft_target_ms, decision.tpot_target_ms = self.routing.latency_targets(
+                features)
         if any(state.cold_start_ms for state in states if state.name == decision.pool):
             self._waking.setdefault(decision.pool, now)  # this request wakes it
         self.log.record(now, features, decision, request_id)

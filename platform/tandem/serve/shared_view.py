@@ -2,7 +2,7 @@
 
 Each ingress replica routes and admits from what it knows itself, on the request path,
 and syncs with this one small named actor every half second, off it (see
-`tandem.serve.ingress.watch`):
+`tandem.serve.ingress.pool_sync`):
 
 - **Rate limits.** A replica reports the requests it admitted per key since its last
   sync; it gets back what the other replicas admitted per key meanwhile, which its own

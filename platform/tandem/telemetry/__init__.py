@@ -1,1 +1,2 @@
-"""Telemetry: every answered request and every piece of feedback, as append-only parquet files."""
+"""Telemetry: every answered request and every piece of feedback, as parquet files that
+writers only add and a compactor merges per closed hour (`tandem.telemetry.compaction`)."""

@@ -2,12 +2,19 @@
 
 Feedback is rare and each post matters (a correction is a training label), so
 `FeedbackStore.add` writes one small parquet file per post at once, under
-`<root>/feedback/date=YYYY-MM-DD/`, instead of buffering. A client retrying a post
-with the same `feedback_id` must not count twice: the store loads the ids on disk
-when it starts and reads the files other processes added before storing a new one,
-and `read_feedback` keeps the first post of an id should two processes race.
-Scores come on a scale the deployment chooses; `normalized_score` maps them to
-[-1, 1] so retrain triggers never see the scale.
+`<root>/feedback/date=YYYY-MM-DD/hour=HH/`, instead of buffering (stores from before
+hour partitions also hold files directly under `date=YYYY-MM-DD/`, read alike); the
+compactor later merges a closed hour's files (`tandem.telemetry.compaction`). A row
+carries what a consumer needs to judge the rating (the request's model, version, tier,
+prompt, response, status and time, copied when it is posted), so no one joins the
+request log for it.
+
+A client retrying a post with the same `feedback_id` must not count twice: the store
+indexes the ids of the last `lookback_s` (7 days) of feedback when it starts and reads
+the files other processes added since before storing a new one, so a retry within that
+lookback is stored once; and `read_feedback` keeps the first post of an id should two
+processes race (or a retry come later). Scores come on a scale the deployment chooses;
+`normalized_score` maps them to [-1, 1] so retrain triggers never see the scale.
 """
 
 from __future__ import annotations
@@ -17,22 +24,30 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from tandem.telemetry.schema import FEEDBACK_SCHEMA, as_utc
-from tandem.telemetry.storage import IdIndex, resolve, write_file
+from tandem.telemetry.storage import (
+    IdIndex,
+    ends_after,
+    partition_directory,
+    read_live,
+    resolve,
+    selected,
+    write_file,
+)
 
 FeedbackScale = Literal["-1..1", "1..5"]
 SCALES: dict[str, tuple[float, float]] = {"-1..1": (-1.0, 1.0), "1..5": (1.0, 5.0)}
 MAX_CORRECTION_BYTES = 8 * 1024
 MAX_FEEDBACK_ID_CHARS = 128
 FIELDS = ("request_id", "score", "correction", "feedback_id")
+COPIED = ("model", "model_version", "tier", "prompt", "response", "status")  # from the request
 
 
 class FeedbackError(ValueError):
@@ -111,49 +126,64 @@ def normalized_score(score: float, scale: FeedbackScale) -> float:
 
 
 class FeedbackStore:
-    """Feedback under `<root>/feedback/`, one parquet file per stored post."""
+    """Feedback under `<root>/feedback/`, one parquet file per stored post.
 
-    def __init__(self, root: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+    Args:
+        root: local directory or pyarrow filesystem URI of the telemetry store.
+        clock: POSIX seconds now; names files and bounds `lookback_s`.
+        lookback_s: how far back (by partition) a retried `feedback_id` is recognised.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
+                 lookback_s: float = 7 * 86400.0) -> None:
         self._fs, base = resolve(root)
         self._directory = f"{base}/feedback"
         self._clock = clock
+        self._lookback = timedelta(seconds=lookback_s)
         self._lock = threading.Lock()
         self._ids = IdIndex(self._fs, self._directory, "feedback_id")
-        self._ids.refresh()
+        self._ids.refresh(self._in_lookback)
+
+    def _in_lookback(self, path: str) -> bool:
+        return ends_after(path, as_utc(self._clock()) - self._lookback)
 
     def add(self, feedback: Feedback, request: Mapping[str, Any] | None = None,
             tenant: str | None = None) -> bool:
-        """Store `feedback` posted by `tenant`, copying model, version and prompt from the
-        request's record when known. Returns False, storing nothing, when its `feedback_id`
-        is already stored. Raises `OSError` (or pyarrow's error) when the store cannot be
-        written; nothing is then stored, not even in part."""
+        """Store `feedback` posted by `tenant`, copying from the request's record (when known)
+        what judging it takes: model, version, tier, prompt, response, status and time.
+        Returns False, storing nothing, when its `feedback_id` was stored within `lookback_s`.
+        Raises `OSError` (or pyarrow's error) when the store cannot be written; nothing is
+        then stored, not even in part."""
         with self._lock:
             if feedback.feedback_id is not None:
                 if self._ids.file_of(feedback.feedback_id) is not None:
                     return False
-                self._ids.refresh()
+                self._ids.refresh(self._in_lookback)
                 if self._ids.file_of(feedback.feedback_id) is not None:
                     return False
             feedback_id = feedback.feedback_id or uuid.uuid4().hex
             request = request or {}
-            now = self._clock()
+            now, answered = self._clock(), request.get("time")
             row = {"feedback_id": feedback_id, "request_id": feedback.request_id,
                    "time": as_utc(now), "score": feedback.score, "correction": feedback.correction,
-                   "model": request.get("model"), "model_version": request.get("model_version"),
-                   "prompt": request.get("prompt"), "tenant": tenant}
+                   "tenant": tenant, "request_time": None if answered is None else as_utc(answered),
+                   **{name: request.get(name) for name in COPIED}}
             table = pa.Table.from_pylist([row], schema=FEEDBACK_SCHEMA)
-            directory = f"{self._directory}/date={row['time']:%Y-%m-%d}"
+            directory = partition_directory(self._directory, row["time"])
             self._ids.add(write_file(self._fs, directory, table, now), {feedback_id: None})
             return True
 
 
-def read_feedback(root: str | os.PathLike[str]) -> pa.Table:
-    """All stored feedback, oldest first, one row per feedback id; empty when there is none."""
+def read_feedback(root: str | os.PathLike[str], since: datetime | None = None,
+                  columns: Sequence[str] | None = None) -> pa.Table:
+    """Stored feedback, oldest first, one row per feedback id (its first post); with `since`
+    (an aware datetime) only `time >= since`, opening only the partitions from `since` on;
+    with `columns`, only those (plus `time`). Empty when there is none."""
     fs, base = resolve(root)
-    directory = f"{base}/feedback"
-    if fs.get_file_info(directory).type != pafs.FileType.Directory:
-        return FEEDBACK_SCHEMA.empty_table()
-    table = ds.dataset(directory, schema=FEEDBACK_SCHEMA, format="parquet", filesystem=fs).to_table()
+    schema = selected(FEEDBACK_SCHEMA, columns, "feedback")
+    read = schema.names + ([] if "feedback_id" in schema.names else ["feedback_id"])
+    table = read_live(fs, f"{base}/feedback", FEEDBACK_SCHEMA, read,
+                      None if since is None else as_utc(since))
     table = table.sort_by([("time", "ascending"), ("feedback_id", "ascending")])
     seen: set[str] = set()
     first = []
@@ -161,4 +191,4 @@ def read_feedback(root: str | os.PathLike[str]) -> pa.Table:
         if feedback_id not in seen:
             seen.add(feedback_id)
             first.append(index)
-    return table.take(first)
+    return table.take(pa.array(first, pa.int64())).select(schema.names).cast(schema)

@@ -1,4 +1,4 @@
-"""The request log: one record per answered request, as append-only parquet, written off the request path.
+"""The request log: one record per answered request, as parquet, written off the request path.
 
 `RequestLog.append` only checks a record and puts it in a buffer under a lock; it never
 touches I/O and never raises (a bad record is logged and counted in `dropped`). A daemon
@@ -27,13 +27,17 @@ Lookups (`logged_for_another`, `find`) never list the store: they read the recor
 an index of the files on disk within `lookback_s`, which the flush thread refreshes
 after every flush (so another process's records are found within about two flush
 intervals of being appended there).
+
+A closed hour's files are later compacted into a few (`tandem.telemetry.compaction`);
+the index follows the rows into the compacted file at its next refresh, and `find`
+refreshes it at once when the file it names is gone. Readers go through `live_files`,
+so they see each row once while that happens.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -43,19 +47,21 @@ from itertools import chain
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from tandem.telemetry.schema import REQUEST_SCHEMA, TIMESTAMP, as_utc, coerce_row
-from tandem.telemetry.storage import IdIndex, resolve, write_file
+from tandem.telemetry.schema import REQUEST_SCHEMA, as_utc, coerce_row
+from tandem.telemetry.storage import (
+    IdIndex,
+    ends_after,
+    partition_directory,
+    read_live,
+    resolve,
+    selected,
+    write_file,
+)
 
 logger = logging.getLogger(__name__)
 
-_PARTITION_SCHEMA = pa.schema([("date", pa.string()), ("hour", pa.string())])
-PARTITIONING = ds.partitioning(_PARTITION_SCHEMA, flavor="hive")
-_DATASET_SCHEMA = pa.unify_schemas([REQUEST_SCHEMA, _PARTITION_SCHEMA])
-_PARTITION = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 # A buffered record's memory beside its text: 2.8 KB measured for a dict of its 25 fields
 # (CPython 3.11, 75 characters of text).
 _ROW_BYTES = 3072
@@ -66,15 +72,8 @@ def row_bytes(row: Mapping[str, Any]) -> int:
     return _ROW_BYTES + len(row.get("prompt") or "") + len(row.get("response") or "")
 
 
-def _partition_start(path: str) -> datetime | None:
-    match = _PARTITION.search(path)
-    if match is None:
-        return None
-    return datetime.fromisoformat(f"{match[1]}T{match[2]}:00:00+00:00")
-
-
 class RequestLog:
-    """Buffered, append-only request records under `<root>/requests/`; see the module docstring.
+    """Buffered request records under `<root>/requests/`; see the module docstring.
 
     Args:
         root: local directory or pyarrow filesystem URI of the telemetry store.
@@ -188,20 +187,19 @@ class RequestLog:
                 batch, self._buffer = list(self._buffer), deque()
                 self._buffered_bytes = 0
                 self._writing = batch
-            partitions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            partitions: dict[str, list[dict[str, Any]]] = {}
             for row in batch:
-                key = (row["time"].strftime("%Y-%m-%d"), row["time"].strftime("%H"))
-                partitions.setdefault(key, []).append(row)
+                partitions.setdefault(partition_directory(self._directory, row["time"]),
+                                      []).append(row)
             failed: list[dict[str, Any]] = []
             first_error: Exception | None = None
             written = 0
-            for (date, hour), rows in partitions.items():
+            for directory, rows in partitions.items():
                 table = self._table(rows)
                 if not table.num_rows:
                     continue
                 try:
-                    path = write_file(self._fs, f"{self._directory}/date={date}/hour={hour}",
-                                      table, self._clock())
+                    path = write_file(self._fs, directory, table, self._clock())
                 except Exception as error:
                     failed.extend(rows)
                     first_error = first_error or error
@@ -259,8 +257,7 @@ class RequestLog:
         self.flush()
 
     def _in_lookback(self, path: str) -> bool:
-        start = _partition_start(path)
-        return start is None or start + timedelta(hours=1) >= as_utc(self._clock()) - self._lookback
+        return ends_after(path, as_utc(self._clock()) - self._lookback)
 
     def logged_for_another(self, request_id: str, tenant: str) -> bool:
         """Whether `request_id` was logged for a tenant other than `tenant` (appended here
@@ -280,6 +277,13 @@ class RequestLog:
                         if row["request_id"] == request_id), None)
         if row is not None:
             return dict(row)
+        try:
+            return self._read_indexed(request_id)
+        except FileNotFoundError:  # compacted (or past retention) since it was indexed
+            self.refresh_index()
+            return self._read_indexed(request_id)
+
+    def _read_indexed(self, request_id: str) -> dict[str, Any] | None:
         path = self._index.file_of(request_id)
         if path is None:
             return None
@@ -294,23 +298,7 @@ def read_requests(root: str | os.PathLike[str], since: datetime | None = None,
     `columns`, only those (plus `time`): a reader pays for what it uses, not for the prompts
     and responses. An empty table of the schema when there are none."""
     fs, base = resolve(root)
-    directory = f"{base}/requests"
-    schema = REQUEST_SCHEMA
-    if columns is not None:
-        unknown = set(columns) - set(REQUEST_SCHEMA.names)
-        if unknown:
-            raise ValueError(f"no such request-log column(s): {', '.join(sorted(unknown))}")
-        schema = pa.schema([REQUEST_SCHEMA.field(name) for name in REQUEST_SCHEMA.names
-                            if name in columns or name == "time"])
-    if fs.get_file_info(directory).type != pafs.FileType.Directory:
-        return schema.empty_table()
-    dataset = ds.dataset(directory, schema=_DATASET_SCHEMA, format="parquet", filesystem=fs,
-                         partitioning=PARTITIONING)
-    where = None
-    if since is not None:
-        since = as_utc(since)
-        day, hour = since.strftime("%Y-%m-%d"), since.strftime("%H")
-        where = (((ds.field("date") > day) | ((ds.field("date") == day) & (ds.field("hour") >= hour)))
-                 & (ds.field("time") >= pa.scalar(since, TIMESTAMP)))
-    table = dataset.to_table(columns=schema.names, filter=where)
+    schema = selected(REQUEST_SCHEMA, columns, "request-log")
+    table = read_live(fs, f"{base}/requests", REQUEST_SCHEMA, schema.names,
+                      None if since is None else as_utc(since))
     return table.sort_by("time").cast(schema)

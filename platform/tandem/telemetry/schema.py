@@ -54,6 +54,12 @@ FEEDBACK_SCHEMA = pa.schema([
     pa.field("model_version", pa.int64()),
     pa.field("prompt", pa.string()),
     pa.field("tenant", pa.string()),  # whose key posted it; None: stored before tenants
+    # the rated request as logged, so a rating is judged without the request log; None:
+    # stored before these were copied, or the request was not found
+    pa.field("tier", pa.string()),
+    pa.field("response", pa.string()),
+    pa.field("status", pa.int16()),
+    pa.field("request_time", TIMESTAMP),
 ])
 
 

@@ -50,8 +50,11 @@ def _known(logged: Any, copied: Any) -> Any:
 
 def ratings(feedback: pa.Table, requests: pa.Table) -> list[Rating]:
     """The latest feedback per request id, oldest first, joined to the request records."""
-    records = {row["request_id"]: row for row in
-               requests.select(["request_id", "model", "model_version", "prompt"]).to_pylist()}
+    wanted = [name for name in ("request_id", "model", "model_version", "prompt")
+              if name in requests.column_names]  # a reader may have left out the prompt
+    rated = requests.filter(pc.is_in(requests["request_id"],
+                                     value_set=feedback["request_id"].combine_chunks()))
+    records = {row["request_id"]: row for row in rated.select(wanted).to_pylist()}
     latest: dict[str, dict[str, Any]] = {}
     for row in feedback.sort_by([("time", "ascending"), ("feedback_id", "ascending")]).to_pylist():
         latest.pop(row["request_id"], None)
@@ -64,8 +67,18 @@ def ratings(feedback: pa.Table, requests: pa.Table) -> list[Rating]:
             correction=row["correction"],
             model=_known(record.get("model"), row["model"]),
             model_version=_known(record.get("model_version"), row["model_version"]),
-            prompt=_known(record.get("prompt"), row["prompt"]), tenant=row.get("tenant")))
+            prompt=_known(record.get("prompt"), row.get("prompt")), tenant=row.get("tenant")))
     return out
+
+
+def rated_records(feedback: pa.Table) -> pa.Table:
+    """The records of the requests `feedback` rates as the feedback store copied them when
+    each was posted (request-log columns), so a rating is judged without reading the log;
+    fields of feedback stored before the copy was made are null."""
+    return pa.table({"request_id": feedback["request_id"], "time": feedback["request_time"],
+                     "model": feedback["model"], "model_version": feedback["model_version"],
+                     "tier": feedback["tier"], "status": feedback["status"],
+                     "prompt": feedback["prompt"], "response": feedback["response"]})
 
 
 def chat_messages(logged: str) -> list[dict[str, Any]] | None:

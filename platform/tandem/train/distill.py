@@ -134,6 +134,9 @@ def build_student(teacher_dir: Path, shape: StudentShape, out_dir: Path, seed: i
     return target
 
 
+DISTILL_COLUMNS = ("request_id", "model", "model_version", "status", "tier", "prompt", "response")
+
+
 def run_distill(config: DistillConfig, settings: Settings,
                 log: Callable[[str], None] = print):
     """Distill `config.teacher` into a registered student; returns the FinetuneResult."""
@@ -143,6 +146,7 @@ def run_distill(config: DistillConfig, settings: Settings,
     from tandem.registry import download_model, resolve_version
     from tandem.telemetry.feedback import read_feedback
     from tandem.telemetry.request_log import read_requests
+    from tandem.telemetry.schema import as_utc
     from tandem.train.config import FinetuneConfig
     from tandem.train.distill_data import build_distill_rows, quality_rows
     from tandem.train.run import resolve_base_model_dir, resolve_data_paths, run_finetune
@@ -156,7 +160,10 @@ def run_distill(config: DistillConfig, settings: Settings,
     telemetry = settings.home / "telemetry"
     train_rows = [row for path in resolve_data_paths(["builtin:train"], settings)
                   for row in read_jsonl(path)]
-    requests, feedback = read_requests(telemetry), read_feedback(telemetry)
+    # the window's requests, on the columns the set is built from; the feedback whole (a
+    # correction counts whenever it came, and carries its request's prompt)
+    requests = read_requests(telemetry, since=as_utc(start), columns=DISTILL_COLUMNS)
+    feedback = read_feedback(telemetry)
     rows = build_distill_rows(requests, feedback, train_rows, teacher=teacher, start=start,
                               end=end, sample=config.train_sample, seed=config.seed,
                               holdout_share=config.quality_holdout)

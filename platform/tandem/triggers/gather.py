@@ -14,6 +14,7 @@ budget cap spilled the request to the cheapest pool.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from tandem.telemetry.feedback import FeedbackScale, normalized_score
 from tandem.telemetry.window import between, prompt_text, ratings
 from tandem.triggers.policies import TriggerWindow
 from tandem.triggers.profile import DataProfile
+
+DRIFT_SAMPLE = 5000  # prompts a tick's drift is judged on, at most
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
                   now: float, window_s: float, last_n: int, baseline: Baseline | None,
                   profile: DataProfile | None, scale: FeedbackScale,
                   slo_miss_target: float | None, cost_target_usd: float | None,
-                  last_training_time: float | None,
-                  last_distillation_time: float | None = None) -> TriggerWindow:
+                  corrections_since_training: int = 0,
+                  answers_since_distillation: int = 0) -> TriggerWindow:
     """The window of `model`'s telemetry in `(now - window_s, now]` for the policies.
 
     Args:
@@ -57,10 +60,15 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
             ratings that are not among the window's scores (none if there are no such).
         profile: the champion's training prompt profile, for drift.
         scale: the feedback score scale, normalized to [-1, 1].
-        last_training_time: corrections after this time (POSIX seconds) count as new;
-            None counts them all.
-        last_distillation_time: answers with logged text after this time count toward the
-            next distillation; None counts them all.
+        corrections_since_training, answers_since_distillation: the model's corrected
+            requests since its last training run, and its answers with logged text since
+            its student was last distilled (running counts: `tandem.watch.tail`).
+
+    The tables need to hold only what the window judges: the requests in the window, and
+    the model's feedback from its champion's first and last ratings (the loop passes
+    `TelemetryTail.window` and `TelemetryTail.ratings()`). Drift is judged on at most
+    `DRIFT_SAMPLE` of the window's prompts, evenly spaced in time, so a tick's cost does
+    not grow with the traffic.
     """
     start = now - window_s
     model_ratings = [r for r in ratings(between(feedback, None, now), requests) if r.model == model]
@@ -71,26 +79,21 @@ def gather_window(requests: pa.Table, feedback: pa.Table, *, model: str, version
         earlier = [normalized_score(r.score, scale) for r in champion
                    if r.request_id not in recent_ids][:last_n]
         baseline = Baseline.of(earlier)
-    corrections = sum(r.correction is not None and
-                      (last_training_time is None or r.time > last_training_time)
-                      for r in model_ratings)
     traffic = between(requests, start, now)
     traffic = traffic.filter(pc.and_(pc.equal(traffic["model"], model),
                                      pc.less(traffic["status"], 400)))
-    rows = traffic.select(["prompt", "slo_met", "cost_usd"]).to_pylist()
-    answered = between(requests, last_distillation_time, now)
-    answers = pc.sum(pc.and_(pc.and_(pc.equal(answered["model"], model),
-                                     pc.equal(answered["status"], 200)),
-                             pc.is_valid(answered["response"]))).as_py() or 0
+    prompts = traffic["prompt"].drop_null()
+    step = max(1, math.ceil(len(prompts) / DRIFT_SAMPLE))
+    slo_met = traffic["slo_met"]
     return TriggerWindow(
         model=model, model_version=version,
         scores=tuple(normalized_score(r.score, scale) for r in recent),
         baseline_mean_score=baseline.mean_score if baseline else None,
         baseline_negative_rate=baseline.negative_rate if baseline else None,
-        prompts=tuple(prompt_text(row["prompt"]) for row in rows if row["prompt"] is not None),
-        profile=profile, corrections_since_training=corrections, requests=len(rows),
-        slo_judged=sum(row["slo_met"] is not None for row in rows),
-        slo_misses=sum(row["slo_met"] is False for row in rows),
-        cost_per_request_usd=sum(row["cost_usd"] for row in rows) / len(rows) if rows else None,
+        prompts=tuple(prompt_text(prompt) for prompt in prompts[::step].to_pylist()),
+        profile=profile, corrections_since_training=corrections_since_training,
+        requests=traffic.num_rows, slo_judged=len(slo_met) - slo_met.null_count,
+        slo_misses=pc.sum(pc.invert(slo_met)).as_py() or 0,
+        cost_per_request_usd=pc.mean(traffic["cost_usd"]).as_py() if traffic.num_rows else None,
         slo_miss_target=slo_miss_target, cost_target_usd=cost_target_usd,
-        answers_since_distillation=int(answers))
+        answers_since_distillation=answers_since_distillation)

@@ -1,12 +1,13 @@
 """When to retrain, as pure policies: a window of telemetry in, a decision with its reason out.
 
-The watcher job gathers a `TriggerWindow` for the champion (normalized feedback scores,
-recent prompts, corrections, SLO misses, cost) and asks each policy; it holds the clock
-and passes `now`, so every policy is a plain function of data and testable without Ray,
-MLflow or time. Three policies retrain (quality drop, prompt drift, enough new labels);
-latency or cost over target only alerts, because a bigger fleet mix, not a new model,
-fixes those (`tandem plan`). One more, when configured, distills: enough logged teacher
-answers since the last distillation make a new student worth training (`jobs/distill.py`).
+The retraining loop (`tandem watch`) gathers a `TriggerWindow` for the champion (normalized
+feedback scores, recent prompts, corrections, SLO misses, cost) and asks each policy; it
+holds the clock and passes `now`, so every policy is a plain function of data and testable
+without Ray, MLflow or time. Three policies retrain (quality drop, prompt drift, enough new
+labels); latency or cost over target only alerts, because a bigger fleet mix, not a new
+model, fixes those (`tandem plan`). One more, when configured, distills: enough logged
+teacher answers since the last distillation make a new student worth training
+(`jobs/distill.py`).
 Each policy has a cool-down, recorded in `TriggerState`, so that a condition that persists
 while the retrained model is on its way does not fire again and again; the result's reason
 is a sentence with the numbers, for the operator and for the new version's
@@ -29,7 +30,7 @@ Action = Literal["retrain", "distill", "alert", "none"]
 
 @dataclass(frozen=True)
 class TriggerWindow:
-    """What the watcher gathered about the champion for one evaluation.
+    """What the retraining loop gathered about the champion for one evaluation.
 
     Attributes:
         model, model_version: the champion the window describes.

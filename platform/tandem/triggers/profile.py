@@ -1,4 +1,5 @@
-"""What a model's training prompts looked like, so the watcher can tell when serving traffic drifts away.
+"""What a model's training prompts looked like, so the retraining loop can tell when serving
+traffic drifts away.
 
 A `DataProfile` is saved beside a training run and compared with recent prompts by
 the population stability index (PSI) on two distributions: prompt length in words,

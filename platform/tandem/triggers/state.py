@@ -1,12 +1,12 @@
-"""What the retrain watcher must remember across restarts: when each trigger last fired, and which
+"""What the retraining loop must remember across restarts: when each trigger last fired, and which
 trigger windows already got a retraining job.
 
-"At most one retraining job per trigger window" has to survive a watcher crash, so the
+"At most one retraining job per trigger window" has to survive a crash of the loop, so the
 state is a small JSON file rewritten atomically (temporary file, fsync, `os.replace`)
 on every change. A window id is the trigger's name and the start bucket of its window
-(`<name>@<floor(now / window_s)>`). The safe order for a watcher: derive the job's
+(`<name>@<floor(now / window_s)>`). The safe order for the trigger evaluator: derive the job's
 submission id from the window id, `claim` it, then submit; after a crash between the two,
-the restarted watcher sees the claim and Ray refuses a second job with that id anyway.
+the restarted loop sees the claim and Ray refuses a second job with that id anyway.
 One state file per watched model.
 """
 

@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from tandem.settings import Settings
     from tandem.telemetry.traces import TraceExport
     from tandem.train.config import FinetuneConfig
+    from tandem.triggers.evaluator import TriggerEvaluator
     from tandem.triggers.policies import TriggerResult, TriggerWindow
-    from tandem.triggers.watcher import Watcher
     from tandem.watch.config import WatchConfig
+    from tandem.watch.tail import TelemetryTail
 
 FINETUNE_ENTRYPOINT = "jobs/finetune.py"
+LIVE_COLUMNS = ("request_id", "model", "model_version", "status")  # what a canary is judged on
 DISTILL_ENTRYPOINT = "jobs/distill.py"
 
 
@@ -122,16 +124,28 @@ def _candidate(model: str, version: int, settings: Settings) -> Candidate:
     return Candidate(str(model_dir), str(download_model(base, cache, url)[0]))
 
 
+def build_tail(config: WatchConfig, settings: Settings, now: float) -> TelemetryTail:
+    """`config.model`'s telemetry as the loop reads it, state in
+    `$TANDEM_HOME/watch/<model>.telemetry.json`."""
+    from tandem.watch.tail import TelemetryTail
+
+    return TelemetryTail(settings.home / "telemetry", config.model,
+                         settings.home / "watch" / f"{config.model}.telemetry.json",
+                         window_s=config.window_s, last_n=config.quality.last_n, now=now)
+
+
 def trigger_state_path(config: WatchConfig, settings: Settings) -> Path:
     """Where the watcher keeps `config.model`'s fire times and submitted jobs."""
     return settings.home / "triggers" / f"{config.model}.json"
 
 
-def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
-    """A `Watcher` over `settings.home`'s telemetry that submits `jobs/finetune.py`."""
+def build_watcher(config: WatchConfig, settings: Settings, tail: TelemetryTail) -> TriggerEvaluator:
+    """A `TriggerEvaluator` over `tail` (what is new in `settings.home`'s telemetry) that
+    submits `jobs/finetune.py`."""
     from tandem.telemetry.feedback import read_feedback
-    from tandem.telemetry.request_log import read_requests
+    from tandem.telemetry.window import rated_records
     from tandem.train.run import resolve_data_paths
+    from tandem.triggers.evaluator import TriggerEvaluator
     from tandem.triggers.gather import gather_window
     from tandem.triggers.policies import (
         DistillTrigger,
@@ -143,7 +157,6 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
     from tandem.triggers.profile import DataProfile
     from tandem.triggers.retrain_data import build_retrain_rows, validation_rows, write_jsonl
     from tandem.triggers.state import TriggerState
-    from tandem.triggers.watcher import Watcher
 
     finetune = _retraining_config(config)
     train_rows = _training_rows(resolve_data_paths(finetune.train_data, settings))
@@ -162,16 +175,18 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
                 raise UserError(f"cannot read {config.distill.student_model} from MLflow "
                                 f"({type(error).__name__})") from None
         return gather_window(
-            read_requests(telemetry), read_feedback(telemetry), model=config.model,
+            tail.window, tail.ratings(), model=config.model,
             version=champion, now=now, window_s=config.window_s, last_n=config.quality.last_n,
             baseline=None, profile=profile, scale=config.feedback_scale,
             slo_miss_target=config.slo_miss_target, cost_target_usd=config.cost_target_usd,
-            last_training_time=last_training, last_distillation_time=last_distillation)
+            corrections_since_training=tail.corrections_since(last_training),
+            answers_since_distillation=tail.answers_since(last_distillation))
 
     def submit(result: TriggerResult, job_id: str) -> str:
         if result.action == "distill":
             return _submit_once(settings, distill_entrypoint(config), job_id)
-        feedback, requests = read_feedback(telemetry), read_requests(telemetry)
+        feedback = read_feedback(telemetry)  # corrections carry their request's prompt
+        requests = rated_records(feedback)
         shares = {"holdout_share": config.rollout.feedback_holdout_share}
         rows = build_retrain_rows(feedback, requests, train_rows, sample=config.retrain_sample,
                                   seed=config.seed, model=config.model,
@@ -198,11 +213,11 @@ def build_watcher(config: WatchConfig, settings: Settings) -> Watcher:
     if config.distill is not None:
         policies.append(DistillTrigger(config.distill))
     state = TriggerState(trigger_state_path(config, settings))
-    return Watcher(policies, state, gather, submit, alert)
+    return TriggerEvaluator(policies, state, gather, submit, alert)
 
 
 def _submit_once(settings: Settings, entrypoint: list[str], job_id: str) -> str:
-    from tandem.jobs import submit_job
+    from tandem.ray_jobs import submit_job
 
     try:
         return submit_job(settings, entrypoint, submission_id=job_id)
@@ -235,6 +250,8 @@ def build_rollout(config: WatchConfig, settings: Settings,
     from tandem.serve import deploy
     from tandem.telemetry.feedback import read_feedback
     from tandem.telemetry.request_log import read_requests
+    from tandem.telemetry.schema import as_utc
+    from tandem.telemetry.window import rated_records
     from tandem.train.config import FinetuneConfig
     from tandem.train.run import resolve_data_paths
     from tandem.triggers.retrain_data import correction_rows, held_out
@@ -250,13 +267,16 @@ def build_rollout(config: WatchConfig, settings: Settings,
         return {alias: alias_version(model, alias, url) for alias in (CHAMPION, CHALLENGER, PREVIOUS)}
 
     def score(*versions: int):
-        corrections = correction_rows(read_feedback(telemetry), read_requests(telemetry), model)
+        feedback = read_feedback(telemetry)
+        corrections = correction_rows(feedback, rated_records(feedback), model)
         judged = [row for row in corrections if held_out(row["prompt"], share)]
         return offline_scores([_candidate(model, version, settings) for version in versions],
                               holdout, judged, finetune.prompt_format, finetune.use_gpu)
 
     def live(version: int, since: float, until: float):
-        return live_stats(read_requests(telemetry), read_feedback(telemetry), model=model,
+        start = as_utc(since)  # a request's ratings come after it
+        requests = read_requests(telemetry, since=start, columns=LIVE_COLUMNS)
+        return live_stats(requests, read_feedback(telemetry, since=start), model=model,
                           version=version, since=since, until=until, scale=config.feedback_scale)
 
     def move_champion(version: int) -> None:  # the aliases move once `version` serves
@@ -285,37 +305,56 @@ def build_rollout(config: WatchConfig, settings: Settings,
 
 
 def build_quality_refresh(config: WatchConfig, settings: Settings,
-                          ) -> Callable[[pa.Table, pa.Table], list[str]]:
+                          ) -> Callable[[pa.Table], list[str]]:
     """A step of the loop that pools each served version's rated answers into its recorded
     quality per tier (`tandem.rollout.quality`): `config.model` and its student (`distill`),
     their champion and challenger versions, each only once it was scored held out. The
     router gets a serving version's new quality at once (champion or canary). Called with
-    the request log and the feedback; returns one line per version updated."""
+    the feedback that is new since the last step; a version it rates is judged on its
+    ratings since it was registered, as the feedback store copied their requests. Returns
+    one line per version updated."""
+    import pyarrow.compute as pc
+
     from tandem.registry import (
         CHALLENGER,
         CHAMPION,
         QUALITY_TAG,
         alias_version,
+        mlflow_client,
         set_version_tags,
         version_tags,
     )
     from tandem.rollout.quality import HELDOUT, pooled_tags, rated_answers
     from tandem.serve.deploy import refresh_quality
     from tandem.serve.students import quality_of
+    from tandem.telemetry.feedback import read_feedback
+    from tandem.telemetry.schema import as_utc
+    from tandem.telemetry.window import rated_records
 
     url = settings.mlflow_url
     models = [config.model] + ([config.distill.student_model] if config.distill else [])
 
-    def refresh(requests: pa.Table, feedback: pa.Table) -> list[str]:
+    def ratings_of(model: str, version: int) -> pa.Table:
+        registered = mlflow_client(url).get_model_version(model, str(version)).creation_timestamp
+        feedback = read_feedback(settings.home / "telemetry", since=as_utc(registered / 1000))
+        return feedback.filter(pc.and_(pc.equal(feedback["model"], model),
+                                       pc.equal(feedback["model_version"], version)))
+
+    def refresh(new_feedback: pa.Table) -> list[str]:
         lines = []
+        rated_now = set(zip(new_feedback["model"].to_pylist(),
+                            new_feedback["model_version"].to_pylist(), strict=True))
         for model in models:
             versions = {alias_version(model, alias, url) for alias in (CHAMPION, CHALLENGER)}
             for version in versions - {None}:
+                if (model, version) not in rated_now:
+                    continue  # nothing new to pool
                 tags = version_tags(model, version, url)
                 if not any(key.startswith(HELDOUT) for key in tags):
                     continue  # never scored held out: nothing to pool with
-                rated = rated_answers(requests, feedback, model=model, version=version,
-                                      scale=config.feedback_scale)
+                feedback = ratings_of(model, version)
+                rated = rated_answers(rated_records(feedback), feedback, model=model,
+                                      version=version, scale=config.feedback_scale)
                 new = {key: value for key, value in pooled_tags(tags, rated).items()
                        if tags.get(key) != value}
                 if not new:

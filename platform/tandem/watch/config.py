@@ -57,6 +57,9 @@ class WatchConfig(StrictConfig):
     distill: DistillTriggerConfig | None = Field(
         None, description="Distill the champion into `student_model` (jobs/distill.py) every "
         "`min_answers` logged answers; off when absent.")
+    retention_days: float = Field(30.0, gt=0, allow_inf_nan=False, description="Days the "
+                                  "request log and feedback are kept; the loop deletes older "
+                                  "hours and compacts closed ones (tandem.telemetry.compaction).")
     trace_share: float = Field(0.05, ge=0, le=1, description="Share of unrated requests "
                                "exported to MLflow as traces (rated ones always are).")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Gates a retrained "

@@ -5,7 +5,11 @@ retrained challenger, rated answers update the quality recorded per tier
 
 One failed evaluation (MLflow or Ray briefly unreachable) is logged and retried at the
 next interval, so the loop outlives the services it talks to; with `once` it raises
-instead. All its state is durable (`tandem.watch.build`), so a restarted loop resumes.
+instead. A tick reads only the telemetry that arrived since the last one
+(`tandem.watch.tail`), and starts the compaction of closed hours and the deletion of
+those past retention in a Ray task (`tandem.telemetry.compaction`). All its state is
+durable (`tandem.watch.build`), so a restarted loop resumes, and reads a failed tick's
+new rows again.
 The loop joins the Ray cluster so that its metrics (`tandem.watch.metrics`: retraining
 job outcomes, rollout stages) go out through Ray's metrics endpoint with serving's.
 """
@@ -22,6 +26,7 @@ from tandem.watch.build import (
     FINETUNE_ENTRYPOINT,
     build_quality_refresh,
     build_rollout,
+    build_tail,
     build_trace_export,
     build_watcher,
     trigger_state_path,
@@ -39,40 +44,42 @@ def run_watch(config: WatchConfig, settings: Settings, *, once: bool = False) ->
     """Tick the loop every `config.interval_s` until stopped; with `once`, tick once and
     return 0. Must run from the project root (the retraining job's entrypoint and the
     fine-tuning config are paths relative to it); `UserError` otherwise."""
-    from tandem.telemetry.feedback import read_feedback
-    from tandem.telemetry.request_log import read_requests
-
     if not Path(FINETUNE_ENTRYPOINT).exists():
         raise UserError(f"run `tandem watch` from the project root ({FINETUNE_ENTRYPOINT} not found)")
     if not Path(config.finetune_config).is_file():
         raise UserError(f"{config.finetune_config}: no such fine-tuning config (finetune_config)")
     from tandem.cluster import join_cluster
-    from tandem.jobs import job_status
+    from tandem.ray_jobs import job_status
+    from tandem.telemetry.compaction import CompactionTask
     from tandem.triggers.state import TriggerState
 
     join_cluster(settings)
     metrics = LoopMetrics()
-    watcher = build_watcher(config, settings)
+    tail = build_tail(config, settings, time.time())
+    watcher = build_watcher(config, settings, tail)
     rollout = build_rollout(config, settings, metrics.observed_tags)
     traces = build_trace_export(config, settings)
+    compaction = CompactionTask(settings.home / "telemetry", retention_days=config.retention_days)
     refresh_quality = build_quality_refresh(config, settings)
     state_path = trigger_state_path(config, settings)
     outcomes = JobOutcomes(config.model, lambda: TriggerState(state_path).jobs(),
                            lambda job: job_status(settings, job), metrics.job_ended)
-    telemetry = settings.home / "telemetry"
     while True:
         try:
+            requests, feedback = tail.advance(time.time())
             results = watcher.tick(time.time())
             outcomes.check()
             rollout.tick(time.time())
-            requests, feedback = read_requests(telemetry), read_feedback(telemetry)
-            quality = refresh_quality(requests, feedback)
-            traces.export(requests, feedback)
+            quality = refresh_quality(feedback)
+            traces.export(tail.with_rated_requests(requests, feedback), feedback)
+            tail.save()
+            compaction.tick(time.time())  # a Ray task: the tick does not wait for it
         except Exception:
             if once:
                 raise
             logger.exception("watch %s: evaluation failed; next try in %g s",
                              config.model, config.interval_s)
+            tail.restore(time.time())  # the new rows are read again next time
         else:
             for result in results:
                 verdict = f"FIRED ({result.action})" if result.fired else "quiet"

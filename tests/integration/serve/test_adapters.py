@@ -58,7 +58,7 @@ def complete(served, http, model: str, prompt: str, **extra) -> requests.Respons
 
 @pytest.fixture(scope="module")
 def job_client(served):
-    from tandem.jobs import job_client
+    from tandem.ray_jobs import job_client
 
     return job_client(served)
 
@@ -66,7 +66,7 @@ def job_client(served):
 @pytest.fixture(scope="module")
 def adapter_job(served, registered, job_client, repo_root):
     """The README's LoRA job, through `ray job submit`, on the served base."""
-    from tandem.jobs import submit_job
+    from tandem.ray_jobs import submit_job
 
     job_id = submit_job(served, [
         "python", "jobs/finetune.py", "--config", "jobs/configs/tiny-adapter.yaml",

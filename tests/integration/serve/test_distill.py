@@ -32,7 +32,7 @@ def _distill_args(*extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def distilled(served, registered, http, repo_root):
     """One distillation job through `ray job submit`: (its logs, an answer it learned from)."""
-    from tandem.jobs import job_client, submit_job
+    from tandem.ray_jobs import job_client, submit_job
 
     answered = http.post(f"{served.api_url}/v1/completions", timeout=60, json={
         "model": MODEL, "prompt": "translate: lamp river =>", "max_tokens": 4})
@@ -188,16 +188,14 @@ def test_the_watcher_records_rated_answers_in_the_students_quality_and_routes_by
     from tandem.registry import version_tags
     from tandem.serve.deploy import current_table
     from tandem.telemetry.feedback import read_feedback
-    from tandem.telemetry.request_log import read_requests
     from tandem.watch.build import build_quality_refresh
     from tandem.watch.config import WatchConfig
 
     config = WatchConfig(model=MODEL, distill={"student_model": STUDENT})
     step = build_quality_refresh(config, served)
 
-    def refresh() -> list[str]:  # one step of `tandem watch`, on the telemetry as it is now
-        telemetry = served.home / "telemetry"
-        return step(read_requests(telemetry), read_feedback(telemetry))
+    def refresh() -> list[str]:  # one step of `tandem watch`, all feedback taken as new
+        return step(read_feedback(served.home / "telemetry"))
 
     # the ingress writes the request log every 2 s: a step may see some of the 10 rated
     # answers before the rest, as the loop would; step until all are in

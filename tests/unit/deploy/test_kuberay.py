@@ -415,7 +415,7 @@ def mlflow_allowed_hosts() -> list[str]:
 def test_tandem_settings_in_the_ray_pods_lead_to_ray_and_mlflow(pod_ip):
     """Tandem reaches MLflow at its Service (TANDEM_MLFLOW_URI) from every Ray pod, and Ray
     at the pod's own IP (TANDEM_HOST), where the head has Ray's ports; jobs the watcher
-    submits (`tandem.jobs`, `Settings.service_env`) get the same MLflow."""
+    submits (`tandem.ray_jobs`, `Settings.service_env`) get the same MLflow."""
     from mlflow.server.security_utils import is_allowed_host_header
     from tandem.settings import load_settings
 

@@ -58,8 +58,9 @@ def test_loose_traffic_leaves_the_pools_fast_enough_for_the_strictest_tier_free(
     pools = [state("H100", priors), state("L4", priors)]
     batch = policy.pick_pool(RequestFeatures(500, 200, tier="batch"), pools, 0.0)
     by_pool = {c.pool: c for c in batch.candidates}
-    assert by_pool["H100"].cost_usd < by_pool["L4"].cost_usd  # H100 is cheaper per request...
-    assert by_pool["L4"].meets_slo and by_pool["L4"].tpot_ms > 25  # ...L4 meets batch only
+    # H100 is cheaper per request...
+    assert by_pool["H100"].predicted_cost_usd < by_pool["L4"].predicted_cost_usd
+    assert by_pool["L4"].meets_slo and by_pool["L4"].predicted_tpot_ms > 25  # ...L4 meets batch only
     assert batch.pool == "L4" and "stay free" in batch.reason
     interactive = policy.pick_pool(RequestFeatures(500, 200, tier="interactive"), pools, 0.0)
     assert interactive.pool == "H100"
@@ -74,17 +75,18 @@ def test_loose_traffic_leaves_the_pools_fast_enough_for_the_strictest_tier_free(
 
 def test_predictions_follow_the_roofline(priors):
     decision = LatencyCostPolicy(priors).pick_pool(RequestFeatures(1000, 100), fleet(priors), 0)
-    tpot = {c.pool: c.tpot_ms for c in decision.candidates}
+    tpot = {c.pool: c.predicted_tpot_ms for c in decision.candidates}
     # decode is bandwidth-bound: H200 (4.8 TB/s) < H100 (3.35) < A100 (2.0) < L4 (0.3)
     assert tpot["H200"] < tpot["H100"] < tpot["A100-80G"] < tpot["L4"]
     assert 3 < tpot["H100"] < 10 and 50 < tpot["L4"] < 100
 
 
 def test_no_pool_meets_the_targets_picks_the_fastest_and_flags_a_miss(priors):
-    request = RequestFeatures(8000, 100, ttft_target_ms=1.0, tpot_target_ms=1.0)
+    request = RequestFeatures(8000, 100, requested_ttft_ms=1.0, requested_tpot_ms=1.0)
     decision = LatencyCostPolicy(priors).pick_pool(request, fleet(priors), 0.0)
     assert decision.predicted_slo_miss and "fastest" in decision.reason
-    fastest = min(decision.candidates, key=lambda c: (max(c.ttft_ms, c.tpot_ms), c.cost_usd))
+    fastest = min(decision.candidates, key=lambda c: (max(c.predicted_ttft_ms, c.predicted_tpot_ms),
+                                                      c.predicted_cost_usd))
     # H100 and H200 prefill equally fast: H100 takes less rent per request of this size
     assert decision.pool == fastest.pool == "H100"
 
@@ -113,15 +115,15 @@ def test_load_raises_predicted_latency_and_moves_traffic(priors):
                     else p for p in fleet(priors)]
     moved = policy.pick_pool(request, loaded_pools, 0.0)
     assert moved.pool != idle.pool
-    before = {c.pool: c.ttft_ms for c in idle.candidates}
-    after = {c.pool: c.ttft_ms for c in moved.candidates}
+    before = {c.pool: c.predicted_ttft_ms for c in idle.candidates}
+    after = {c.pool: c.predicted_ttft_ms for c in moved.candidates}
     assert after[idle.pool] > 10 * before[idle.pool]
 
 
 def test_max_cost_is_a_constraint(priors):
     policy = LatencyCostPolicy(priors)
     free = policy.pick_pool(RequestFeatures(500, 200, tier="batch"), fleet(priors), 0.0)
-    costs = sorted(c.cost_usd for c in free.candidates)
+    costs = sorted(c.predicted_cost_usd for c in free.candidates)
     cap = (costs[0] + costs[1]) / 2  # only the cheapest pool fits under it
     capped = policy.pick_pool(RequestFeatures(500, 200, tier="batch", max_cost_usd=cap),
                               fleet(priors), 0.0)
@@ -138,7 +140,7 @@ def test_tier_budget_cap_spills_to_the_cheapest_pool(priors):
     request = RequestFeatures(500, 200, tier="standard")
     pools = fleet(priors, H100=200)  # the cheapest per request, but too busy for TPOT 8 ms
     under = policy.pick_pool(request, pools, 0.0)
-    cheapest = min(under.candidates, key=lambda c: c.cost_usd)
+    cheapest = min(under.candidates, key=lambda c: c.predicted_cost_usd)
     assert cheapest.pool == "H100" and not cheapest.meets_slo
     assert under.pool != "H100" and not under.predicted_slo_miss
     policy.set_spend_rates({"standard": 10.0, "interactive": 99.0})
@@ -160,11 +162,11 @@ def test_the_policy_predicts_with_the_latency_model_and_prices_with_tandem_perf(
     for candidate in decision.candidates:
         pool = by_name[candidate.pool]
         predicted = model.predict(pool, request, 10.0)
-        assert candidate.ttft_ms == pytest.approx(predicted.ttft_ms)
-        assert candidate.tpot_ms == pytest.approx(predicted.tpot_ms)
+        assert candidate.predicted_ttft_ms == pytest.approx(predicted.ttft_ms)
+        assert candidate.predicted_tpot_ms == pytest.approx(predicted.tpot_ms)
         expected_cost = request_cost_usd(pool_constants(priors[pool.name]), pool.price_per_hour,
                                          request.prompt_tokens, request.max_tokens)
-        assert candidate.cost_usd == expected_cost
+        assert candidate.predicted_cost_usd == expected_cost
 
 
 pool_loads = st.lists(
@@ -173,7 +175,7 @@ pool_loads = st.lists(
     min_size=1, max_size=8)
 requests = st.builds(RequestFeatures, prompt_tokens=st.integers(1, 8000),
                      max_tokens=st.integers(1, 2000),
-                     ttft_target_ms=st.floats(1, 20000), tpot_target_ms=st.floats(1, 300),
+                     requested_ttft_ms=st.floats(1, 20000), requested_tpot_ms=st.floats(1, 300),
                      tier=st.sampled_from(["interactive", "standard", "batch"]))
 
 
@@ -204,9 +206,9 @@ def test_property_the_choice_is_the_rule_over_every_pool_though_not_every_pool_i
     considered = [p for p in usable if p.queued < limit * p.replicas] or usable
     every = every_pool(policy, request, considered)  # each pool predicted, one by one
     for candidate in decision.candidates:  # the ones predicted are predicted the same
-        assert (candidate.ttft_ms, candidate.tpot_ms, candidate.cost_usd) == pytest.approx(
-            every[candidate.pool])
-    ttft, tpot = request.ttft_target_ms, request.tpot_target_ms
+        assert candidate[1:4] == pytest.approx(every[candidate.pool])
+    ttft, tpot = decision.ttft_target_ms, decision.tpot_target_ms  # the request's own
+    assert (ttft, tpot) == (request.requested_ttft_ms, request.requested_tpot_ms)
     meeting = {name: v for name, v in every.items() if v[0] <= ttft and v[1] <= tpot}
     if not meeting:
         assert decision.predicted_slo_miss and len(decision.candidates) == len(considered)
@@ -242,12 +244,12 @@ def test_property_looser_targets_are_still_met(priors, loads, request, looser):
     tight = policy.pick_pool(request, pools, 0.0)
     assume(not tight.predicted_slo_miss)  # from "met" to "met more easily"; a miss may be cheaper still
     loose_request = RequestFeatures(request.prompt_tokens, request.max_tokens,
-                                    request.ttft_target_ms * looser,
-                                    request.tpot_target_ms * looser, request.tier)
+                                    request.requested_ttft_ms * looser,
+                                    request.requested_tpot_ms * looser, request.tier)
     loose = policy.pick_pool(loose_request, pools, 0.0)
     assert not loose.predicted_slo_miss
     ttft_strict, tpot_strict = policy.config.strictest_targets()
-    if loose_request.ttft_target_ms <= ttft_strict and loose_request.tpot_target_ms <= tpot_strict:
+    if loose_request.requested_ttft_ms <= ttft_strict and loose_request.requested_tpot_ms <= tpot_strict:
         assert loose.predicted_cost_usd <= tight.predicted_cost_usd  # more pools to choose from
 
 
@@ -291,8 +293,8 @@ def test_a_cheap_pool_at_the_edge_of_the_targets_loses_to_one_with_headroom(prio
     every = every_pool(LatencyCostPolicy(priors), request, pools)
     assert every["H100"][2] < every["H200"][2]
     # targets the H100 meets with less than 20 % to spare, the H200 with more
-    edge = replace(request, tpot_target_ms=tpot / 0.9, ttft_target_ms=10_000)
-    assert every["H200"][1] <= 0.8 * edge.tpot_target_ms  # the premise
+    edge = replace(request, requested_tpot_ms=tpot / 0.9, requested_ttft_ms=10_000)
+    assert every["H200"][1] <= 0.8 * edge.requested_tpot_ms  # the premise
     picked = LatencyCostPolicy(priors).pick_pool(edge, pools, 0.0)
     assert picked.pool == "H200" and picked.reason.endswith("with 20% to spare")
     # without room anywhere, the cheapest pool meeting the targets at all
@@ -309,11 +311,11 @@ def test_a_cold_pool_takes_requests_that_can_wait_for_its_start_and_spills_the_r
     interactive = policy.pick_pool(RequestFeatures(500, 200, tier="interactive"), pools, 0.0)
     assert interactive.pool == "H100"
     assert "cold L4 passed over (~90 s to start)" in interactive.reason  # too slow even warm
-    patient = RequestFeatures(500, 200, ttft_target_ms=600_000, tpot_target_ms=200, tier="batch")
+    patient = RequestFeatures(500, 200, requested_ttft_ms=600_000, requested_tpot_ms=200, tier="batch")
     waits = policy.pick_pool(patient, pools, 0.0)
     assert waits.pool == "L4" and "L4 is cold: waits for its first replica (~90 s" in waits.reason
     assert waits.predicted_ttft_ms > 90_000
-    hurried = replace(patient, ttft_target_ms=30_000)
+    hurried = replace(patient, requested_ttft_ms=30_000)
     spilled = policy.pick_pool(hurried, pools, 0.0)
     assert spilled.pool == "H100"
     assert "spilled from cold L4 (~90 s to start breaks TTFT<=30000ms)" in spilled.reason
@@ -323,7 +325,7 @@ def test_a_cold_pool_takes_requests_that_can_wait_for_its_start_and_spills_the_r
 def test_a_cold_pools_queue_is_bounded(priors):
     policy = LatencyCostPolicy(priors, RoutingConfig.gpu_defaults().model_copy(
         update={"max_queued_per_replica": 4}))
-    patient = RequestFeatures(500, 200, ttft_target_ms=600_000, tpot_target_ms=200, tier="batch")
+    patient = RequestFeatures(500, 200, requested_ttft_ms=600_000, requested_tpot_ms=200, tier="batch")
     cold = replace(state("L4", priors, queued=4), cold_start_ms=90_000.0)
     decision = policy.pick_pool(patient, [state("H100", priors), cold], 0.0)
     assert decision.pool == "H100" and "cold L4 passed over" in decision.reason

@@ -7,10 +7,10 @@ def test_valid_hints_parse_case_insensitively():
     hints = parse_routing_hints({"X-Tandem-TTFT-ms": " 250 ", "x-tandem-tpot-ms": "1.5e1",
                                  "X-TANDEM-TIER": "Interactive", "x-tandem-max-cost": "0.002",
                                  "content-type": "application/json"})
-    assert hints == RoutingHints(ttft_ms=250.0, tpot_ms=15.0, tier="interactive",
-                                 max_cost_usd=0.002)
+    assert hints == RoutingHints(requested_ttft_ms=250.0, requested_tpot_ms=15.0,
+                                 tier="interactive", max_cost_usd=0.002)
     features = hints.features(prompt_tokens=10, max_tokens=5)
-    assert (features.tier, features.ttft_target_ms, features.max_cost_usd) == (
+    assert (features.tier, features.requested_ttft_ms, features.max_cost_usd) == (
         "interactive", 250.0, 0.002)
 
 

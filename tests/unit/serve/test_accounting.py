@@ -38,14 +38,13 @@ def test_a_request_slower_than_its_target_is_a_miss_even_when_predicted_to_meet_
     accounting = Accounting(router, metrics, log)
     exchange = Exchange("req-1", time.time(), time.perf_counter() - 0.2)
     exchange.model, exchange.stream = "tandem-tiny", True
-    exchange.features = RequestFeatures(prompt_tokens=8, max_tokens=4, ttft_target_ms=50.0,
+    exchange.features = RequestFeatures(prompt_tokens=8, max_tokens=4, requested_ttft_ms=50.0,
                                         tier="interactive")
     states = router.states(ROUTES)
     decision = router.choose(exchange.features, states, time.time(), "req-1")
     assert not decision.predicted_slo_miss and decision.predicted_ttft_ms < 50.0
     cost = router.price(decision, exchange.features, ROUTES["fast"]["price_per_hour"])
-    exchange.routed(decision, ROUTES["fast"], states[0],
-                    router.routing.latency_targets(exchange.features), cost)
+    exchange.routed(decision, ROUTES["fast"], states[0], cost)
     router.in_flight["fast"] += 1
     exchange.ttft_s = 0.09  # measured 90 ms against a 50 ms target
     exchange.usage = {"prompt_tokens": 8, "completion_tokens": 4}

@@ -15,7 +15,7 @@ from tandem.serve.adapters import (
     parse_lora_name,
 )
 from tandem.serve.config import load_serve_config
-from tandem.serve.ingress.watch import judge_pools
+from tandem.serve.ingress.pool_sync import judge_pools
 from tandem.serve.pools import llm_config
 from tandem.serve.routes import canary_or_champion
 

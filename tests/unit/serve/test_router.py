@@ -192,7 +192,7 @@ def test_idle_interactive_request_goes_to_the_cheapest_pool_meeting_targets(rout
     assert [c.pool for c in decision.candidates] == ["cheap"]
     assert decision.reason.endswith("1 pool(s) renting more for it not predicted")
     fast_cost = router.price(Decision(pool="fast", reason="priced alone"), SHORT, 0.40)
-    assert candidate(decision, "cheap").cost_usd < fast_cost
+    assert candidate(decision, "cheap").predicted_cost_usd < fast_cost
     assert decision.predicted_ttft_ms == pytest.approx(40.0)
 
 
@@ -211,22 +211,23 @@ def test_streamed_observations_slow_a_pools_predictions(router):
         router.finished(cheap, SHORT, float(second), 0.0, 16, e2e_ms=2000.0,
                         ttft_ms=400.0, tpot_ms=100.0)
     after = router.choose(SHORT, router.states(ROUTES), 5.0, "r1")
-    assert candidate(after, "cheap").ttft_ms == pytest.approx(400.0, rel=0.05)
-    assert candidate(after, "cheap").tpot_ms == pytest.approx(100.0, rel=0.05)
+    assert candidate(after, "cheap").predicted_ttft_ms == pytest.approx(400.0, rel=0.05)
+    assert candidate(after, "cheap").predicted_tpot_ms == pytest.approx(100.0, rel=0.05)
     assert candidate(after, "fast")[1:3] == fast_before  # fast's own predictions unchanged
     assert after.pool == "fast"  # cheap is now predicted to miss the interactive targets
 
 
 def test_non_streamed_observations_learn_from_end_to_end_time(router):
     before = candidate(router.choose(SHORT, router.states(ROUTES), 0.0, "r0"), "cheap")
-    predicted_e2e = before.ttft_ms + (SHORT.max_tokens - 1) * before.tpot_ms
+    predicted_e2e = before.predicted_ttft_ms + (SHORT.max_tokens - 1) * before.predicted_tpot_ms
     cheap = by_name(router.states(ROUTES))["cheap"]
     for second in range(1, 4):
         router.finished(cheap, SHORT, float(second), 0.0, 16, e2e_ms=10 * predicted_e2e,
                         ttft_ms=None, tpot_ms=None)
     after = router.choose(SHORT, router.states(ROUTES), 4.0, "r1")
-    assert candidate(after, "cheap").ttft_ms == pytest.approx(10 * before.ttft_ms, rel=0.05)
-    assert candidate(after, "cheap").tpot_ms == pytest.approx(10 * before.tpot_ms, rel=0.05)
+    learned = candidate(after, "cheap")
+    assert learned.predicted_ttft_ms == pytest.approx(10 * before.predicted_ttft_ms, rel=0.05)
+    assert learned.predicted_tpot_ms == pytest.approx(10 * before.predicted_tpot_ms, rel=0.05)
     assert after.pool == "fast"
 
 
@@ -236,11 +237,11 @@ def test_learning_uses_the_tokens_actually_produced(router):
     asked_for_more = RequestFeatures(prompt_tokens=32, max_tokens=500, tier="interactive")
     produced = 16  # the same e2e over 16 tokens, not 500: matches the prior exactly
     router.finished(cheap, asked_for_more, 1.0, 0.0, produced,
-                    e2e_ms=before.ttft_ms + (produced - 1) * before.tpot_ms,
+                    e2e_ms=before.predicted_ttft_ms + (produced - 1) * before.predicted_tpot_ms,
                     ttft_ms=None, tpot_ms=None)
     after = candidate(router.choose(SHORT, router.states(ROUTES), 1.0, "r1"), "cheap")
-    assert after.ttft_ms == pytest.approx(before.ttft_ms)
-    assert after.tpot_ms == pytest.approx(before.tpot_ms)
+    assert after.predicted_ttft_ms == pytest.approx(before.predicted_ttft_ms)
+    assert after.predicted_tpot_ms == pytest.approx(before.predicted_tpot_ms)
 
 
 def _judge_cheap_slow(router, at: float) -> None:
@@ -304,6 +305,26 @@ def test_a_baseline_policy_routes_logs_and_takes_feedback(tmp_path):
     state = by_name(router.states(ROUTES))["fast"]
     router.finished(state, SHORT, 5.0, 0.01, 16, e2e_ms=100.0, ttft_ms=10.0, tpot_ms=5.0)
     assert "fast" not in router.down
+
+
+def test_every_decision_carries_the_targets_it_is_judged_against(config):
+    """The request's own targets, else its tier's, whichever policy routed it: the ingress,
+    both logs and the SLO outcome read them from the decision."""
+    interactive = config.routing_config().targets("interactive")
+    asked = RequestFeatures(prompt_tokens=32, max_tokens=16, tier="interactive",
+                            requested_ttft_ms=900.0)
+    for policy in ("tandem", "round-robin", "least-loaded"):
+        router = PoolRouter(config.model_copy(update={"routing_policy": policy}), None)
+        decision = router.choose(SHORT, router.states(ROUTES), 0.0, "r0")
+        assert (decision.ttft_target_ms, decision.tpot_target_ms) == (
+            interactive.ttft_ms, interactive.tpot_ms), policy
+        decision = router.choose(asked, router.states(ROUTES), 0.0, "r1")
+        assert (decision.ttft_target_ms, decision.tpot_target_ms) == (
+            900.0, interactive.tpot_ms), policy
+        logged = router.take_decisions()[-1]["request"]
+        assert (logged["requested_ttft_ms"], logged["requested_tpot_ms"]) == (900.0, None)
+        assert (logged["ttft_target_ms"], logged["tpot_target_ms"]) == (900.0,
+                                                                        interactive.tpot_ms)
 
 
 def test_pool_prior_of_a_cpu_pool_is_its_configured_prior(config):
@@ -449,8 +470,8 @@ def test_a_pool_scaled_to_zero_is_cold_until_its_first_replica_runs_and_measures
     router.scaled("fast", 0, 0.0)  # a pool that cannot scale to zero is not cold (it is down)
     states = by_name(router.states(routes, now=0.0))
     assert states["cheap"].cold_start_ms == 60_000.0 and states["fast"].cold_start_ms == 0.0
-    patient = RequestFeatures(prompt_tokens=8, max_tokens=16, ttft_target_ms=600_000,
-                              tpot_target_ms=1000, tier="batch")
+    patient = RequestFeatures(prompt_tokens=8, max_tokens=16, requested_ttft_ms=600_000,
+                              requested_tpot_ms=1000, tier="batch")
     decision = router.choose(patient, router.states(routes, now=10.0), 10.0, "p")
     assert decision.pool == "cheap" and "cheap is cold" in decision.reason
     router.dispatched("cheap", patient, "tandem-cheap")

@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -92,7 +94,8 @@ def test_store_copies_the_request_and_stores_a_feedback_id_once(tmp_path):
             first["tenant"]) == (-1.0, "fipo zemu", "tandem-tiny", 7, "translate: red cat =>", "alice")
     other = next(row for key, row in rows.items() if key != "f1")
     assert other["model"] is None and other["prompt"] is None and len(other["feedback_id"]) == 32
-    assert all(path.parent.name == "date=2025-03-01" for path in tmp_path.rglob("*.parquet"))
+    assert all(path.parent.name == "hour=10" and path.parent.parent.name == "date=2025-03-01"
+               for path in tmp_path.rglob("*.parquet"))
 
 
 def test_an_unwritable_store_raises_and_stores_nothing(tmp_path):
@@ -128,3 +131,66 @@ def test_read_feedback_keeps_the_first_post_of_a_raced_id(tmp_path):
 def test_read_feedback_of_an_empty_store(tmp_path):
     assert read_feedback(tmp_path).num_rows == 0
     assert read_feedback(tmp_path).schema == FEEDBACK_SCHEMA
+
+
+def test_a_row_carries_what_judging_the_rating_takes(tmp_path):
+    """A consumer judges a rating from the feedback row alone, without the request log."""
+    store = FeedbackStore(tmp_path, clock=lambda: T0 + 60)
+    store.add(Feedback("r1", 1.0, None, "f1"),
+              request("r1", tier="interactive", status=200, response=" gato rojo"), "alice")
+    store.add(Feedback("gone", -1.0, None, "f2"), None, "alice")
+    rows = {row["feedback_id"]: row for row in read_feedback(tmp_path).to_pylist()}
+    assert (rows["f1"]["tier"], rows["f1"]["response"], rows["f1"]["status"],
+            rows["f1"]["request_time"]) == ("interactive", " gato rojo", 200,
+                                            datetime.fromtimestamp(T0, UTC))
+    assert all(rows["f2"][name] is None for name in ("tier", "response", "status", "request_time"))
+
+
+def _old_post(tmp_path, feedback_id: str, when: float) -> None:
+    """A post as stores wrote it before hour partitions and the copied request columns."""
+    fs, base = resolve(tmp_path)
+    old_schema = pa.schema([FEEDBACK_SCHEMA.field(name) for name in
+                            ("feedback_id", "request_id", "time", "score", "correction", "model",
+                             "model_version", "prompt", "tenant")])
+    row = {"feedback_id": feedback_id, "request_id": "r1", "time": datetime.fromtimestamp(when, UTC),
+           "score": 1.0}
+    write_file(fs, f"{base}/feedback/date={datetime.fromtimestamp(when, UTC):%Y-%m-%d}",
+               pa.Table.from_pylist([row], schema=old_schema), when)
+
+
+def test_read_feedback_reads_the_date_only_layout_beside_hours(tmp_path):
+    _old_post(tmp_path, "old", T0 - 86400)
+    _old_post(tmp_path, "old-today", T0 - 600)
+    FeedbackStore(tmp_path, clock=lambda: T0).add(Feedback("r1", 1.0, None, "new"))
+    table = read_feedback(tmp_path)
+    assert table.schema == FEEDBACK_SCHEMA
+    assert table.column("feedback_id").to_pylist() == ["old", "old-today", "new"]
+    assert table.to_pylist()[0]["tier"] is None
+    assert not FeedbackStore(tmp_path, clock=lambda: T0).add(Feedback("r1", 1.0, None, "old"))
+
+
+def test_read_feedback_since_and_columns(tmp_path):
+    _old_post(tmp_path, "yesterday", T0 - 86400)
+    for offset, feedback_id in ((0, "f0"), (3600, "f1"), (7200, "f2")):
+        FeedbackStore(tmp_path, clock=lambda offset=offset: T0 + offset).add(
+            Feedback("r1", 0.5, None, feedback_id), request("r1"))
+    since = datetime.fromtimestamp(T0 + 60, UTC)
+    assert read_feedback(tmp_path, since=since).column("feedback_id").to_pylist() == ["f1", "f2"]
+    assert read_feedback(tmp_path, since=since - timedelta(days=2)).num_rows == 4
+    table = read_feedback(tmp_path, since=since, columns=["score", "tier"])
+    assert table.column_names == ["time", "score", "tier"] and table.num_rows == 2
+    assert read_feedback(tmp_path / "absent", columns=["score"]).column_names == ["time", "score"]
+    with pytest.raises(ValueError, match="no such feedback column"):
+        read_feedback(tmp_path, columns=["score", "colour"])
+    with pytest.raises(ValueError, match="naive"):
+        read_feedback(tmp_path, since=datetime(2025, 3, 1))
+
+
+def test_a_retried_feedback_id_is_recognised_within_the_lookback(tmp_path):
+    FeedbackStore(tmp_path, clock=lambda: T0).add(Feedback("r1", 1.0, None, "f1"))
+    assert not FeedbackStore(tmp_path, clock=lambda: T0 + 6 * 86400).add(
+        Feedback("r1", -1.0, None, "f1"))
+    later = FeedbackStore(tmp_path, clock=lambda: T0 + 8 * 86400)
+    assert later.add(Feedback("r1", -1.0, None, "f1"))  # past the lookback: stored again
+    table = read_feedback(tmp_path)
+    assert table.num_rows == 1 and table.column("score").to_pylist() == [1.0]  # the first post

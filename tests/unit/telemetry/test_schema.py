@@ -43,5 +43,9 @@ def test_not_a_mapping():
 
 
 def test_feedback_schema_shares_the_request_columns_it_copies():
-    for name in ("request_id", "time", "model", "model_version", "prompt"):
+    for name in ("request_id", "time", "model", "model_version", "tier", "prompt", "response",
+                 "status"):
         assert FEEDBACK_SCHEMA.field(name).type == REQUEST_SCHEMA.field(name).type
+    assert FEEDBACK_SCHEMA.field("request_time").type == REQUEST_SCHEMA.field("time").type
+    copied = ("tier", "response", "status", "request_time")
+    assert all(FEEDBACK_SCHEMA.field(name).nullable for name in copied)  # old files lack them

@@ -1,12 +1,13 @@
 import json
 
 import pytest
-from tandem.telemetry.feedback import Feedback, FeedbackStore, read_feedback
-from tandem.telemetry.request_log import RequestLog, read_requests
-from tandem.triggers.gather import Baseline, gather_window
+from tandem.telemetry.feedback import Feedback, FeedbackStore
+from tandem.telemetry.request_log import RequestLog
+from tandem.triggers.gather import DRIFT_SAMPLE, Baseline, gather_window
 from tandem.triggers.policies import NewLabelsConfig, NewLabelsTrigger, QualityTrigger
 from tandem.triggers.profile import DataProfile
 from tandem.triggers.state import TriggerState
+from tandem.watch.tail import TelemetryTail
 
 from .tables import NOW, feedback, feedback_table, request, requests_table
 
@@ -16,7 +17,7 @@ HOUR = 3600.0
 def gather(requests, feedback_rows, **overrides):
     options = dict(model="tandem-tiny", version=3, now=NOW, window_s=HOUR, last_n=50,
                    baseline=None, profile=None, scale="-1..1", slo_miss_target=0.05,
-                   cost_target_usd=None, last_training_time=None)
+                   cost_target_usd=None)
     options.update(overrides)
     return gather_window(requests, feedback_rows, **options)
 
@@ -71,22 +72,11 @@ def test_no_earlier_ratings_means_no_baseline_and_a_given_baseline_is_used_as_is
     assert (given.baseline_mean_score, given.baseline_negative_rate) == (0.8, 0.05)
 
 
-def test_corrections_count_every_version_of_the_model_since_the_last_training_run():
-    requests = requests_table(request("a", 5 * HOUR, model_version=1), request("b", 600),
-                              request("c", 500, model_version=2), request("d", 400),
-                              request("x", 300, model="other-model"))
-    rows = feedback_table(feedback("a", 5 * HOUR - 1, -1.0, "fipo"),
-                          feedback("b", 590, -1.0, "zemu"), feedback("c", 490, -1.0, "kalo"),
-                          feedback("d", 390, 1.0), feedback("x", 290, -1.0, "nope"))
-    assert gather(requests, rows).corrections_since_training == 3
-    assert gather(requests, rows, last_training_time=NOW - HOUR).corrections_since_training == 2
-
-
 def test_feedback_on_a_request_missing_from_the_table_uses_the_stored_copy():
     rows = feedback_table(feedback("gone", 100, -1.0, "fipo", model="tandem-tiny",
                                    model_version=3, prompt="translate: red =>"))
     window = gather(requests_table(), rows)
-    assert window.scores == (-1.0,) and window.corrections_since_training == 1
+    assert window.scores == (-1.0,)
 
 
 def test_traffic_measures_cover_the_models_answered_requests_in_the_window():
@@ -123,7 +113,9 @@ def test_an_empty_log_gives_an_empty_window():
     assert QualityTrigger().evaluate(window, TriggerState(), NOW).action == "none"
 
 
-def test_a_window_gathered_from_stored_telemetry_fires_new_labels(tmp_path):
+def test_a_window_gathered_through_the_loops_tail_fires_new_labels(tmp_path):
+    tail = TelemetryTail(tmp_path, "tandem-tiny", tmp_path / "tail.json", window_s=HOUR,
+                         last_n=50, now=NOW)
     log = RequestLog(tmp_path, clock=lambda: NOW)
     store = FeedbackStore(tmp_path, clock=lambda: NOW - 10)
     try:
@@ -134,18 +126,22 @@ def test_a_window_gathered_from_stored_telemetry_fires_new_labels(tmp_path):
         log.flush()
     finally:
         log.close()
-    window = gather(read_requests(tmp_path), read_feedback(tmp_path))
+    tail.advance(NOW)
+    window = gather(tail.window, tail.ratings(), corrections_since_training=tail.corrections_since(None))
     assert window.requests == 3 and window.corrections_since_training == 3
     result = NewLabelsTrigger(NewLabelsConfig(min_corrections=3)).evaluate(window, TriggerState(), NOW)
     assert result.fired and result.reason == "3 corrections since the last training run (threshold 3)"
 
 
-def test_answers_since_the_last_distillation_count_the_models_answered_logged_requests():
-    requests = requests_table(
-        request("a", 600), request("b", 500), request("old", 3 * HOUR),
-        request("no-text", 400, prompt=None, response=None),
-        request("failed", 300, status=500, response=None),
-        request("other", 200, model="other-model"))
-    assert gather(requests, feedback_table()).answers_since_distillation == 3  # a, b, old
-    assert gather(requests, feedback_table(),
-                  last_distillation_time=NOW - HOUR).answers_since_distillation == 2
+def test_drift_is_judged_on_an_even_sample_of_a_large_windows_prompts():
+    rows = [request(f"r{index}", 3000 - index * 3000 / (2 * DRIFT_SAMPLE + 10))
+            for index in range(2 * DRIFT_SAMPLE + 10)]
+    window = gather(requests_table(*rows), feedback_table())
+    assert window.requests == len(rows)
+    assert DRIFT_SAMPLE // 2 < len(window.prompts) <= DRIFT_SAMPLE
+    assert window.prompts[0] == "translate: r0 =>"
+
+
+def test_answers_since_the_last_distillation_are_the_running_count_given():
+    assert gather(requests_table(), feedback_table(),
+                  answers_since_distillation=7).answers_since_distillation == 7

@@ -11,9 +11,9 @@ One Ray Serve deployment (`TandemIngressDeployment`, a subclass of `ray.serve.ll
 - `relay`: the SSE stream passed to the client, with the body `id` set to the request id;
 - `accounting`: metrics, the router's observation and the request-log row, once per request.
 
-`app` holds the endpoints and wires the stages; `watch` runs beside the requests: it polls
-the route table, marks pools down when Serve reports no running replica, and probes idle
-or failed pools; `exchange` is the record one request carries through the stages.
+`app` holds the endpoints and wires the stages; `pool_sync` runs beside the requests: it
+polls the route table, marks pools down when Serve reports no running replica, and probes
+idle or failed pools; `exchange` is the record one request carries through the stages.
 """
 
 from tandem.serve.ingress.app import TandemIngress, TandemIngressDeployment, app

@@ -35,8 +35,8 @@ from tandem.serve.ingress.dispatch import Dispatcher
 from tandem.serve.ingress.edge import Edge
 from tandem.serve.ingress.exchange import Exchange
 from tandem.serve.ingress.parse import model_entry, parse_completion
+from tandem.serve.ingress.pool_sync import PoolSync
 from tandem.serve.ingress.relay import relay
-from tandem.serve.ingress.watch import PoolWatch
 from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
 from tandem.serve.request_ids import REQUEST_ID_HEADER, new_request_id, well_formed
@@ -125,29 +125,29 @@ class TandemIngress(OpenAiIngress):
         self._dispatcher = Dispatcher(self._router, metrics, limits.max_queued_requests,
                                       self._live_quality)
         self._accounting = Accounting(self._router, metrics, self._requests)
-        self._watch = PoolWatch(route_table.get_or_create(table), shared_view.get_or_create(),
-                                f"{os.getpid()}-{id(self)}", self._router, limiter,
-                                self._dispatcher.handle, metrics)
+        self._pool_sync = PoolSync(route_table.get_or_create(table), shared_view.get_or_create(),
+                                   f"{os.getpid()}-{id(self)}", self._router, limiter,
+                                   self._dispatcher.handle, metrics)
 
     def __del__(self) -> None:
         self._requests.close()
 
     async def check_health(self) -> None:
-        self._watch.ensure_running()
+        self._pool_sync.ensure_running()
 
     # -- endpoints -----------------------------------------------------------------
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        self._watch.ensure_running()
+        self._pool_sync.ensure_running()
         return {"status": "ok", "models": {name: entry["version"]
-                                           for name, entry in self._watch.table["models"].items()}}
+                                           for name, entry in self._pool_sync.table["models"].items()}}
 
     @app.get("/v1/models")
     async def list_models(self, request: Request) -> dict[str, Any]:
         self._edge.admit(request)
-        self._watch.ensure_running()
+        self._pool_sync.ensure_running()
         data = []
-        for name, entry in self._watch.table["models"].items():
+        for name, entry in self._pool_sync.table["models"].items():
             card = {
                 "id": name, "object": "model", "created": 0, "owned_by": "tandem",
                 "version": str(entry["version"]),
@@ -183,7 +183,7 @@ class TandemIngress(OpenAiIngress):
     # -- the request path ----------------------------------------------------------
     async def _serve(self, request: Request, kind: str) -> Response:
         """Answer one completion request; whatever happens, it is recorded exactly once."""
-        self._watch.ensure_running()
+        self._pool_sync.ensure_running()
         asked = request.headers.get(REQUEST_ID_HEADER)
         exchange = Exchange(asked if asked and well_formed(asked) else new_request_id(),
                             time.time(), time.perf_counter())
@@ -208,7 +208,7 @@ class TandemIngress(OpenAiIngress):
             exchange.request_id = request.state.request_id = new_request_id()
         body = await self._edge.read_json(request)
         log_text = self._config.telemetry.log_text
-        table = self._watch.table  # one table for the whole request
+        table = self._pool_sync.table  # one table for the whole request
         models = table["models"]
         parsed = parse_completion(kind, body, request.headers, models, exchange,
                                   self._max_model_len, self._router.default_tier(), log_text,
@@ -274,7 +274,7 @@ class TandemIngress(OpenAiIngress):
         raw = request.query_params.get("last", "20")
         if not raw.isdigit():
             raise RequestError(400, "'last' must be a non-negative integer", "last")
-        return {"epoch": self._watch.epoch, "models": self._watch.table["models"],
+        return {"epoch": self._pool_sync.epoch, "models": self._pool_sync.table["models"],
                 "decisions": self._router.log.records(last=min(int(raw), 1000))}
 
     @app.post("/admin/promote")
@@ -293,7 +293,7 @@ class TandemIngress(OpenAiIngress):
         self._edge.admit(request, ADMIN)
         model, version = admin.parse_target(await self._edge.read_json(request),
                                             action == "promote")
-        models = self._watch.table["models"]
+        models = self._pool_sync.table["models"]
         model_entry(models, model)  # 404 unless served here
         target = await asyncio.to_thread(admin.check_target, model, version,
                                          load_settings().mlflow_url)

@@ -139,7 +139,6 @@ class Dispatcher:
                                decision.predicted_slo_miss)
         route = pools[decision.pool]
         exchange.routed(decision, route, next(s for s in states if s.name == decision.pool),
-                        router.routing.latency_targets(exchange.features),
                         router.price(decision, exchange.features, route["price_per_hour"]))
         router.dispatched(decision.pool, exchange.features, route["app"])
         try:

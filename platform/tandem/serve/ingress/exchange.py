@@ -1,10 +1,14 @@
-"""One completion request as it moves through the ingress, and its request-log row."""
+"""One completion request as it moves through the ingress, and its request-log row.
+
+Once routed, the request's targets, the prediction and the routing reason are its
+`Decision`'s, read from there for the outcome and the row (`ttft_target_ms`,
+`predicted_ttft_ms`); what the ingress measured is its own (`ttft_ms`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tandem.routing import PoolState, RequestFeatures
+from tandem.routing import Decision, PoolState, RequestFeatures
 from tandem.routing.outcome import slo_met
 
 
@@ -23,12 +27,7 @@ class Exchange:
         self.response: str | None = None
         self.pool: str | None = None
         self.version: int | None = None
-        self.reason = ""
-        self.ttft_target_ms: float | None = None
-        self.tpot_target_ms: float | None = None
-        self.predicted_ttft_ms: float | None = None
-        self.predicted_tpot_ms: float | None = None
-        self.predicted_slo_miss: bool | None = None
+        self.decision: Decision | None = None  # the routing decision it was last sent on
         self.state: PoolState | None = None
         self.ttft_s: float | None = None
         self.usage: dict[str, Any] = {}
@@ -39,18 +38,13 @@ class Exchange:
         self.app: str | None = None  # the Serve application of the pool it was sent to
         self.several_models = False  # routed across a teacher and its students
 
-    def routed(self, decision, route: dict[str, Any], state: PoolState,
-               targets: tuple[float, float], cost_usd: float | None) -> None:
-        """Sent to `decision.pool` against `targets` (TTFT, TPOT ms: the request's own, else
-        its tier's), priced at `cost_usd`."""
+    def routed(self, decision: Decision, route: dict[str, Any], state: PoolState,
+               cost_usd: float | None) -> None:
+        """Sent to `decision.pool` against the decision's targets, priced at `cost_usd`."""
+        self.decision = decision
         self.pool = decision.pool
         self.app = route["app"]
-        self.ttft_target_ms, self.tpot_target_ms = targets
-        self.predicted_ttft_ms = decision.predicted_ttft_ms
-        self.predicted_tpot_ms = decision.predicted_tpot_ms
         self.version = int(route["version"])
-        self.reason = decision.reason
-        self.predicted_slo_miss = decision.predicted_slo_miss
         self.state = state
         self.cost_usd = cost_usd
         self.released = False
@@ -72,13 +66,18 @@ class Exchange:
         return (elapsed_s - self.ttft_s) / (out - 1) * 1e3
 
     def slo_met(self, elapsed_s: float) -> bool | None:
-        """Whether what was measured met the targets it was routed against."""
-        return slo_met(self.status, self.stream, self.ttft_target_ms, self.tpot_target_ms,
-                       self.ttft_ms(), self.tpot_ms(elapsed_s), elapsed_s * 1e3,
-                       self.output_tokens())
+        """Whether what was measured met the targets it was routed against (None: not routed)."""
+        decision = self.decision
+        if decision is None:
+            return None
+        return slo_met(self.status, self.stream, decision.ttft_target_ms,
+                       decision.tpot_target_ms, self.ttft_ms(), self.tpot_ms(elapsed_s),
+                       elapsed_s * 1e3, self.output_tokens())
 
     def record(self, elapsed_s: float) -> dict[str, Any]:
         """The request-log row (`tandem.telemetry.schema.REQUEST_SCHEMA`)."""
+        decision = self.decision
+        routed = decision is not None
         return {
             "request_id": self.request_id, "time": self.wall_time, "model": self.model or "",
             "model_version": self.version, "pool": self.pool, "tier": self.features.tier,
@@ -89,9 +88,12 @@ class Exchange:
             "tpot_ms": self.tpot_ms(elapsed_s) if self.status == 200 and self.stream else None,
             "e2e_ms": elapsed_s * 1e3, "status": self.status,
             "cost_usd": self.charged_usd(),
-            "routing_reason": self.reason, "ttft_target_ms": self.ttft_target_ms,
-            "tpot_target_ms": self.tpot_target_ms, "predicted_ttft_ms": self.predicted_ttft_ms,
-            "predicted_tpot_ms": self.predicted_tpot_ms,
-            "predicted_slo_miss": self.predicted_slo_miss, "slo_met": self.slo_met(elapsed_s),
+            "routing_reason": decision.reason if routed else "",
+            "ttft_target_ms": decision.ttft_target_ms if routed else None,
+            "tpot_target_ms": decision.tpot_target_ms if routed else None,
+            "predicted_ttft_ms": decision.predicted_ttft_ms if routed else None,
+            "predicted_tpot_ms": decision.predicted_tpot_ms if routed else None,
+            "predicted_slo_miss": decision.predicted_slo_miss if routed else None,
+            "slo_met": self.slo_met(elapsed_s),
             "prompt": self.prompt, "response": self.response, "tenant": self.tenant,
         }

@@ -2,7 +2,7 @@
 the story measured."""
 
 import pytest
-from tandem.distill_story import Capacity, DistillStoryConfig, DistillStoryResult, summary_lines
+from tandem.demos.distill import Capacity, DistillStoryConfig, DistillStoryResult, summary_lines
 
 
 def test_the_table_shows_sizes_quality_share_and_rent_per_1k():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from tandem.serve.ingress.watch import judge_pools, running_replicas
+from tandem.serve.ingress.pool_sync import judge_pools, running_replicas
 
 
 class _State(enum.Enum):  # Serve's details hold its ReplicaState enum, or plain strings

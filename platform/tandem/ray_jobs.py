@@ -1,4 +1,5 @@
-"""Submit and follow Ray jobs on the stack's cluster (Jobs API over HTTP)."""
+"""Submit and follow Ray jobs on the stack's cluster (the Jobs API over HTTP); the job
+entrypoints themselves are the top-level `jobs/`."""
 
 from __future__ import annotations
 

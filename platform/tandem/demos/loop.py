@@ -1,9 +1,9 @@
-"""The whole loop on the local stack, start to finish: what `make demo` shows and the
-end-to-end test checks, with a shorter `StoryConfig`.
+"""The demo of the whole loop on the local stack, start to finish: what `make demo` shows
+and the end-to-end test checks, with a shorter `StoryConfig`.
 
 train v1 -> serve it -> traffic drifts into the task's `new` slice (space and weather
 words v1 never saw) -> simulated users rate each answer and correct the wrong ones ->
-the watcher's triggers fire and a retraining job trains v2 from v1 on the corrections
+the retraining loop's triggers fire and a retraining job trains v2 from v1 on the corrections
 plus a sample of the original data, with lineage -> the rollout evaluates v2 against v1
 offline, canaries it on live traffic, and promotes it -> v2 answers the new slice better.
 
@@ -52,7 +52,7 @@ class StoryConfig(StrictConfig):
     canary_timeout_s: float = Field(300.0, gt=0)
 
     def watch_config(self):
-        """The watcher's `WatchConfig` for this story's model (what `tandem watch` would run)."""
+        """The retraining loop's `WatchConfig` for this story's model (what `tandem watch` would run)."""
         from tandem.watch.config import WatchConfig
 
         return WatchConfig.model_validate({"model": self.model,
@@ -69,7 +69,7 @@ class StoryResult:
     exact_match_after: float | None = None
     traces: int = 0
     assessments: int = 0
-    peak_rss_mb: float = 0.0  # of the story's process, which runs the watcher and the rollout
+    peak_rss_mb: float = 0.0  # of the story's process, which runs the triggers and the rollout
 
 
 class Users:
@@ -141,8 +141,8 @@ def task_rows(settings: Settings, split: str) -> list[dict]:
 
 
 def finish_job(settings: Settings, job_id: str, log: Log) -> None:
-    """Stream the job's logs until it ends (`tandem.jobs.tail_job`); it must succeed."""
-    from tandem.jobs import tail_job
+    """Stream the job's logs until it ends (`tandem.ray_jobs.tail_job`); it must succeed."""
+    from tandem.ray_jobs import tail_job
 
     status = tail_job(settings, job_id)
     if status != "SUCCEEDED":
@@ -152,7 +152,7 @@ def finish_job(settings: Settings, job_id: str, log: Log) -> None:
 
 def import_in_a_subprocess(name: str, log: Log) -> None:
     """`tandem models import NAME`, as a user runs it: the conversion loads the whole model,
-    and this process runs the watcher, whose memory the story reports."""
+    and this process runs the retraining loop, whose memory the story reports."""
     import subprocess
     import sys
 
@@ -203,10 +203,10 @@ def with_clock(log: Log) -> Log:
 
 def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> StoryResult:
     """Every act in order; raises `UserError` when one does not end the way the story needs."""
-    from tandem.jobs import submit_job
+    from tandem.ray_jobs import submit_job
     from tandem.registry import CHAMPION, alias_version
     from tandem.serve.deploy import deploy
-    from tandem.watch.build import build_rollout, build_watcher
+    from tandem.watch.build import build_rollout, build_tail, build_watcher
 
     log = with_clock(log)
     model, url = config.model, settings.mlflow_url
@@ -237,16 +237,18 @@ def run_story(config: StoryConfig, settings: Settings, log: Log = print) -> Stor
     log(f"   {sum(not right for right, _ in rated)} of {len(rated)} answers corrected")
     time.sleep(3)  # the ingress flushes the request log every 2 s
 
-    log("== 4/7 the watcher judges the telemetry; a trigger fires and retrains")
-    watcher = build_watcher(watch, settings)
-    fired = [r for r in watcher.tick(time.time()) if r.fired and r.action == "retrain"]
+    log("== 4/7 the triggers judge the telemetry; one fires and retrains")
+    tail = build_tail(watch, settings, time.time())  # what the loop has read of the telemetry
+    tail.advance(time.time())
+    triggers = build_watcher(watch, settings, tail)
+    fired = [r for r in triggers.tick(time.time()) if r.fired and r.action == "retrain"]
     if not fired:
         raise UserError("no retrain trigger fired; is the champion already trained on the "
                         "new slice? (start over with a fresh TANDEM_HOME)")
     trigger = f"{fired[0].name}: {fired[0].reason}"
     for result in fired:
         log(f"   FIRED {result.name}: {result.reason}")
-    from tandem.triggers.watcher import submission_id
+    from tandem.triggers.evaluator import submission_id
 
     finish_job(settings, submission_id(model, fired[0].window_id), log)
     result = StoryResult(champion_before=champion, champion_after=None, trigger=trigger,
@@ -313,7 +315,7 @@ def summary_lines(result: StoryResult, settings: Settings, model: str) -> list[s
     lines += ["", f"trigger: {result.trigger}", *(f"rollout: {v}" for v in result.verdicts),
               f"exact match on the new slice: v{result.champion_before} "
               f"{result.exact_match_before:.1%} -> v{result.champion_after} {after}",
-              f"peak memory of the watcher's process (watcher, rollout, gate client): "
+              f"peak memory of the loop's process (triggers, rollout, gate client): "
               f"{result.peak_rss_mb:.0f} MB", "",
               "cost per 1k requests by pool (request log):"]
     requests = read_requests(settings.home / "telemetry").to_pylist()

@@ -1,4 +1,5 @@
 import pytest
+from tandem.triggers.evaluator import TriggerEvaluator, submission_id
 from tandem.triggers.policies import (
     DistillTrigger,
     DistillTriggerConfig,
@@ -12,7 +13,6 @@ from tandem.triggers.policies import (
 )
 from tandem.triggers.profile import DataProfile
 from tandem.triggers.state import TriggerState
-from tandem.triggers.watcher import Watcher, submission_id
 
 from .helpers import BASE, DRIFTED
 
@@ -49,15 +49,15 @@ def labels(cooldown_s: float = 0.0) -> NewLabelsTrigger:
     return NewLabelsTrigger(NewLabelsConfig(min_corrections=5, cooldown_s=cooldown_s))
 
 
-def watcher(state, recorder, window=LABELLED, policies=None) -> Watcher:
-    return Watcher(policies or [labels()], state, lambda now: window, recorder.submit,
+def evaluator(state, recorder, window=LABELLED, policies=None) -> TriggerEvaluator:
+    return TriggerEvaluator(policies or [labels()], state, lambda now: window, recorder.submit,
                    recorder.alert)
 
 
 def test_a_fired_retrain_claims_its_window_then_submits_once(tmp_path):
     state = TriggerState(tmp_path / "tandem-tiny.json")
     recorder = Recorder(state)
-    results = watcher(state, recorder).tick(NOW)
+    results = evaluator(state, recorder).tick(NOW)
     window = f"new_labels@{int(NOW // HOUR)}"
     job = submission_id("tandem-tiny", window)
     assert [(r.name, r.fired, r.action) for r in results] == [("new_labels", True, "retrain")]
@@ -68,7 +68,7 @@ def test_a_fired_retrain_claims_its_window_then_submits_once(tmp_path):
 
 def test_a_second_tick_in_the_same_window_submits_nothing(tmp_path):
     state, recorder = TriggerState(tmp_path / "state.json"), Recorder()
-    ticking = watcher(state, recorder)
+    ticking = evaluator(state, recorder)
     ticking.tick(NOW)
     assert ticking.tick(NOW + 60)[0].fired  # no cool-down: the policy fires, the claim holds
     assert len(recorder.submitted) == 1
@@ -77,20 +77,20 @@ def test_a_second_tick_in_the_same_window_submits_nothing(tmp_path):
         f"new_labels@{int(NOW // HOUR)}", f"new_labels@{int(NOW // HOUR) + 1}"]
 
 
-def test_a_restarted_watcher_does_not_submit_the_window_again(tmp_path):
+def test_a_restarted_loop_does_not_submit_the_window_again(tmp_path):
     path = tmp_path / "state.json"
     first = Recorder()
-    watcher(TriggerState(path), first).tick(NOW)
+    evaluator(TriggerState(path), first).tick(NOW)
     again = Recorder()
-    watcher(TriggerState(path), again).tick(NOW + 120)
+    evaluator(TriggerState(path), again).tick(NOW + 120)
     assert len(first.submitted) == 1 and again.submitted == []
 
 
 def test_the_cool_down_also_survives_a_restart(tmp_path):
     path = tmp_path / "state.json"
-    watcher(TriggerState(path), Recorder(), policies=[labels(cooldown_s=6 * HOUR)]).tick(NOW)
+    evaluator(TriggerState(path), Recorder(), policies=[labels(cooldown_s=6 * HOUR)]).tick(NOW)
     later = Recorder()
-    results = watcher(TriggerState(path), later, policies=[labels(cooldown_s=6 * HOUR)]).tick(
+    results = evaluator(TriggerState(path), later, policies=[labels(cooldown_s=6 * HOUR)]).tick(
         NOW + 2 * HOUR)
     assert not results[0].fired and "cooling down" in results[0].reason
     assert later.submitted == []
@@ -99,7 +99,7 @@ def test_the_cool_down_also_survives_a_restart(tmp_path):
 def test_a_quiet_window_submits_and_alerts_nothing(tmp_path):
     recorder = Recorder()
     policies = [labels(), LatencyCostAlert(LatencyCostConfig(min_requests=1))]
-    results = watcher(TriggerState(tmp_path / "s.json"), recorder, QUIET, policies).tick(NOW)
+    results = evaluator(TriggerState(tmp_path / "s.json"), recorder, QUIET, policies).tick(NOW)
     assert [r.fired for r in results] == [False, False]
     assert recorder.submitted == [] and recorder.alerts == []
 
@@ -107,7 +107,7 @@ def test_a_quiet_window_submits_and_alerts_nothing(tmp_path):
 def test_an_alert_goes_to_the_alert_sink_and_never_submits(tmp_path):
     state, recorder = TriggerState(tmp_path / "s.json"), Recorder()
     alert = LatencyCostAlert(LatencyCostConfig(min_requests=1, cooldown_s=0))
-    results = watcher(state, recorder, SLOW, [alert]).tick(NOW)
+    results = evaluator(state, recorder, SLOW, [alert]).tick(NOW)
     assert results[0].fired and results[0].action == "alert"
     assert recorder.alerts == ["latency_cost"] and recorder.submitted == []
     assert not state.already_submitted(results[0].window_id)
@@ -118,7 +118,7 @@ def test_retrain_triggers_firing_together_share_one_job(tmp_path):
     drift = DriftTrigger(DriftConfig(min_requests=len(DRIFTED), cooldown_s=0))
     window = TriggerWindow(model="tandem-tiny", model_version=3, corrections_since_training=5,
                            prompts=tuple(DRIFTED), profile=DataProfile.build(BASE))
-    results = watcher(state, recorder, window, [drift, labels()]).tick(NOW)
+    results = evaluator(state, recorder, window, [drift, labels()]).tick(NOW)
     assert [r.fired for r in results] == [True, True]
     job = submission_id("tandem-tiny", results[0].window_id)
     assert recorder.submitted == [("drift", results[0].window_id, job)]
@@ -130,12 +130,12 @@ def test_a_distillation_fires_at_enough_answers_and_is_a_job_of_its_own(tmp_path
     distill = DistillTrigger(DistillTriggerConfig(student_model="tandem-tiny-student",
                                                   min_answers=1000, cooldown_s=0))
     few = TriggerWindow(model="tandem-tiny", answers_since_distillation=999)
-    [quiet] = watcher(state, recorder, few, [distill]).tick(NOW)
+    [quiet] = evaluator(state, recorder, few, [distill]).tick(NOW)
     assert not quiet.fired and "999 logged answers since the last distillation into " \
         "tandem-tiny-student (threshold 1000)" == quiet.reason
     window = TriggerWindow(model="tandem-tiny", model_version=3, corrections_since_training=5,
                            answers_since_distillation=1000)
-    results = watcher(state, recorder, window, [labels(), distill]).tick(NOW)
+    results = evaluator(state, recorder, window, [labels(), distill]).tick(NOW)
     assert [(r.name, r.fired, r.action) for r in results] == [
         ("new_labels", True, "retrain"), ("distill", True, "distill")]
     assert [(name, job) for name, _, job in recorder.submitted] == [
@@ -147,7 +147,7 @@ def test_a_distillation_fires_at_enough_answers_and_is_a_job_of_its_own(tmp_path
 def test_a_failed_submit_is_retried_under_the_same_id(tmp_path):
     state = TriggerState(tmp_path / "s.json")
     recorder = Recorder(state, failures=1)
-    ticking = watcher(state, recorder)
+    ticking = evaluator(state, recorder)
     ticking.tick(NOW)
     assert recorder.submitted == [] and state.already_submitted(f"new_labels@{int(NOW // HOUR)}")
     ticking.tick(NOW + 60)

@@ -1,17 +1,18 @@
-"""The retrain watcher: each tick, ask every policy about a fresh window and act on what fires.
+"""The trigger evaluator: each tick of the retraining loop (`tandem watch`), ask every
+policy about a fresh window and act on what fires.
 
 A fired retrain claims its trigger window in the durable `TriggerState` before the job is
-submitted, under a submission id derived from the window id. A restarted watcher therefore
+submitted, under a submission id derived from the window id. A restarted loop therefore
 skips a window that already has a job, and a submission repeated for any reason carries
 the same id, which Ray's `JobSubmissionClient` refuses to run twice. The price of that
 order: a crash between claim and submit leaves the window claimed with no job (at most
-one job per window, not at least one). A submit that fails while the watcher lives is
+one job per window, not at least one). A submit that fails while the loop runs is
 retried on the next tick under the same id.
 
 Several retrain triggers firing in one tick get one job between them (one model, one
 training run); every fired window is claimed for it. A fired distillation is a job of its
 own (another model is trained), claimed and submitted the same way. Alerts go to the `alert` sink and
-never submit anything. Gathering, submitting and alerting are injected, so the watcher
+never submit anything. Gathering, submitting and alerting are injected, so the evaluator
 itself needs no Ray, MLflow or clock.
 """
 
@@ -33,7 +34,7 @@ def submission_id(model: str, window_id: str, action: str = "retrain") -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", f"tandem-{action}-{model}-{window_id}")
 
 
-class Watcher:
+class TriggerEvaluator:
     """Evaluates `policies` each `tick` and submits at most one job per trigger window.
 
     Args:

@@ -1,4 +1,4 @@
-"""The flywheel's second half on the local stack: what `make demo-distill` shows.
+"""The demo of the flywheel's second half on the local stack: what `make demo-distill` shows.
 
 teacher champion serves both local pools -> simulated users send task prompts in three
 tiers (training prompts and unseen ones) and rate the answers, correcting the wrong ones
@@ -140,12 +140,12 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
     import requests
 
     from tandem.auth import client_key
-    from tandem.jobs import submit_job
+    from tandem.demos.loop import finish_job, task_rows, with_clock
+    from tandem.ray_jobs import submit_job
     from tandem.registry import CHAMPION, alias_version, download_model, version_tags
     from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy
     from tandem.serve.students import quality_of
-    from tandem.story import finish_job, task_rows, with_clock
 
     log = with_clock(log)
     url, model, student = settings.mlflow_url, config.model, config.student_model

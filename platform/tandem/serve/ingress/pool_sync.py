@@ -1,4 +1,4 @@
-"""Beside the requests: the route table, dead pools and probes, every half second.
+"""Beside the requests, the ingress replica's view of its pools kept in sync, every half second.
 
 - The route table actor (`tandem.serve.routes`) is polled, so a version swap or a canary
   never redeploys the ingress; each applied epoch is acknowledged.
@@ -79,7 +79,7 @@ def judge_pools(table: dict[str, Any], running: dict[tuple[str, str], int], rout
     return rent
 
 
-class PoolWatch:
+class PoolSync:
     """The background task of one ingress replica; `table` and `epoch` are what it last applied."""
 
     def __init__(self, table_actor, view_actor, replica: str, router: PoolRouter,
