@@ -20,8 +20,8 @@ sources, and `live_files` would keep both).
 
 Retention deletes whole partitions whose hour ended more than `retention_days` ago.
 One compactor at a time: two at once could merge the same files into two compacted
-files and a reader would count their rows twice, so the loop keeps one task in flight
-(`CompactionTask`).
+files and a reader would count their rows twice, so every loop on a cluster calls the
+same named actor, which runs one call at a time (`CompactionTask`).
 """
 
 from __future__ import annotations
@@ -255,9 +255,21 @@ def _folders(fs: pafs.FileSystem, directory: str) -> list[str]:
                   if info.type == pafs.FileType.Directory)
 
 
+COMPACTOR_NAME = "tandem-compactor"
+
+
+class _Compactor:
+    """Actor body: one per cluster (named), so the calls of every loop (one per watched
+    model, all on the same stores) run one after the other."""
+
+    def compact(self, root: str, now: float, options: dict[str, Any]) -> CompactionSummary:
+        return compact(root, now=now, **options)
+
+
 class CompactionTask:
-    """`compact` in a Ray task (Ray must be initialised), started from the loop's ticks, one
-    at a time.
+    """`compact` on the cluster's one compactor actor (Ray must be initialised), started
+    from the loop's ticks, one call in flight per loop; every loop shares the actor, so
+    two loops never compact at once.
 
     Args:
         root: the telemetry store, as the Ray workers see it.
@@ -266,7 +278,7 @@ class CompactionTask:
 
     def __init__(self, root: str | os.PathLike[str], **options: Any) -> None:
         self._root, self._options = os.fspath(root), options
-        self._running: Any = None  # the ObjectRef of the task in flight
+        self._running: Any = None  # the ObjectRef of the call in flight
 
     def tick(self, now: float) -> CompactionSummary | None:
         """Start a compaction unless one still runs; the summary of the one that finished
@@ -278,16 +290,15 @@ class CompactionTask:
             finished, _ = ray.wait([self._running], timeout=0)
             if not finished:
                 return None
-            try:
-                summary = ray.get(finished[0])
-            except Exception:
-                logger.exception("compaction of %s failed", self._root)
-        task = ray.remote(compact).options(num_cpus=0, max_retries=0)
-        self._running = task.remote(self._root, now=now, **self._options)
+            summary = self.wait()
+        compactor = ray.remote(_Compactor).options(
+            name=COMPACTOR_NAME, namespace="tandem", get_if_exists=True, num_cpus=0,
+            max_concurrency=1).remote()
+        self._running = compactor.compact.remote(self._root, now, self._options)
         return summary
 
     def wait(self) -> CompactionSummary | None:
-        """The summary of the task in flight once it ends (None when none runs or it failed)."""
+        """The summary of the call in flight once it ends (None when none runs or it failed)."""
         import ray
 
         running, self._running = self._running, None

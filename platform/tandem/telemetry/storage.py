@@ -102,15 +102,21 @@ def live_files(fs: pafs.FileSystem, directory: str) -> list[str]:
     """`parquet_files` less those whose rows a compacted file listed beside them holds (the
     compactor deletes them next): each row is in exactly one of the paths returned."""
     files = parquet_files(fs, directory)
-    names = {path: {name for name, _ in compacted_sources(fs, path)} for path in files}
+    present = set(files)
+    for path in [path for path in _sources_cache  # forget what is gone from this directory
+                 if path.startswith(f"{directory}/") and path not in present]:
+        del _sources_cache[path]
+    compacted: dict[str, dict[str, set[str]]] = {}  # folder -> compacted file -> names
+    for path in files:
+        held = {name for name, _ in compacted_sources(fs, path)}
+        if held:
+            folder = path.rsplit("/", 1)[0]
+            compacted.setdefault(folder, {})[path] = held
     superseded = set()
-    for path, held in names.items():
-        if not held:
-            continue
-        folder = path.rsplit("/", 1)[0]
-        superseded |= {f"{folder}/{name}" for name in held}
-        superseded |= {other for other, also in names.items() if also and also < held
-                       and other.rsplit("/", 1)[0] == folder}
+    for folder, held_by in compacted.items():
+        for path, held in held_by.items():
+            superseded |= {f"{folder}/{name}" for name in held}
+            superseded |= {other for other, also in held_by.items() if also < held}
     return [path for path in files if path not in superseded]
 
 
