@@ -101,6 +101,21 @@ read_requests(sys.argv[1]).select(["pool", "status", "tpot_ms"]).to_pylist()
 from tandem.serve.drain import measured_tpot_ms
 measured_tpot_ms(sys.argv[1])
 """,
+    "retraining set, before (both stores whole)": """
+from tandem.telemetry.feedback import read_feedback
+from tandem.telemetry.request_log import read_requests
+from tandem.triggers.retrain_data import build_retrain_rows
+build_retrain_rows(read_feedback(sys.argv[1]), read_requests(sys.argv[1]), [], sample=0, seed=0,
+                   model="tandem-tiny")
+""",
+    "retraining set, now (the feedback store alone)": """
+from tandem.telemetry.feedback import read_feedback
+from tandem.telemetry.window import rated_records
+from tandem.triggers.retrain_data import build_retrain_rows
+from tandem.watch.build import CORRECTION_COLUMNS
+feedback = read_feedback(sys.argv[1], columns=CORRECTION_COLUMNS)
+build_retrain_rows(feedback, rated_records(feedback), [], sample=0, seed=0, model="tandem-tiny")
+""",
 }
 
 

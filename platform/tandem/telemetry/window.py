@@ -73,12 +73,13 @@ def ratings(feedback: pa.Table, requests: pa.Table) -> list[Rating]:
 
 def rated_records(feedback: pa.Table) -> pa.Table:
     """The records of the requests `feedback` rates as the feedback store copied them when
-    each was posted (request-log columns), so a rating is judged without reading the log;
-    fields of feedback stored before the copy was made are null."""
-    return pa.table({"request_id": feedback["request_id"], "time": feedback["request_time"],
-                     "model": feedback["model"], "model_version": feedback["model_version"],
-                     "tier": feedback["tier"], "status": feedback["status"],
-                     "prompt": feedback["prompt"], "response": feedback["response"]})
+    each was posted (request-log columns, those `feedback` has), so a rating is judged
+    without reading the log; fields of feedback stored before the copy was made are null."""
+    copied = {"request_id": "request_id", "time": "request_time", "model": "model",
+              "model_version": "model_version", "tier": "tier", "status": "status",
+              "prompt": "prompt", "response": "response"}
+    return pa.table({name: feedback[column] for name, column in copied.items()
+                     if column in feedback.column_names})  # those the reader read
 
 
 def chat_messages(logged: str) -> list[dict[str, Any]] | None:

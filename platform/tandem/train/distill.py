@@ -137,6 +137,18 @@ def build_student(teacher_dir: Path, shape: StudentShape, out_dir: Path, seed: i
 DISTILL_COLUMNS = ("request_id", "model", "model_version", "status", "tier", "prompt", "response")
 
 
+class TeacherAnswers:
+    """The rows of a request-log table the teacher answered (200): what a read task keeps."""
+
+    def __init__(self, teacher: str) -> None:
+        self.teacher = teacher
+
+    def __call__(self, table):
+        import pyarrow.compute as pc
+
+        return pc.and_(pc.equal(table["model"], self.teacher), pc.equal(table["status"], 200))
+
+
 def run_distill(config: DistillConfig, settings: Settings,
                 log: Callable[[str], None] = print):
     """Distill `config.teacher` into a registered student; returns the FinetuneResult."""
@@ -144,8 +156,8 @@ def run_distill(config: DistillConfig, settings: Settings,
 
     from tandem.config import describe_validation_error
     from tandem.registry import download_model, resolve_version
+    from tandem.telemetry.dataset import read_kept
     from tandem.telemetry.feedback import read_feedback
-    from tandem.telemetry.request_log import read_requests
     from tandem.telemetry.schema import as_utc
     from tandem.train.config import FinetuneConfig
     from tandem.train.distill_data import build_distill_rows, quality_rows
@@ -160,9 +172,11 @@ def run_distill(config: DistillConfig, settings: Settings,
     telemetry = settings.home / "telemetry"
     train_rows = [row for path in resolve_data_paths(["builtin:train"], settings)
                   for row in read_jsonl(path)]
-    # the window's requests, on the columns the set is built from; the feedback whole (a
-    # correction counts whenever it came, and carries its request's prompt)
-    requests = read_requests(telemetry, since=as_utc(start), columns=DISTILL_COLUMNS)
+    # the teacher's answers in the window, kept by Ray read tasks over the log's files (a
+    # window can outgrow the driver); the feedback whole (a correction counts whenever it
+    # came, and carries its request's prompt)
+    requests = read_kept(telemetry, "requests", since=as_utc(start), columns=DISTILL_COLUMNS,
+                         keep=TeacherAnswers(teacher))
     feedback = read_feedback(telemetry)
     rows = build_distill_rows(requests, feedback, train_rows, teacher=teacher, start=start,
                               end=end, sample=config.train_sample, seed=config.seed,

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tandem.data.task import PROMPT_SUFFIX
 from tandem.telemetry.window import chat_messages, ratings
@@ -49,6 +50,9 @@ def _corrections(feedback: pa.Table, requests: pa.Table,
     """(task row, tenant that corrected it) of the latest correction per prompt, oldest
     first."""
     rows: dict[str, tuple[dict, str | None]] = {}
+    corrected = feedback.filter(pc.is_valid(feedback["correction"]))["request_id"]
+    feedback = feedback.filter(pc.is_in(feedback["request_id"],
+                                        value_set=corrected.combine_chunks()))
     for rating in ratings(feedback, requests):
         if rating.correction is None or rating.prompt is None:
             continue

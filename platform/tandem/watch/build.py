@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 FINETUNE_ENTRYPOINT = "jobs/finetune.py"
 LIVE_COLUMNS = ("request_id", "model", "model_version", "status")  # what a canary is judged on
+# what a correction is made a training row from (its request's prompt copied at post time)
+CORRECTION_COLUMNS = ("feedback_id", "request_id", "score", "correction", "model",
+                      "model_version", "prompt", "tenant")
 DISTILL_ENTRYPOINT = "jobs/distill.py"
 
 
@@ -185,7 +188,7 @@ def build_watcher(config: WatchConfig, settings: Settings, tail: TelemetryTail) 
     def submit(result: TriggerResult, job_id: str) -> str:
         if result.action == "distill":
             return _submit_once(settings, distill_entrypoint(config), job_id)
-        feedback = read_feedback(telemetry)  # corrections carry their request's prompt
+        feedback = read_feedback(telemetry, columns=CORRECTION_COLUMNS)  # with the prompt
         requests = rated_records(feedback)
         shares = {"holdout_share": config.rollout.feedback_holdout_share}
         rows = build_retrain_rows(feedback, requests, train_rows, sample=config.retrain_sample,
@@ -267,7 +270,7 @@ def build_rollout(config: WatchConfig, settings: Settings,
         return {alias: alias_version(model, alias, url) for alias in (CHAMPION, CHALLENGER, PREVIOUS)}
 
     def score(*versions: int):
-        feedback = read_feedback(telemetry)
+        feedback = read_feedback(telemetry, columns=CORRECTION_COLUMNS)
         corrections = correction_rows(feedback, rated_records(feedback), model)
         judged = [row for row in corrections if held_out(row["prompt"], share)]
         return offline_scores([_candidate(model, version, settings) for version in versions],

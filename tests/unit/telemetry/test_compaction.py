@@ -252,19 +252,13 @@ def test_readers_see_every_row_once_while_writers_and_the_compactor_run(tmp_path
         assert len(list(folder.glob("*.parquet"))) <= 4
 
 
-def test_the_loop_compacts_in_a_ray_task_one_at_a_time(tmp_path, logs):
-    import ray
-
+def test_the_loop_compacts_in_a_ray_task_one_at_a_time(tmp_path, logs, local_ray):
     write_flushes(tmp_path, logs, 3)
-    ray.init(address="local", num_cpus=1, include_dashboard=False)
-    try:
-        task = CompactionTask(tmp_path, sources_kept_s=0)
-        assert task.tick(CLOSED) is None  # started; none finished before
-        assert task.wait().files_written == 1
-        assert task.wait() is None  # none in flight
-        task.tick(CLOSED)
-        assert task.tick(CLOSED) in (None, CompactionSummary())  # still running, or nothing to do
-        assert task.wait() == CompactionSummary()
-    finally:
-        ray.shutdown()
+    task = CompactionTask(tmp_path, sources_kept_s=0)
+    assert task.tick(CLOSED) is None  # started; none finished before
+    assert task.wait().files_written == 1
+    assert task.wait() is None  # none in flight
+    task.tick(CLOSED)
+    assert task.tick(CLOSED) in (None, CompactionSummary())  # still running, or nothing to do
+    assert task.wait() == CompactionSummary()
     assert len(files(tmp_path)) == 1
