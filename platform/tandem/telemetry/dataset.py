@@ -55,8 +55,14 @@ def store_dataset(root: str | os.PathLike[str], store: str, *, since: datetime |
                   ) -> ray.data.Dataset:
     """The rows of `store` ("requests" or "feedback") under `root` with `time >= since` (only
     the partitions ending after it are read) that `keep` accepts, in `columns` (plus `time`),
-    one read task per file. `keep` runs in the tasks: it must be picklable."""
+    one read task per file. `keep` runs in the tasks: it must be picklable. The process
+    must have joined its cluster: Ray Data would otherwise start a cluster of its own (and,
+    with token auth on, write a new token over the cluster's)."""
+    import ray
     import ray.data
+
+    if not ray.is_initialized():
+        raise RuntimeError("store_dataset needs this process to have joined a Ray cluster")
 
     schema = selected(STORES[store], columns, store)
     since = None if since is None else as_utc(since)

@@ -161,12 +161,26 @@ def run_distill(config: DistillConfig, settings: Settings,
     from tandem.telemetry.schema import as_utc
     from tandem.train.config import FinetuneConfig
     from tandem.train.distill_data import build_distill_rows, quality_rows
-    from tandem.train.run import resolve_base_model_dir, resolve_data_paths, run_finetune
+    from tandem.train.run import (
+        join_ray,
+        resolve_base_model_dir,
+        resolve_data_paths,
+        run_finetune,
+    )
     from tandem.triggers.retrain_data import read_jsonl, write_jsonl
 
     teacher, version = resolve_version(config.teacher, settings.mlflow_url)
     teacher_dir = download_model(f"models:/{teacher}/{version}",
                                  settings.models_dir / "registry", settings.mlflow_url)[0]
+    # a student that cannot learn from this teacher is refused before any data is read
+    if config.student.base_model:
+        student_dir = Path(resolve_base_model_dir(config.student.base_model, settings))
+    else:
+        student_dir = build_student(teacher_dir, config.student,
+                                    settings.models_dir / "base" / "students", config.seed)
+    check_tokenizer(student_dir, teacher_dir)
+    if config.logit_weight:
+        check_vocabulary(student_dir, teacher_dir)
     end = time.time()
     start = end - config.window_hours * 3600
     telemetry = settings.home / "telemetry"
@@ -175,6 +189,7 @@ def run_distill(config: DistillConfig, settings: Settings,
     # the teacher's answers in the window, kept by Ray read tasks over the log's files (a
     # window can outgrow the driver); the feedback whole (a correction counts whenever it
     # came, and carries its request's prompt)
+    join_ray(settings)
     requests = read_kept(telemetry, "requests", since=as_utc(start), columns=DISTILL_COLUMNS,
                          keep=TeacherAnswers(teacher))
     feedback = read_feedback(telemetry)
@@ -192,14 +207,6 @@ def run_distill(config: DistillConfig, settings: Settings,
         f"({window}); " + (f"logit distillation at weight {config.logit_weight:g}, "
                            f"temperature {config.temperature:g}" if config.logit_weight
                            else "sequence-level only"))
-    if config.student.base_model:
-        student_dir = Path(resolve_base_model_dir(config.student.base_model, settings))
-    else:
-        student_dir = build_student(teacher_dir, config.student,
-                                    settings.models_dir / "base" / "students", config.seed)
-    check_tokenizer(student_dir, teacher_dir)
-    if config.logit_weight:
-        check_vocabulary(student_dir, teacher_dir)
     try:
         finetune = FinetuneConfig.model_validate({
             **config.finetune, "registered_model": config.student_model,

@@ -143,12 +143,21 @@ def _validate(paths: list[Path]) -> None:
         validate_examples_file(path)
 
 
+def join_ray(settings: Settings) -> None:
+    """Attach a job's process to its cluster once: the job's own (`RAY_ADDRESS`, set by
+    `ray job submit`), else the stack's."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray_address,
+                 log_to_driver=True)
+
+
 def run_finetune(
     config: FinetuneConfig, settings: Settings, log: Callable[[str], None] = print
 ) -> FinetuneResult:
     """Train, keep the best checkpoint, register it. Raises RegistrationFailed
     (after retries) if MLflow is unreachable at the end; the checkpoint stays."""
-    import ray
     from ray.data import DataContext
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -159,9 +168,7 @@ def run_finetune(
     train_paths = resolve_data_paths(config.train_data, settings)
     eval_paths = resolve_data_paths(config.eval_data, settings)
     _validate(train_paths + eval_paths)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or settings.ray_address,
-                 log_to_driver=True)
+    join_ray(settings)
 
     base_spec = config.base_model
     if base_spec.startswith("models:/"):  # pinned: an adapter names the version it trained on

@@ -21,7 +21,8 @@ def test_pool_replicas_run_on_their_own_node(served):
                 node_pool[node["NodeID"]] = pool
     assert sorted(node_pool.values()) == sorted(served.local_pools)
     seen = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
+    for actor in list_actors(address=served.dashboard_url, filters=[("state", "=", "ALIVE")],
+                             limit=1000):
         name = actor.name or ""
         app = re.match(r"SERVE_REPLICA::tandem-serve-(\w+)-v\d+-\w+#", name)
         if app:

@@ -152,7 +152,8 @@ def test_a_killed_pool_loses_its_traffic_and_gets_it_back_after_restart(served, 
     from tandem.serve.deploy import connect
 
     connect(served)
-    replica = next(actor.name for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+    alive = list_actors(address=served.dashboard_url, filters=[("state", "=", "ALIVE")], limit=1000)
+    replica = next(actor.name for actor in alive
                    if actor.name and actor.name.startswith("SERVE_REPLICA::")
                    and "-fast-v" in actor.name)
     killed_at: list[float] = []
