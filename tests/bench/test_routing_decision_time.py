@@ -4,6 +4,8 @@ Target: p99 under 50 us. Each decision is timed alone with `perf_counter_ns`
 (wall) and `thread_time_ns` (this thread's CPU, which excludes time the OS gave other
 processes: this machine has 2 cores shared with other jobs). Loads, request sizes and
 learned corrections vary per decision, so the cache of priors is the only thing warm.
+Half the pools carry their engines' report (running, waiting, KV use, step time), and every
+pool has a fitted residual table (`tandem.routing.residual`), so both are on the timed path.
 Five rounds; the round with the lowest wall p99 is reported and asserted, all are printed.
 Run: `pytest tests/bench/test_routing_decision_time.py -s`.
 """
@@ -20,6 +22,7 @@ from tandem.catalog import load_catalog
 from tandem.perf import build_replica_model
 from tandem.routing.cost_policy import LatencyCostPolicy
 from tandem.routing.log import DecisionLog
+from tandem.routing.residual import fit_tables
 from tandem.routing.types import PoolState, RequestFeatures
 
 GPUS = ("H100", "H200", "A100-80G", "L4")
@@ -41,16 +44,25 @@ def test_decision_time_with_eight_pools():
     tiers = ("interactive", "standard", "batch")
     cases = []
     for _ in range(DECISIONS):
-        pools = [PoolState(name=name, gpu=prior.gpu, healthy=True, replicas=rng.randint(1, 4),
-                           in_flight=rng.randint(0, 200), queued=rng.randint(0, 40),
-                           price_per_hour=prior.price_per_hour)
-                 for name, prior in priors.items()]
+        pools = []
+        for index, (name, prior) in enumerate(priors.items()):
+            engine = {}
+            if index % 2:
+                engine = {"engine_running": float(rng.randint(0, 200)),
+                          "engine_waiting": float(rng.randint(0, 40)),
+                          "kv_cache_usage": rng.random(), "engine_step_ms": rng.uniform(5, 80)}
+            pools.append(PoolState(name=name, gpu=prior.gpu, healthy=True,
+                                   replicas=rng.randint(1, 4), in_flight=rng.randint(0, 200),
+                                   queued=rng.randint(0, 40),
+                                   price_per_hour=prior.price_per_hour, **engine))
         request = RequestFeatures(rng.randint(16, 8000), rng.randint(1, 1024),
                                   tier=rng.choice(tiers))
         cases.append((request, pools))
-    for request, pools in cases[:200]:  # learned corrections on every pool
+    for request, pools in cases[:200]:  # learned corrections and residuals on every pool
         for pool in pools:
-            policy.observe(pool, request, 0.0, ttft_ms=100.0, tpot_ms=10.0)
+            policy.observe(pool, request, 0.0, ttft_ms=rng.uniform(50, 200), tpot_ms=10.0)
+    policy.latency.set_residuals(fit_tables(policy.latency.residual_samples()))
+    assert len(policy.latency.residuals) == len(priors)
     rounds = []
     gc.collect()
     gc.freeze()

@@ -44,8 +44,8 @@ def pool_constants(model: ReplicaModel) -> PoolConstants:
 
 
 def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: int, prompt: int,
-              output: int, mate_output: float = 0.0, slots: int | None = None
-              ) -> tuple[float, ...]:
+              output: int, mate_output: float = 0.0, slots: int | None = None,
+              measured_step: float = 0.0) -> tuple[float, ...]:
     """`ReplicaModel.prefill_time`/`decode_step` for a request joining a pool's least-loaded
     replica, plus the wait for the requests queued ahead of it (and for a KV slot when the
     batch is full). The decode step also carries the prefills of the batch mates' successors:
@@ -53,7 +53,10 @@ def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: i
     prefill stalls every decode. `mate_output` is the mean output of the requests already
     there (0: unknown, the request's own stands in): a short request behind long ones
     waits for theirs. `slots`: the request's `batch_slots` on the pool, where the caller
-    has them already (the router's hot path). Returns the `JOINING` figures. What the
+    has them already (the router's hot path). `measured_step`: the engine's own decode step
+    now (s; 0: not measured), which a wait for a slot then counts in instead of the
+    roofline's, since a slowed engine (a busy neighbour on shared cores) frees its slots
+    later by as much. Returns the `JOINING` figures. What the
     request costs does not depend on the load, so it is not here:
     `replica_seconds_at_capacity`."""
     (request_overhead, overhead, mem_fixed, mem_per_token, flop, attn, kv_capacity,
@@ -79,7 +82,8 @@ def join_pool(constants: PoolConstants, in_flight: int, queued: int, replicas: i
         slots = batch_slots(prompt + output, kv_capacity, max_seqs)
     excess = batch + waiting - slots
     if excess > 0:
-        queue += excess / (slots if slots > 0 else 1) * mate_output * step
+        queue += excess / (slots if slots > 0 else 1) * mate_output * (
+            measured_step if measured_step > 0.0 else step)
     return request_overhead, service, queue, step, batch
 
 

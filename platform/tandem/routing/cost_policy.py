@@ -37,6 +37,7 @@ from tandem.perf.pool import SECONDS_PER_HOUR, replica_seconds_at_capacity
 from tandem.routing.config import RoutingConfig
 from tandem.routing.latency import LatencyModel
 from tandem.routing.policy import NoHealthyPool
+from tandem.routing.residual import cell
 from tandem.routing.types import Candidate, Decision, PoolState, RequestFeatures
 
 
@@ -87,6 +88,7 @@ class LatencyCostPolicy:
         """
         latency = self.latency
         apply = latency.apply
+        residuals = latency.residuals
         cached = latency.pool_constants
         prompt = request.prompt_tokens
         output = request.max_tokens
@@ -129,9 +131,26 @@ class LatencyCostPolicy:
                 settled = slower if slower is not None else roomy if not slow_left else None
                 if settled is not None and cost > settled[3]:
                     break
-            joining = join_pool(constants, pool.in_flight, pool.queued, pool.replicas, prompt,
-                                output, pool.mean_owed_output, slots)
+            # `tandem.routing.latency.join` and `LatencyModel.residual`, written out
+            in_flight, queued, replicas = pool.in_flight, pool.queued, pool.replicas
+            running, step_ms = pool.engine_running, pool.engine_step_ms
+            if running is None:
+                joining = join_pool(constants, in_flight, queued, replicas, prompt, output,
+                                    pool.mean_owed_output, slots)
+            else:
+                kv_used = pool.kv_cache_usage
+                if running > 0 and (pool.engine_waiting or (
+                        kv_used is not None
+                        and (1.0 - kv_used) * constants.kv_capacity < prompt)):
+                    slots = running / replicas
+                joining = join_pool(constants, in_flight, queued, replicas, prompt, output,
+                                    pool.mean_owed_output, slots,
+                                    step_ms / 1e3 if step_ms else 0.0)
             ttft, tpot = apply(name, joining, now)
+            table = residuals.get(name) if residuals else None
+            if table is not None:
+                ttft *= table[cell(in_flight + queued, replicas * constants.max_num_seqs,
+                                   step_ms)]
             ttft += pool.cold_start_ms
             meets = ttft <= ttft_target and tpot <= tpot_target
             within = max_cost is None or cost <= max_cost

@@ -15,6 +15,16 @@ neighbour, a throttled card), so each pool learns online:
   (never below 1, see `_QUEUE_RATIO_FLOOR`);
 * `tpot`: time per output token over the predicted decode step.
 
+Where a pool's engines report their batch (`PoolState.engine_running`, ...: under a second
+old), the prediction takes what only they know (`join`): a wait for a slot runs at the
+engine's measured step, which a neighbour slowing the machine lengthens
+(`tandem.perf.join_pool`'s `measured_step`), and an engine holding requests waiting, or a
+KV cache too full for the request's prompt, has no slot free beyond the batch it runs,
+whatever `max_num_seqs` says. The requests ahead are the caller's counts, which are
+current. What the formula still misses as a function of load and step time is a per-pool
+table of ratios learned from the answered requests (`tandem.routing.residual`), fitted off
+the request path by the caller (`residual_samples`, `set_residuals`).
+
 Recent observations weigh most (each older one counts `1 - alpha` less for the ratios,
 15 % less for the TTFT line), so a pool that slows down, or recovers, is predicted so
 within 20 requests. Corrections decay back to the prior
@@ -26,6 +36,8 @@ and `now`; predictions are functions of that state.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -37,6 +49,7 @@ from tandem.perf import (
     join_pool,
     pool_constants,
 )
+from tandem.routing.residual import SAMPLES_KEPT, Sample, cell_of, load_of
 from tandem.routing.types import PoolState, RequestFeatures
 
 _RATIO_BOUNDS = (0.02, 100.0)  # one wild observation may not swing a pool further
@@ -113,6 +126,8 @@ class LatencyModel:
         self.default_prior = default_prior or flat_prior(500.0, 50.0, 1.0, name="unknown")
         self.corrections: dict[str, PoolCorrection] = {}
         self.pool_constants: dict[str, PoolConstants] = {}  # filled by `constants`
+        self.residuals: dict[str, tuple[float, ...]] = {}  # pool -> ratio per residual cell
+        self.samples: dict[str, deque[Sample]] = {}  # pool -> what its residual is fitted to
 
     def prior_for(self, pool: PoolState) -> ReplicaModel:
         prior = self.priors.get(pool.name)
@@ -163,9 +178,28 @@ class LatencyModel:
 
     def predict(self, pool: PoolState, request: RequestFeatures, now: float) -> Prediction:
         """Predicted TTFT and TPOT (ms) of `request` on `pool`."""
-        joining = join_pool(self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
-                            request.prompt_tokens, request.max_tokens, pool.mean_owed_output)
-        return Prediction(*self.apply(pool.name, joining, now))
+        constants = self.constants(pool)
+        joining = join(constants, pool, request.prompt_tokens, request.max_tokens)
+        ttft, tpot = self.apply(pool.name, joining, now)
+        return Prediction(ttft * self.residual(pool, constants), tpot)
+
+    def residual(self, pool: PoolState, constants: PoolConstants) -> float:
+        """The learned ratio of measured to formula TTFT for `pool` in its state (1: none
+        learned yet)."""
+        table = self.residuals.get(pool.name)
+        if table is None:
+            return 1.0
+        return table[cell_of(pool, constants.max_num_seqs)]
+
+    def residual_samples(self) -> dict[str, list[Sample]]:
+        """Each pool's recent (load, step, log ratio) observations, copied: to fit residual
+        tables from (`tandem.routing.residual.fit_table`) off the request path."""
+        return {name: list(samples) for name, samples in self.samples.items()}
+
+    def set_residuals(self, tables: Mapping[str, tuple[float, ...] | None]) -> None:
+        """Use the fitted tables (None: not enough observations for that pool yet)."""
+        self.residuals = {**self.residuals,
+                          **{name: table for name, table in tables.items() if table}}
 
     def apply(self, name: str, joining: tuple[float, ...], now: float) -> tuple[float, float]:
         """TTFT and TPOT (ms) of a `tandem.perf.join_pool` result with pool `name`'s corrections (the
@@ -198,9 +232,9 @@ class LatencyModel:
             e2e_ms: observed end-to-end time, for a request whose first token was not seen
                 (a non-streamed response): it scales TTFT and TPOT by the same ratio.
         """
-        prior_overhead, service, queue, step, _ = join_pool(
-            self.constants(pool), pool.in_flight, pool.queued, pool.replicas,
-            request.prompt_tokens, request.max_tokens, pool.mean_owed_output)
+        constants = self.constants(pool)
+        prior_overhead, service, queue, step, _ = join(constants, pool, request.prompt_tokens,
+                                                       request.max_tokens)
         correction = self.corrections.get(pool.name)
         if correction is None:
             correction = self.corrections[pool.name] = PoolCorrection(prior_overhead,
@@ -219,6 +253,12 @@ class LatencyModel:
         low, high = _RATIO_BOUNDS
         if ttft_ms is not None and ttft_ms > 0:
             observed = ttft_ms / 1e3
+            formula = correction.overhead + service * correction.service + queue * correction.queue
+            samples = self.samples.get(pool.name)
+            if samples is None:
+                samples = self.samples[pool.name] = deque(maxlen=SAMPLES_KEPT)
+            samples.append((load_of(pool, constants.max_num_seqs), pool.engine_step_ms or 0.0,
+                            math.log(observed / formula) if formula > 0 else 0.0))
             if queue > 0 and queue > _QUEUE_SHARE_FOR_QUEUE_UPDATE * (service + queue):
                 waited = observed - correction.overhead - correction.service * service
                 sample = min(max(waited / queue, _QUEUE_RATIO_FLOOR), high)
@@ -234,3 +274,21 @@ class LatencyModel:
             correction.tpot += weight * (sample - correction.tpot)
         if correction.updated_at is None or now > correction.updated_at:
             correction.updated_at = now
+
+
+def join(constants: PoolConstants, pool: PoolState, prompt: int, output: int,
+         slots: int | None = None) -> tuple[float, ...]:
+    """`tandem.perf.join_pool` for a request joining `pool`, behind the requests the caller
+    counts. Where its engines reported their batch: slots free up at their measured step,
+    and while they hold requests waiting, or their KV cache has no room for the prompt (by
+    the prior's capacity), the batch they run is all the slots there are."""
+    running = pool.engine_running
+    if running is None:
+        return join_pool(constants, pool.in_flight, pool.queued, pool.replicas, prompt, output,
+                         pool.mean_owed_output, slots)
+    kv_used, step_ms = pool.kv_cache_usage, pool.engine_step_ms
+    if running > 0 and (pool.engine_waiting or (
+            kv_used is not None and (1.0 - kv_used) * constants.kv_capacity < prompt)):
+        slots = running / pool.replicas
+    return join_pool(constants, pool.in_flight, pool.queued, pool.replicas, prompt, output,
+                     pool.mean_owed_output, slots, step_ms / 1e3 if step_ms else 0.0)

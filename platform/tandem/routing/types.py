@@ -47,6 +47,13 @@ class PoolState:
     # > 0: no replica runs and autoscaling will start one; a request sent now waits about
     # this long before the pool's first replica serves (0: warm)
     cold_start_ms: float = 0.0
+    # what the pool's engines reported of their batch under a second ago (summed over
+    # replicas, as `in_flight`): requests running and waiting, KV cache in use (0..1), mean
+    # gap between a running request's tokens lately. None: no fresh report
+    engine_running: float | None = None
+    engine_waiting: float | None = None
+    kv_cache_usage: float | None = None
+    engine_step_ms: float | None = None
 
     @property
     def load_per_replica(self) -> float:

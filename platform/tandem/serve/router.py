@@ -17,6 +17,14 @@ cache its sequences hold so far, not on prompt + max_tokens reserved up front. A
 from those sums would call queued (and, past `max_queued_per_replica`, refuse) requests
 the engine runs. The KV limit enters where a size is known: `tandem.perf.join_pool` counts
 the routed request's slots with its own size standing in for its batch mates'.
+
+What the engines know of their batch (`tandem.serve.engine_load`: running, waiting, KV use,
+step time) goes into each pool's state while their report is under a second old, beside
+the router's own counts, which stay what a request queues behind: they are current, and
+they hold the requests on their way into the engine, which the engine does not count yet
+and which wait ahead of a new request all the same (measured on the local pools under the
+mixed load: the engines' counts brought forward by the requests sent and answered since
+their report predicted TTFT worse than these counts).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from tandem.routing.models import ServedModel, pick_model_pool
 from tandem.routing.policy import LeastLoadedPolicy, RoundRobinPolicy
 from tandem.routing.types import Decision
 from tandem.serve.config import PoolConfig, ServeAppConfig
+from tandem.serve.engine_load import MAX_AGE_S, EngineKey, EngineLoad, deployment_loads
 
 SPEND_WINDOW_S = 60.0
 MAX_DECISIONS_FILE_BYTES = 20 * 1024 * 1024
@@ -101,6 +110,8 @@ class PoolRouter:
         self._waking: dict[str, float] = {}  # cold pool -> when its first request was sent
         self._cold_start_s: dict[str, float] = {}  # pool -> its last measured cold start
         self._spent: dict[str, deque[tuple[float, float]]] = {}
+        # (application, deployment) -> its engines' last reports, merged per replica
+        self.engines: dict[tuple[str, str], EngineLoad] = {}
         self._decisions_path = decisions_path
         self._unwritten: list[dict[str, Any]] = []
 
@@ -122,18 +133,38 @@ class PoolRouter:
         states = []
         others_in_flight = self.others.get("in_flight", {})
         others_owed = self.others.get("owed_output_tokens", {})
+        engines = self.engines
         for name, route in routes.items():
             in_flight = self.in_flight[name] + int(others_in_flight.get(name, 0))
             cold_ms = self._cold_wait_ms(name, route, now)
             replicas = 1 if cold_ms else (self.running.get(name) or route["replicas"])
             slots = 0 if cold_ms else self._batch_slots.get(name, 1 << 30) * replicas
+            engine = engines.get((route["app"], route["deployment"])) if engines else None
+            running = waiting = kv = step_ms = None
+            if engine is not None and not cold_ms and now - engine.at <= MAX_AGE_S:
+                running, waiting = engine.running * replicas, engine.waiting * replicas
+                kv, step_ms = engine.kv_cache_usage, engine.step_s * 1e3
             states.append(PoolState(
                 name=name, gpu=route["gpu"], healthy=name not in down, replicas=replicas,
                 in_flight=min(in_flight, slots), queued=max(0, in_flight - slots),
                 price_per_hour=route["price_per_hour"],
                 owed_output_tokens=self.owed_output_tokens[name] + int(others_owed.get(name, 0)),
-                cold_start_ms=cold_ms))
+                cold_start_ms=cold_ms, engine_running=running, engine_waiting=waiting,
+                kv_cache_usage=kv, engine_step_ms=step_ms))
         return states
+
+    def engines_reported(self, reports: Sequence[tuple[EngineKey, EngineLoad]],
+                         now: float) -> None:
+        """Every engine's last report, from the shared view (`tandem.serve.shared_view`)."""
+        self.engines = deployment_loads(reports, now)
+
+    def engine_reports(self, now: float) -> list[dict[str, Any]]:
+        """What the engines last reported, per deployment and per replica, and how old it is
+        at `now` (used while under `MAX_AGE_S`): for `/admin/routes`."""
+        return [{"app": app, "deployment": deployment, "running": load.running,
+                 "waiting": load.waiting, "kv_cache_usage": load.kv_cache_usage,
+                 "step_ms": load.step_s * 1e3, "age_s": now - load.at}
+                for (app, deployment), load in self.engines.items()]
 
     def _cold_wait_ms(self, pool: str, route: Mapping[str, Any], now: float) -> float:
         """0 for a warm pool; for a cold one the rest of its expected cold start (the last
@@ -244,6 +275,19 @@ class PoolRouter:
         return [state for state in self.states(routes, now=now)
                 if state.healthy and state.in_flight == 0 and not state.cold_start_ms
                 and latency.unobserved_for(state.name, now, after)]
+
+    def residual_samples(self) -> dict[str, list]:
+        """What the latency model's residual tables are fitted to (`tandem.routing.residual`),
+        copied on the event loop; empty without a latency model."""
+        if not isinstance(self.policy, LatencyCostPolicy):
+            return {}
+        return self.policy.latency.residual_samples()
+
+    def residuals_fitted(self, tables: Mapping[str, tuple[float, ...] | None]) -> None:
+        """Tables fitted off the request path from `residual_samples`: the latency model uses
+        them from the next decision on."""
+        if isinstance(self.policy, LatencyCostPolicy):
+            self.policy.latency.set_residuals(tables)
 
     def probed(self, state: PoolState, features: RequestFeatures, now: float,
                ttft_ms: float) -> None:

@@ -14,6 +14,9 @@ and syncs with this one small named actor every half second, off it (see
   *other* replicas heard from in the last `LIVE_S` seconds, which the router adds to its
   own (`tandem.serve.router.PoolRouter.states`, `_spend_rates`). What it sees of the
   others is at most one sync old.
+- **Engines.** Each pool replica's engine reports its batch every quarter second
+  (`tandem.serve.engine_load`); a sync returns every engine's last report, which the
+  router uses while it is under a second old.
 
 Without the actor (not yet started, or restarting) each replica keeps going on its own
 view: limits and load per replica, as before there was one.
@@ -43,13 +46,18 @@ class SharedView:
         self._loads: dict[str, tuple[float, Load]] = {}  # replica -> (heard at, its load)
         self._admitted: dict[str, int] = {}  # key -> requests admitted by every replica, ever
         self._seen: dict[str, dict[str, int]] = {}  # replica -> _admitted at its last sync
+        self._engines: dict[tuple, tuple[float, tuple]] = {}  # engine -> (heard at, report)
+
+    def report_engine(self, engine: tuple, load: tuple) -> None:
+        """Keep an engine's latest report (`tandem.serve.engine_load.EngineReporter`)."""
+        self._engines[engine] = (self._clock(), load)
 
     def sync(self, replica: str, admitted: dict[str, tuple[int, float, float]],
              load: Load) -> dict[str, Any]:
         """Take `replica`'s admissions per key (count, rate, burst) and its own load; return
         `{"limits": {key: (tokens, rate, burst)}, "admitted_by_others": {key: requests since
         this replica's last sync}, "others": load summed over the other live replicas,
-        "replicas": live replicas}`."""
+        "replicas": live replicas, "engines": [(engine, its last report)]}`."""
         now = self._clock()
         for key, (count, rate, burst) in admitted.items():
             bucket = self._buckets.get(key)
@@ -79,8 +87,11 @@ class SharedView:
                     summed[item] = summed.get(item, 0) + value
         limits = {key: (bucket.refill(now), bucket.rate, bucket.burst)
                   for key, bucket in self._buckets.items()}
+        for engine in [key for key, (heard, _) in self._engines.items() if now - heard > LIVE_S]:
+            del self._engines[engine]
         return {"limits": limits, "admitted_by_others": by_others, "others": others,
-                "replicas": len(self._loads)}
+                "replicas": len(self._loads),
+                "engines": [(engine, load) for engine, (_, load) in self._engines.items()]}
 
 
 def get_or_create():

@@ -169,6 +169,41 @@ def test_the_policy_predicts_with_the_latency_model_and_prices_with_tandem_perf(
         assert candidate.predicted_cost_usd == expected_cost
 
 
+engine_reports = st.one_of(st.none(), st.tuples(
+    st.integers(0, 300), st.integers(0, 60), st.floats(0.0, 1.0), st.floats(0.0, 200.0)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(reports=st.lists(engine_reports, min_size=4, max_size=4), request=st.builds(
+    RequestFeatures, prompt_tokens=st.integers(1, 8000), max_tokens=st.integers(1, 2000)),
+    seed=st.integers(0, 1000))
+def test_property_engine_reports_and_residuals_predict_as_the_latency_model_does(
+        priors, reports, request, seed):
+    import random
+
+    from tandem.routing.residual import LOAD_CELLS, STEP_CELLS
+
+    model = LatencyModel(priors)
+    pools = []
+    for gpu, report in zip(GPUS, reports, strict=True):
+        engine = {}
+        if report is not None:
+            running, waiting, kv, step_ms = report
+            engine = {"engine_running": float(running), "engine_waiting": float(waiting),
+                      "kv_cache_usage": kv, "engine_step_ms": step_ms}
+        pools.append(replace(state(gpu, priors, in_flight=40, queued=30, replicas=2), **engine))
+    rng = random.Random(seed)
+    model.set_residuals({gpu: tuple(rng.uniform(0.25, 4.0)
+                                    for _ in range(LOAD_CELLS * STEP_CELLS))
+                         for gpu in GPUS[:3]})
+    decision = LatencyCostPolicy(model).pick_pool(request, pools, 0.0)
+    by_name = {pool.name: pool for pool in pools}
+    for candidate in decision.candidates:
+        predicted = model.predict(by_name[candidate.pool], request, 0.0)
+        assert candidate.predicted_ttft_ms == pytest.approx(predicted.ttft_ms)
+        assert candidate.predicted_tpot_ms == pytest.approx(predicted.tpot_ms)
+
+
 pool_loads = st.lists(
     st.tuples(st.sampled_from(GPUS), st.booleans(), st.integers(0, 4), st.integers(0, 300),
               st.integers(0, 100)),

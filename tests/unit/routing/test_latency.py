@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from tandem.perf import flat_prior
 from tandem.routing.latency import LatencyModel
@@ -183,3 +185,69 @@ def test_a_short_request_behind_long_ones_waits_for_theirs():
     behind_long = model.predict(full(6 * 64), short, 0.0).ttft_ms
     assert unknown == pytest.approx(behind_short)
     assert behind_long > 2 * behind_short
+
+
+LOCAL_PRIOR = flat_prior(40.0, 10.0, 0.1, name="cheap", reference_prompt_tokens=32,
+                         max_num_seqs=4, context_length=128)
+SHORT = RequestFeatures(prompt_tokens=16, max_tokens=64)
+
+
+def engine_pool(in_flight=4, queued=3, running=None, waiting=None, kv=None, step_ms=None):
+    return PoolState(name="cheap", gpu="cpu", healthy=True, replicas=1, in_flight=in_flight,
+                     queued=queued, price_per_hour=0.1, engine_running=running,
+                     engine_waiting=waiting, kv_cache_usage=kv, engine_step_ms=step_ms)
+
+
+def test_an_engine_holding_requests_waiting_has_no_slot_beyond_the_batch_it_runs():
+    model = LatencyModel({"cheap": LOCAL_PRIOR})  # max_num_seqs 4
+    counted = model.predict(engine_pool(3, 0), SHORT, 0.0).ttft_ms  # a slot free, by the count
+    assert counted == pytest.approx(model.predict(
+        engine_pool(3, 0, running=3.0, waiting=0.0), SHORT, 0.0).ttft_ms)
+    # the engine runs 3 and holds 1 waiting: its KV cache, not max_num_seqs, is the limit
+    full = model.predict(engine_pool(3, 0, running=3.0, waiting=1.0, step_ms=10.0), SHORT,
+                         0.0).ttft_ms
+    assert full - counted == pytest.approx(1 / 3 * 64 * 10.0, rel=0.05)
+
+
+def test_a_slower_engine_step_lengthens_the_wait_for_a_slot_by_as_much():
+    model = LatencyModel({"cheap": LOCAL_PRIOR})
+    idle = model.predict(engine_pool(0, 0, running=0.0, waiting=0.0, step_ms=40.0), SHORT, 0.0)
+    assert idle.ttft_ms == pytest.approx(model.predict(engine_pool(0, 0), SHORT, 0.0).ttft_ms)
+    fast, slow = (model.predict(engine_pool(4, 1, running=4.0, waiting=1.0, step_ms=step),
+                                SHORT, 0.0).ttft_ms for step in (10.0, 40.0))
+    # two requests ahead of a free slot: 2 / 4 slots x 64 tokens x the step
+    assert slow - fast == pytest.approx(2 / 4 * 64 * 30.0, rel=0.01)
+
+
+def test_a_full_kv_cache_makes_the_request_wait_for_a_batch_mate_to_end():
+    model = LatencyModel({"cheap": LOCAL_PRIOR})
+    roomy, full = (model.predict(engine_pool(2, 0, running=2.0, waiting=0.0, kv=kv,
+                                             step_ms=10.0), SHORT, 0.0).ttft_ms
+                   for kv in (0.5, 1.0 - 8 / LOCAL_PRIOR.kv_capacity))
+    assert full - roomy == pytest.approx(1 / 2 * 64 * 10.0, rel=0.01)  # 1 of 2 slots to free
+
+
+def test_learned_residuals_scale_the_prediction_in_the_pools_state():
+    from tandem.routing.residual import LOAD_CELLS, STEP_CELLS, cell_of
+
+    model = LatencyModel({"cheap": LOCAL_PRIOR})
+    busy = engine_pool(4, 2, running=4.0, waiting=2.0, step_ms=10.0)
+    before = model.predict(busy, SHORT, 0.0).ttft_ms
+    table = [1.0] * (LOAD_CELLS * STEP_CELLS)
+    table[cell_of(busy, LOCAL_PRIOR.max_num_seqs)] = 0.5
+    model.set_residuals({"cheap": tuple(table), "fast": None})
+    assert model.predict(busy, SHORT, 0.0).ttft_ms == pytest.approx(before / 2)
+    idle = engine_pool(0, 0)
+    assert model.predict(idle, SHORT, 0.0) == LatencyModel({"cheap": LOCAL_PRIOR}).predict(
+        idle, SHORT, 0.0)
+    assert set(model.residuals) == {"cheap"}
+
+
+def test_each_ttft_observation_is_kept_as_a_residual_sample():
+    model = LatencyModel({"cheap": LOCAL_PRIOR})
+    busy = engine_pool(4, 2, running=4.0, waiting=2.0, step_ms=10.0)
+    predicted = model.predict(busy, SHORT, 0.0).ttft_ms
+    model.observe(busy, SHORT, 1.0, ttft_ms=predicted / 2)
+    model.observe(busy, SHORT, 1.0, tpot_ms=10.0)  # no TTFT: nothing to learn a residual from
+    [(load, step_ms, log_ratio)] = model.residual_samples()["cheap"]
+    assert (load, step_ms) == (1.5, 10.0) and log_ratio == pytest.approx(math.log(0.5))

@@ -269,13 +269,15 @@ class TandemIngress(OpenAiIngress):
     # -- administration (admin key) ------------------------------------------------
     @app.get("/admin/routes")
     async def admin_routes(self, request: Request) -> dict[str, Any]:
-        """The live route table and this replica's latest routing decisions (`?last=N`)."""
+        """The live route table, this replica's latest routing decisions (`?last=N`) and
+        what the pools' engines last reported of their batch."""
         self._edge.admit(request, ADMIN)
         raw = request.query_params.get("last", "20")
         if not raw.isdigit():
             raise RequestError(400, "'last' must be a non-negative integer", "last")
         return {"epoch": self._pool_sync.epoch, "models": self._pool_sync.table["models"],
-                "decisions": self._router.log.records(last=min(int(raw), 1000))}
+                "decisions": self._router.log.records(last=min(int(raw), 1000)),
+                "engines": self._router.engine_reports(time.time())}
 
     @app.post("/admin/promote")
     async def admin_promote(self, request: Request) -> Response:

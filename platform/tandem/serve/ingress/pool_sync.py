@@ -17,7 +17,10 @@
   has not observed lately gets a one-token probe (user requests are never probes).
 - In a task of its own, so that a slow probe never delays it: every `SYNC_S` the replica's
   admissions and load go to the deployment's shared view (`tandem.serve.shared_view`),
-  and the deployment's rate-limit buckets and the other replicas' load come back.
+  and the deployment's rate-limit buckets, the other replicas' load and the pool engines'
+  reports of their batch (`tandem.serve.engine_load`) come back.
+- Every `tandem.routing.residual.FIT_EVERY_S`, in a thread: the latency model's residual
+  tables are fitted to the requests answered lately; the request path only reads them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ray.llm._internal.serve.core.ingress.utils import _peek_at_generator
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 
 from tandem.routing import RequestFeatures
+from tandem.routing.residual import FIT_EVERY_S, fit_tables
 from tandem.serve.adapters import engine_models
 from tandem.serve.limits import RateLimiter
 from tandem.serve.metrics import ServeMetrics
@@ -104,7 +108,20 @@ class PoolSync:
             for task in self._tasks:
                 task.cancel()
             loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._run()), loop.create_task(self._run_sync())]
+            self._tasks = [loop.create_task(self._run()), loop.create_task(self._run_sync()),
+                           loop.create_task(self._run_fits())]
+
+    async def _run_fits(self) -> None:
+        while True:
+            await asyncio.sleep(FIT_EVERY_S)
+            samples = self._router.residual_samples()
+            if not samples:
+                continue
+            try:
+                tables = await asyncio.to_thread(fit_tables, samples)
+            except Exception:  # a failed fit keeps the tables in use; the next one may do
+                continue
+            self._router.residuals_fitted(tables)
 
     async def _run_sync(self) -> None:
         while True:
@@ -123,6 +140,7 @@ class PoolSync:
             return
         self._limiter.apply(view["limits"], view["admitted_by_others"], time.monotonic())
         self._router.others = view["others"]
+        self._router.engines_reported(view.get("engines", ()), time.time())
 
     async def _run(self) -> None:
         polls = 0
