@@ -27,7 +27,8 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -71,6 +72,15 @@ def write_file(fs: pafs.FileSystem, directory: str, table: pa.Table, now: float)
     """Write `table` as one new parquet file in `directory`; returns its path."""
     return publish(fs, directory, file_name("part-", now),
                    lambda path: pq.write_table(table, path, filesystem=fs))
+
+
+def write_state(path: Path, state: Any) -> None:
+    """Replace the JSON state file `path` with `state` in one step: a reader (or a process
+    that restarts) sees the old state or the new, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(state))
+    os.replace(temporary, path)
 
 
 def parquet_files(fs: pafs.FileSystem, directory: str) -> list[str]:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 
+from tandem.telemetry.storage import write_state
 from tandem.telemetry.window import ratings
 
 EXPERIMENT = "tandem-serving"
@@ -123,7 +123,4 @@ class TraceExport:
         self.traces = dict(list(self.traces.items())[-MAX_REMEMBERED:])
         self.logged_feedback = {feedback_id: request_id for feedback_id, request_id
                                 in self.logged_feedback.items() if request_id in self.traces}
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"traces": self.traces, "feedback": self.logged_feedback}))
-        os.replace(temporary, self.state_path)
+        write_state(self.state_path, {"traces": self.traces, "feedback": self.logged_feedback})

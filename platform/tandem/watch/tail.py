@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from tandem.telemetry.cursor import FileCursor
 from tandem.telemetry.schema import FEEDBACK_SCHEMA, REQUEST_SCHEMA, as_utc
-from tandem.telemetry.storage import resolve
+from tandem.telemetry.storage import resolve, write_state
 
 WINDOW_COLUMNS = ("request_id", "time", "model", "model_version", "status", "prompt",
                   "slo_met", "cost_usd")
@@ -179,8 +179,5 @@ class TelemetryTail:
         state: Mapping[str, Any] = {
             "requests": self.requests.state(), "feedback": self.feedback.state(),
             "ratings": self._ratings, "corrections": self._corrections, "answers": self._answers}
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(state))
-        os.replace(temporary, self.state_path)
+        write_state(self.state_path, state)
 
