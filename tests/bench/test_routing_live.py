@@ -13,6 +13,13 @@ requests, labelled as an attribution. "All fast" deploys the same config with th
 pool alone (the cheap pool is removed). Each policy's runs follow each other on one
 deployment; the table gives the median and the range over the runs.
 Target: interactive attainment >= 99 % and cost <= 0.7x all-fast.
+
+The same runs check the simulator against the live stack (#31 item 2,
+`tandem.planner.live_replay`): each pool's model is fitted on the round-robin,
+least-loaded and all-fast runs, and every run's arrivals are replayed through the
+simulator under its own policy; the tandem runs are held out of the fit. Targets: per tier
+attainment within 5 points, per pool TTFT p50/p90 within 20 % of the live run. The runs'
+request-log rows are kept in `.tandem/bench/live-runs-<model>.json` for refitting.
 Run: `.venv/bin/python -m pytest -s -m "integration" tests/bench/test_routing_live.py`
 (`-k smollm2` for the real model alone: ~25 min).
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -34,17 +42,23 @@ RUNS = 3
 CONFIGS = {"tiny": "serve.local.yaml", "smollm2": "serve.real.yaml"}
 
 
-def _run(stack, streams, model: str, routing) -> dict:
+def _run(stack, streams, model: str, routing, recorded: list[dict]) -> dict:
+    """One run's summary; its request-log rows (`live_replay.COLUMNS`) go to `recorded`."""
     from tandem.auth import client_key
+    from tandem.planner.live_replay import COLUMNS
     from tandem.serve.loadgen import run_load, summarize
     from tandem.telemetry.request_log import read_requests
 
+    started = datetime.now(UTC) - timedelta(seconds=5)
     results = run_load(stack.api_url, streams, DURATION_S, model=model,
                        api_key=client_key(stack.home))
     time.sleep(4)  # the request log flushes every 2 s
-    costs = {row["request_id"]: row["cost_usd"]
-             for row in read_requests(stack.home / "telemetry",
-                                      columns=["request_id", "cost_usd"]).to_pylist()}
+    ids = {r.request_id for r in results}
+    rows = [row for row in read_requests(stack.home / "telemetry", started,
+                                         columns=[*COLUMNS, "cost_usd"]).to_pylist()
+            if row["request_id"] in ids]
+    recorded.append(rows)
+    costs = {row["request_id"]: row["cost_usd"] for row in rows}
     summary = summarize(results, routing)
     for tier, row in summary.items():
         mine = [r for r in results if r.tier == tier and r.request_id in costs]
@@ -87,15 +101,17 @@ def test_live_routing_policies(stack, request, model_name):
     mixed = [Stream("interactive", 16, 1), Stream("batch", 64, 6)]
     fast_only = config.model_copy(update={"pools": {"fast": config.pools["fast"]}})
     runs: dict[str, list[dict]] = {}
+    recorded: dict[str, list[list[dict]]] = {}
+    variants = {"tandem": config,
+                "round-robin": config.model_copy(update={"routing_policy": "round-robin"}),
+                "least-loaded": config.model_copy(update={"routing_policy": "least-loaded"}),
+                "all-fast": fast_only}
     rent = {}
     try:
-        for name, variant in (
-                ("tandem", config),
-                ("round-robin", config.model_copy(update={"routing_policy": "round-robin"})),
-                ("least-loaded", config.model_copy(update={"routing_policy": "least-loaded"})),
-                ("all-fast", fast_only)):
+        for name, variant in variants.items():
             deploy(variant, stack, log=lambda _: None)
-            runs[name] = [_run(stack, mixed, model, routing) for _ in range(RUNS)]
+            recorded[name] = []
+            runs[name] = [_run(stack, mixed, model, routing, recorded[name]) for _ in range(RUNS)]
             rent[name] = fleet_rent_per_hour(
                 (pool.price_per_hour, pool.num_replicas) for pool in variant.pools.values())
     finally:
@@ -114,3 +130,35 @@ def test_live_routing_policies(stack, request, model_name):
     for rows in runs.values():
         for row in rows:
             assert row["interactive"]["failed"] == 0 and row["batch"]["failed"] == 0
+    kept = REPO / ".tandem" / "bench" / f"live-runs-{model_name}.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(recorded, default=str))
+    _simulator_against_live(variants, recorded, routing, model_name)
+
+
+def _simulator_against_live(variants, recorded, routing, model_name: str) -> None:
+    """Fit the pools on every run but tandem's, replay every run under its own policy."""
+    from tandem.planner.live_replay import (
+        LiveRun,
+        check_against_live,
+        format_comparisons,
+        format_fits,
+    )
+    from tandem.serve.router import build_policy, pool_priors
+
+    live = {name: [LiveRun.from_rows(f"{name} {k + 1}", variants[name].routing_policy, rows)
+                   for k, rows in enumerate(runs)] for name, runs in recorded.items()}
+    for contention in (True, False):
+        fits, comparisons = check_against_live(
+            pool_priors(variants["tandem"]), live,
+            {name: list(variant.pools) for name, variant in variants.items()},
+            {name: lambda variant=variant: build_policy(variant)
+             for name, variant in variants.items()},
+            routing, contention=contention)
+        print(f"\n{model_name}: pools fitted on the round-robin, least-loaded and all-fast runs"
+              f" ({'contention fitted' if contention else 'no contention'})")
+        print(format_fits(fits))
+        print(format_comparisons(comparisons, "simulated vs live (tandem held out of the fit); "
+                                 "targets: 5 points, 20 %"))
+        for comparison in comparisons:
+            print(f"{comparison.run}: {'; '.join(comparison.misses()) or 'within targets'}")

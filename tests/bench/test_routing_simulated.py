@@ -138,6 +138,10 @@ class Oracle:
                 ttft_ms: float | None = None, tpot_ms: float | None = None) -> None:
         self.in_force(now).observe(pool, request, now, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
 
+    def observe_waiting(self, pool: PoolState, request: RequestFeatures, now: float,
+                        waited_ms: float) -> None:
+        self.in_force(now).observe_waiting(pool, request, now, waited_ms)
+
 
 def _attainment(trace: Trace, result: SimulationResult, tiers: list[str],
                 config: RoutingConfig, rows: slice) -> dict[str, float]:

@@ -14,7 +14,11 @@ least-loaded replica takes the request, as Ray Serve's replica choice would. A p
 that learns (one with an `observe` method, like `LatencyCostPolicy`) is told each
 request's TTFT at its first token and TPOT at its finish, in simulated-time order and
 never before they happen, just as the ingress would tell it. Both are what the client
-sees: each replica's `request_overhead` (the serving path) is added to them.
+sees: each replica's `request_overhead` (the serving path) is added to them. At each
+arrival such a policy also hears how long each pool's oldest request still waiting for its
+first token has waited (`observe_waiting`, where it has one), and every pool state carries
+its engines' step time lately (`PoolState.engine_step_ms`), as vLLM's reports give the
+ingress: a slow pool shows in both seconds before its first tokens and finishes do.
 
 The replica models are a catalog's prior, and a real fleet never matches its catalog. A
 `Pace` makes the simulated truth depart from them (per-pool efficiency, per-request
@@ -44,6 +48,13 @@ from tandem.perf import (
 from tandem.planner.trace import Trace
 from tandem.routing.policy import LeastLoadedPolicy, RoutingPolicy
 from tandem.routing.types import PoolState, RequestFeatures
+
+# What a simulated engine reports as its step time: the mean gap between its running
+# sequences' tokens, recent ones weighing most (`STEP_MEMORY_S`), none once it decoded
+# nothing for the engines' window (`tandem.serve.engine_load`: 8 reports a quarter second
+# apart)
+STEP_MEMORY_S = 1.0
+STEP_WINDOW_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,16 @@ class Pace:
     prefill admits, or over the batch a decode step carries. Batch mates share every step,
     so a lone request sees its own draw in full and a full batch nearly none. The serving
     path's `request_overhead` is no GPU time and is not scaled.
+
+    `contention` is a pool's speed while another pool has work when its iteration (or run of
+    decode iterations) starts: pools that share hardware, like the local CPU pools on one
+    machine's cores, slow each other down. 1: pools are independent, as GPUs are.
     """
 
     efficiency: Mapping[str, float] = field(default_factory=dict)  # pool -> speed; 1: as modelled
     noise: Sequence[float] | None = None  # per request, in trace order; None: no noise
     slowdowns: Sequence[Slowdown] = ()
+    contention: float = 1.0
 
     def speed(self, pool: str, at_s: float) -> float:
         """Pool `pool`'s speed relative to its model for an iteration starting at `at_s`."""
@@ -132,7 +148,8 @@ class SimulationResult:
 
 class _Replica:
     __slots__ = ("model", "pool", "index", "clock", "steps", "running", "kv", "reserved",
-                 "waiting", "version", "event_time", "busy", "slowness", "noise_sum")
+                 "waiting", "version", "event_time", "busy", "slowness", "noise_sum",
+                 "gap_sum", "gap_tokens", "gap_at")
 
     def __init__(self, model: ReplicaModel, pool: int, index: int) -> None:
         self.model = model
@@ -149,6 +166,28 @@ class _Replica:
         self.busy = 0.0
         self.slowness = 1.0  # true over modelled time of the current decode segment (`Pace`)
         self.noise_sum = 0.0  # the running batch's service noise draws, summed
+        # decayed sums of the gaps before running sequences' tokens and of their count, as
+        # of `gap_at`: the engine's step time lately (`engine_step_ms`)
+        self.gap_sum = 0.0
+        self.gap_tokens = 0.0
+        self.gap_at = -math.inf
+
+    def record_gaps(self, seconds: float, tokens: int, end: float) -> None:
+        """`tokens` tokens of running sequences each took `seconds` since their previous one,
+        the last at `end`; older gaps weigh less, as the engines' recent windows do."""
+        if tokens <= 0:
+            return
+        keep = math.exp(-(end - self.gap_at) / STEP_MEMORY_S) if end > self.gap_at else 1.0
+        self.gap_sum = self.gap_sum * keep + seconds * tokens
+        self.gap_tokens = self.gap_tokens * keep + tokens
+        self.gap_at = max(self.gap_at, end)
+
+    def step_ms(self, now: float) -> float | None:
+        """The mean gap between running sequences' tokens lately, ms; None when none decoded
+        in the engines' window before `now` (`tandem.serve.engine_load`)."""
+        if now - self.gap_at > STEP_WINDOW_S or not self.gap_tokens:
+            return None
+        return self.gap_sum / self.gap_tokens * 1e3
 
     def segment_time(self, n: int) -> float:
         """Seconds for n decode iterations of the current batch."""
@@ -220,6 +259,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
     observe = getattr(policy, "observe", None)
     observations: list[tuple[float, int, int]] = []  # (when, 0 first token | 1 finish, request)
     dispatched: dict[int, tuple[PoolState, RequestFeatures]] = {}
+    observe_waiting = getattr(policy, "observe_waiting", None)
+    unanswered: list[deque[int]] = [deque() for _ in names]  # per pool, in dispatch order
 
     def schedule(replica: _Replica, when: float, steps: int) -> None:
         nonlocal tick
@@ -252,13 +293,22 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
             in_flight[replica.pool] -= 1
             owed[replica.pool] -= outputs[request]
 
+    def speed(replica: _Replica) -> float:
+        """`pace`'s speed for `replica`'s iteration starting now, contention included."""
+        value = pace.speed(names[replica.pool], replica.clock)
+        if pace.contention != 1.0 and any(
+                other.event_time != math.inf for p, group in enumerate(replicas)
+                if p != replica.pool for other in group):
+            value *= pace.contention
+        return value
+
     def plan_next(replica: _Replica) -> None:
         if replica.waiting and can_admit(replica, replica.waiting[0]):
             schedule(replica, replica.clock, 0)
         elif replica.running:
             if pace is not None:
                 noise_mean = replica.noise_sum / len(replica.running) if noise is not None else 1.0
-                replica.slowness = noise_mean / pace.speed(names[replica.pool], replica.clock)
+                replica.slowness = noise_mean / speed(replica)
             steps = replica.running[0][0] - replica.steps
             schedule(replica, replica.clock + replica.segment_time(steps), steps)
         else:
@@ -267,6 +317,8 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
 
     def on_event(replica: _Replica, when: float, steps: int) -> None:
         if steps:
+            replica.record_gaps((when - replica.clock) / steps, len(replica.running) * steps,
+                                when)
             replica.busy += when - replica.clock
             replica.kv += len(replica.running) * steps
             replica.steps += steps
@@ -287,9 +339,10 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
             if pace is not None:
                 noise_mean = (sum(noise[r] for r in admitted) / len(admitted)
                               if noise is not None else 1.0)
-                duration *= noise_mean / pace.speed(names[replica.pool], replica.clock)
+                duration *= noise_mean / speed(replica)
             replica.busy += duration
             replica.clock += duration
+            replica.record_gaps(duration, batch, replica.clock)
             replica.steps += 1
             replica.kv += batch
             pool = replica.pool
@@ -346,6 +399,15 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
                     observe(state, features, when, tpot_ms=(when - first[request]) * 1e3
                             / (outputs[request] - 1))
 
+    def report_waiting(now: float) -> None:
+        """Each pool's oldest request still waiting for its first token, and how long."""
+        for waiting in unanswered:
+            while waiting and first[waiting[0]] <= now:
+                waiting.popleft()
+            if waiting:
+                state, features = dispatched[waiting[0]]
+                observe_waiting(state, features, now, (now - arrival[waiting[0]]) * 1e3)
+
     rejected = 0
     report_every = max(1, count // 20)
     for request in range(count):
@@ -353,13 +415,16 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         drain(now)
         if observe is not None:
             report(now)
+        if observe_waiting is not None:
+            report_waiting(now)
         if progress and request % report_every == 0:
             progress(request / count)
         size = prompts[request] + outputs[request]
         states = [PoolState(name=name, gpu=m.gpu, healthy=True,
                             replicas=len(replicas[p]), in_flight=in_flight[p],
                             queued=queued[p], price_per_hour=m.price_per_hour,
-                            owed_output_tokens=owed[p])
+                            owed_output_tokens=owed[p],
+                            engine_step_ms=_mean_step_ms(replicas[p], now))
                   for p, (name, m) in enumerate(zip(names, models))
                   if size <= m.context_length
                   and batch_slots(size, m.kv_capacity, m.max_num_seqs) > 0]
@@ -377,6 +442,7 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
         pool = pool_index[decision.pool]
         if observe is not None:
             dispatched[request] = (next(s for s in states if s.name == decision.pool), features)
+            unanswered[pool].append(request)
         pool_loads = loads[pool]
         index = min(range(len(pool_loads)), key=pool_loads.__getitem__)
         enqueue(replicas[pool][index], request, now)
@@ -384,6 +450,13 @@ def simulate(trace: Trace, pools: Mapping[str, tuple[ReplicaModel, int]], slo: S
     if progress:
         progress(1.0)
     return _summarise(trace, names, models, replicas, slo, first, finish, served_by, rejected)
+
+
+def _mean_step_ms(group: list[_Replica], now: float) -> float | None:
+    """A pool's step time as the ingress merges its engines' reports: the mean over the
+    replicas that decoded lately (`tandem.serve.engine_load.merge_loads`); None if none."""
+    steps = [step for step in (replica.step_ms(now) for replica in group) if step is not None]
+    return sum(steps) / len(steps) if steps else None
 
 
 def attainment_by_tier(trace: Trace, result: SimulationResult, tiers: Sequence[str],

@@ -71,6 +71,11 @@ class LatencyCostPolicy:
         """Feed one observation to the latency model (see `LatencyModel.observe`)."""
         self.latency.observe(pool, request, now, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
 
+    def observe_waiting(self, pool: PoolState, request: RequestFeatures, now: float,
+                        waited_ms: float) -> None:
+        """A request still waiting for its first token (see `LatencyModel.observe_waiting`)."""
+        self.latency.observe_waiting(pool, request, now, waited_ms)
+
     def _evaluate(self, request: RequestFeatures, pools: Sequence[PoolState], now: float,
                   ttft_target: float, tpot_target: float, queue_limit: float | None,
                   exhaustive: bool) -> tuple[list[Candidate], Candidate | None, bool, int,
@@ -147,6 +152,8 @@ class LatencyCostPolicy:
                                     pool.mean_owed_output, slots,
                                     step_ms / 1e3 if step_ms else 0.0)
             ttft, tpot = apply(name, joining, now)
+            if step_ms and tpot < step_ms:  # `LatencyModel.predict`'s floor, written out
+                tpot = step_ms
             table = residuals.get(name) if residuals else None
             if table is not None:
                 ttft *= table[cell(in_flight + queued, replicas * constants.max_num_seqs,

@@ -12,7 +12,8 @@ neighbour, a throttled card), so each pool learns online:
   fixed serving-path latency and the load-dependent part are learned apart and short
   prompts on an idle pool are not underpredicted;
 * `queue`: the part of TTFT a queued request spent waiting, over the predicted wait
-  (never below 1, see `_QUEUE_RATIO_FLOOR`);
+  (never below 1, see `_QUEUE_RATIO_FLOOR`), raised already by a request still waiting
+  past its prediction (`observe_waiting`);
 * `tpot`: time per output token over the predicted decode step.
 
 Where a pool's engines report their batch (`PoolState.engine_running`, ...: under a second
@@ -177,11 +178,19 @@ class LatencyModel:
                 and now - correction.updated_at >= seconds)
 
     def predict(self, pool: PoolState, request: RequestFeatures, now: float) -> Prediction:
-        """Predicted TTFT and TPOT (ms) of `request` on `pool`."""
+        """Predicted TTFT and TPOT (ms) of `request` on `pool`.
+
+        The TPOT is never below the step its engines report (`PoolState.engine_step_ms`): a
+        request joining their batch gets a token no more often than the batch does now. The
+        learned TPOT ratio hears of a slowdown only as requests finish, tens of seconds into
+        a long decode, and the formula prices the batch mates' prefills at the request's own
+        prompt, so a short one behind long ones is predicted fast."""
         constants = self.constants(pool)
         joining = join(constants, pool, request.prompt_tokens, request.max_tokens)
         ttft, tpot = self.apply(pool.name, joining, now)
-        return Prediction(ttft * self.residual(pool, constants), tpot)
+        step_ms = pool.engine_step_ms
+        return Prediction(ttft * self.residual(pool, constants),
+                          step_ms if step_ms and step_ms > tpot else tpot)
 
     def residual(self, pool: PoolState, constants: PoolConstants) -> float:
         """The learned ratio of measured to formula TTFT for `pool` in its state (1: none
@@ -235,15 +244,7 @@ class LatencyModel:
         constants = self.constants(pool)
         prior_overhead, service, queue, step, _ = join(constants, pool, request.prompt_tokens,
                                                        request.max_tokens)
-        correction = self.corrections.get(pool.name)
-        if correction is None:
-            correction = self.corrections[pool.name] = PoolCorrection(prior_overhead,
-                                                                      prior_overhead)
-        keep = self._kept(correction, now)
-        if keep < 1.0:  # what went stale weighs less in the next fit too
-            correction.fit = tuple(moment * keep for moment in correction.fit)
-            (correction.overhead, correction.service, correction.queue,
-             correction.tpot) = self.corrected(pool.name, now)
+        correction = self._current(pool.name, prior_overhead, now)
         if ttft_ms is None and tpot_ms is None and e2e_ms is not None and e2e_ms > 0:
             first = correction.overhead + service * correction.service + queue * correction.queue
             decode = max(0, request.max_tokens - 1) * step * correction.tpot
@@ -274,6 +275,43 @@ class LatencyModel:
             correction.tpot += weight * (sample - correction.tpot)
         if correction.updated_at is None or now > correction.updated_at:
             correction.updated_at = now
+
+    def observe_waiting(self, pool: PoolState, request: RequestFeatures, now: float,
+                        waited_ms: float) -> None:
+        """Learn from a request that has waited `waited_ms` without its first token yet.
+
+        Its TTFT is at least that. A queued request's first token comes 10-30 s late on a
+        slow pool, so the queue ratio learned from first tokens alone lags the queue it
+        should warn of by as long; this raises it as soon as a wait outgrows its
+        prediction. Only the queue ratio, where waiting dominates the prediction: a bound
+        says nothing of the TTFT line. Args as `observe`'s; `pool`: as dispatched.
+        """
+        constants = self.constants(pool)
+        prior_overhead, service, queue, _, _ = join(constants, pool, request.prompt_tokens,
+                                                    request.max_tokens)
+        if queue <= _QUEUE_SHARE_FOR_QUEUE_UPDATE * (service + queue):
+            return
+        correction = self._current(pool.name, prior_overhead, now)
+        waited = waited_ms / 1e3 - correction.overhead - correction.service * service
+        if waited > correction.queue * queue:
+            bound = min(waited / queue, _RATIO_BOUNDS[1])
+            correction.queue += max(self.alpha, 1.0 / (correction.queue_count + 1)) * (
+                bound - correction.queue)
+            if correction.updated_at is None or now > correction.updated_at:
+                correction.updated_at = now
+
+    def _current(self, name: str, prior_overhead: float, now: float) -> PoolCorrection:
+        """Pool `name`'s correction, created at its prior, decayed for the time it went
+        unobserved: what went stale weighs less in the next fit too."""
+        correction = self.corrections.get(name)
+        if correction is None:
+            correction = self.corrections[name] = PoolCorrection(prior_overhead, prior_overhead)
+        keep = self._kept(correction, now)
+        if keep < 1.0:
+            correction.fit = tuple(moment * keep for moment in correction.fit)
+            (correction.overhead, correction.service, correction.queue,
+             correction.tpot) = self.corrected(name, now)
+        return correction
 
 
 def join(constants: PoolConstants, pool: PoolState, prompt: int, output: int,

@@ -114,6 +114,9 @@ class PoolRouter:
         self.engines: dict[tuple[str, str], EngineLoad] = {}
         self._decisions_path = decisions_path
         self._unwritten: list[dict[str, Any]] = []
+        # pool -> streamed requests sent and not yet answered a first token, oldest first:
+        # request id -> (when sent, the pool's state then, the request)
+        self._unanswered: dict[str, dict[str, tuple[float, PoolState, RequestFeatures]]] = {}
 
     def default_tier(self) -> str:
         return self.routing.default_tier
@@ -184,6 +187,7 @@ class PoolRouter:
         tandem policy's, or, from a policy that knows no tiers, the routing config's."""
         if isinstance(self.policy, LatencyCostPolicy):
             self.policy.set_spend_rates(self._spend_rates(now))
+            self._tell_waits(now)
         if models:
             decision = pick_model_pool(self.policy, features, self.routing.quality_floor(features),
                                        models, states, now)[1]
@@ -225,6 +229,37 @@ class PoolRouter:
         if self.in_flight_apps[app] <= 0:
             del self.in_flight_apps[app]
 
+    def awaiting_first_token(self, request_id: str, state: PoolState,
+                             features: RequestFeatures, now: float) -> None:
+        """A streamed request was sent to `state.name` at `now`. Until its first token
+        (`first_token`) or its end (`settled`), the longer it waits the more the next
+        decisions hear of it: a queue learned from first tokens alone would lag a growing
+        one by as long as it makes requests wait."""
+        if isinstance(self.policy, LatencyCostPolicy) and not state.cold_start_ms:
+            self._unanswered.setdefault(state.name, {})[request_id] = (now, state, features)
+
+    def first_token(self, request_id: str, pool: str, now: float, ttft_ms: float) -> bool:
+        """The first token of a request `awaiting_first_token` came after `ttft_ms`: its TTFT
+        is learned now, not when it finishes. Returns whether it was learned (`finished`
+        then learns only its TPOT)."""
+        waiting = self._unanswered.get(pool, {}).pop(request_id, None)
+        if waiting is None:
+            return False
+        _, state, features = waiting
+        self.policy.observe(state, features, now, ttft_ms=ttft_ms)
+        return True
+
+    def settled(self, request_id: str, pool: str) -> None:
+        """A request ended (or went elsewhere) without a first token from `pool`."""
+        self._unanswered.get(pool, {}).pop(request_id, None)
+
+    def _tell_waits(self, now: float) -> None:
+        """Each pool's oldest request still waiting for its first token, and how long."""
+        for waiting in self._unanswered.values():
+            if waiting:
+                sent, state, features = next(iter(waiting.values()))
+                self.policy.observe_waiting(state, features, now, (now - sent) * 1e3)
+
     def scaled(self, pool: str, running: int, now: float) -> None:
         """Serve reports `running` RUNNING replicas of `pool` at `now`: its load is judged
         per running replica (autoscaling changes the count; 0 leaves the configured count in
@@ -244,18 +279,19 @@ class PoolRouter:
 
     def finished(self, state: PoolState, features: RequestFeatures, now: float, cost_usd: float,
                  output_tokens: int, e2e_ms: float, ttft_ms: float | None,
-                 tpot_ms: float | None) -> None:
+                 tpot_ms: float | None, ttft_learned: bool = False) -> None:
         """A request answered by `state.name`: learn its latency, count its spend. Without a
         TTFT (a non-streamed response arrives whole) the end-to-end time is what is learned.
-        A request sent while the pool was cold teaches only its TPOT: its wait for the
-        replica to start says nothing about the pool's speed."""
+        A request sent while the pool was cold, or whose TTFT was learned at its first token
+        (`ttft_learned`), teaches only its TPOT: a cold pool's wait for its replica to start
+        says nothing about the pool's speed."""
         self.down.discard(state.name)
         if not isinstance(self.policy, LatencyCostPolicy):
             return
         self._spent.setdefault(features.tier, deque()).append((now, cost_usd))
         if output_tokens > 0:
             produced = replace(features, max_tokens=output_tokens)
-            if state.cold_start_ms:
+            if state.cold_start_ms or ttft_learned:
                 if tpot_ms is not None:
                     self.policy.observe(state, produced, now, tpot_ms=tpot_ms)
             elif ttft_ms is None:

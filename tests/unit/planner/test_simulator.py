@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from planner_helpers import fixed_step_replica, make_trace
+from planner_helpers import fixed_step_replica, make_trace, queue_replica, queue_trace
 from tandem.perf import build_replica_model
 from tandem.planner.simulator import Slo, simulate
 from tandem.routing.types import Decision
@@ -94,3 +94,26 @@ def test_attainment_by_tier_judges_each_tier_against_its_own_targets():
     split = attainment_by_tier(trace, result, ["chat", "batch"],
                                {"chat": (15.0, 50.0), "batch": (15.0, 50.0), "none": (1, 1)})
     assert split["chat"] == 1.0 and split["batch"] == 0.0 and np.isnan(split["none"])
+
+
+def test_engines_report_their_step_and_a_learning_policy_hears_of_waits():
+    class Learning:
+        def __init__(self):
+            self.steps, self.waits = [], []
+
+        def pick_pool(self, request, pools, now):
+            self.steps.append(pools[0].engine_step_ms)
+            return Decision(pool="p", reason="test")
+
+        def observe(self, pool, request, now, *, ttft_ms=None, tpot_ms=None):
+            pass
+
+        def observe_waiting(self, pool, request, now, waited_ms):
+            self.waits.append(waited_ms)
+
+    policy = Learning()
+    simulate(queue_trace(), {"p": (queue_replica(), 1)}, SLO, policy=policy)
+    assert policy.steps[0] is None  # nothing decoded yet
+    assert policy.steps[-1] == pytest.approx(100)  # every iteration takes 0.1 s
+    # request 1 waits for request 0's 1.1 s: each arrival hears how long it has waited
+    assert policy.waits[:3] == pytest.approx([100, 200, 300])

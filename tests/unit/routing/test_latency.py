@@ -1,6 +1,9 @@
 import math
+from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tandem.perf import flat_prior
 from tandem.routing.latency import LatencyModel
 from tandem.routing.types import PoolState, RequestFeatures
@@ -251,3 +254,42 @@ def test_each_ttft_observation_is_kept_as_a_residual_sample():
     model.observe(busy, SHORT, 1.0, tpot_ms=10.0)  # no TTFT: nothing to learn a residual from
     [(load, step_ms, log_ratio)] = model.residual_samples()["cheap"]
     assert (load, step_ms) == (1.5, 10.0) and log_ratio == pytest.approx(math.log(0.5))
+
+
+@settings(max_examples=100, deadline=None)
+@given(in_flight=st.integers(0, 200), queued=st.integers(0, 40),
+       step_ms=st.floats(1.0, 500.0), prompt=st.integers(1, 4000))
+def test_property_tpot_is_never_predicted_below_the_step_the_engines_report(
+        priors, in_flight, queued, step_ms, prompt):
+    model = LatencyModel(priors)
+    reported = replace(pool(in_flight=in_flight, queued=queued), engine_step_ms=step_ms)
+    request = RequestFeatures(prompt_tokens=prompt, max_tokens=100)
+    assert model.predict(reported, request, 0.0).tpot_ms >= step_ms
+
+
+def test_a_slowed_engine_is_predicted_slow_before_any_request_finishes(priors):
+    model = LatencyModel(priors)
+    state = pool(in_flight=20)
+    before = model.predict(state, REQUEST, 0.0).tpot_ms
+    slowed = replace(state, engine_step_ms=3 * before)
+    assert model.predict(slowed, REQUEST, 0.0).tpot_ms == pytest.approx(3 * before)
+
+
+def test_a_wait_outgrowing_its_prediction_raises_the_queue_ratio_before_the_first_token(priors):
+    model = LatencyModel(priors, stale_half_life_s=None)
+    queued = pool(in_flight=10, queued=20)
+    expected = model.predict(queued, REQUEST, 0.0).ttft_ms
+    model.observe_waiting(queued, REQUEST, 1.0, waited_ms=0.5 * expected)
+    assert "H100" not in model.corrections or model.corrections["H100"].queue == 1.0
+    for step in range(5):  # still no first token, three times the predicted wait
+        model.observe_waiting(queued, REQUEST, 2.0 + step, waited_ms=3 * expected)
+    assert model.corrections["H100"].queue > 2.0
+    assert model.corrections["H100"].service == 1.0  # a bound says nothing of the line
+    assert model.predict(queued, REQUEST, 7.0).ttft_ms > 2 * expected
+
+
+def test_a_long_wait_on_an_unqueued_pool_teaches_nothing(priors):
+    model = LatencyModel(priors, stale_half_life_s=None)
+    idle = pool()
+    model.observe_waiting(idle, REQUEST, 1.0, waited_ms=10_000)
+    assert "H100" not in model.corrections

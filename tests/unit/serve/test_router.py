@@ -498,3 +498,40 @@ def test_a_request_that_waited_for_a_cold_start_teaches_only_its_tpot():
     prior_overhead = router.policy.latency.corrections["cheap"].prior_overhead
     assert (overhead, service, queue) == (prior_overhead, 1.0, 1.0)  # TTFT terms untouched
     assert tpot != 1.0  # TPOT learned
+
+
+def _queued_cheap(router):
+    """`cheap` with its 4 batch slots taken and 4 more waiting: waiting dominates a
+    prediction there."""
+    router.in_flight["cheap"] = 8
+    return by_name(router.states(ROUTES))["cheap"]
+
+
+def test_a_first_token_teaches_the_ttft_before_the_request_finishes(router):
+    cheap = by_name(router.states(ROUTES))["cheap"]
+    router.awaiting_first_token("r0", cheap, SHORT, 0.0)
+    before = router.policy.latency.predict(cheap, SHORT, 1.0).ttft_ms
+    assert router.first_token("r0", "cheap", 1.0, ttft_ms=5 * before)
+    assert router.policy.latency.predict(cheap, SHORT, 1.0).ttft_ms > 1.5 * before
+    learned = len(router.policy.latency.samples["cheap"])  # one per TTFT observed
+    router.finished(cheap, SHORT, 2.0, 0.0, 16, e2e_ms=3000.0, ttft_ms=5 * before,
+                    tpot_ms=40.0, ttft_learned=True)
+    assert len(router.policy.latency.samples["cheap"]) == learned  # not twice
+    assert not router.first_token("r0", "cheap", 3.0, ttft_ms=1.0)  # answered once
+
+
+def test_a_request_waiting_past_its_prediction_warns_the_next_decision(router):
+    cheap = _queued_cheap(router)
+    router.awaiting_first_token("slow", cheap, SHORT, 0.0)
+    predicted = router.policy.latency.predict(cheap, SHORT, 0.0).ttft_ms
+    router.choose(SHORT, router.states(ROUTES), 30.0, "next")  # 30 s on, still no token
+    assert router.policy.latency.predict(cheap, SHORT, 30.0).ttft_ms > 1.5 * predicted
+
+
+def test_a_settled_request_no_longer_counts_as_waiting(router):
+    cheap = _queued_cheap(router)
+    router.awaiting_first_token("failed", cheap, SHORT, 0.0)
+    router.settled("failed", "cheap")
+    predicted = router.policy.latency.predict(cheap, SHORT, 0.0).ttft_ms
+    router.choose(SHORT, router.states(ROUTES), 30.0, "next")
+    assert router.policy.latency.predict(cheap, SHORT, 30.0).ttft_ms == pytest.approx(predicted)

@@ -34,12 +34,15 @@ class Accounting:
         router = self._router
         if exchange.pool is not None and not exchange.released:
             router.released(exchange.pool, exchange.features, exchange.app)
+        if exchange.pool is not None:
+            router.settled(exchange.request_id, exchange.pool)
         if exchange.pool is not None and status == 200:
             router.finished(exchange.state, exchange.features, time.time(),
                             exchange.charged_usd(),
                             exchange.output_tokens(), elapsed * 1e3,
                             exchange.ttft_ms() if exchange.stream else None,
-                            exchange.tpot_ms(elapsed) if exchange.stream else None)
+                            exchange.tpot_ms(elapsed) if exchange.stream else None,
+                            ttft_learned=exchange.ttft_learned)
         labels = {"pool": exchange.pool or "none", "model": exchange.model or "unknown",
                   "model_version": str(exchange.version or "none")}
         ttft_s = exchange.ttft_s if status == 200 and exchange.stream else None

@@ -233,6 +233,8 @@ class TandemIngress(OpenAiIngress):
             exchange.response = response_text(content) if log_text else None
             self._accounting.finish(exchange, 200)
             return JSONResponse(content, headers=headers)
+        exchange.ttft_learned = self._router.first_token(
+            exchange.request_id, exchange.pool, time.time(), exchange.ttft_ms())
         return StreamingResponse(relay(stream, exchange, log_text, self._accounting.finish,
                                        self._router.failed),
                                  media_type="text/event-stream", headers=headers)

@@ -141,6 +141,9 @@ class Dispatcher:
         exchange.routed(decision, route, next(s for s in states if s.name == decision.pool),
                         router.price(decision, exchange.features, route["price_per_hour"]))
         router.dispatched(decision.pool, exchange.features, route["app"])
+        if exchange.stream:
+            router.awaiting_first_token(exchange.request_id, exchange.state, exchange.features,
+                                        now)
         try:
             stream = getattr(self.handle(route, lora), kind).remote(
                 parsed, RawRequestInfo.from_starlette_request(request))
@@ -164,4 +167,5 @@ class Dispatcher:
 
     def _release(self, exchange: Exchange) -> None:
         self._router.released(exchange.pool, exchange.features, exchange.app)
+        self._router.settled(exchange.request_id, exchange.pool)
         exchange.released = True

@@ -30,6 +30,7 @@ class Exchange:
         self.decision: Decision | None = None  # the routing decision it was last sent on
         self.state: PoolState | None = None
         self.ttft_s: float | None = None
+        self.ttft_learned = False  # the router learned the TTFT at the first token
         self.usage: dict[str, Any] = {}
         self.cost_usd: float | None = None  # see `PoolRouter.price`
         self.status = 0
