@@ -55,7 +55,7 @@ def _run(stack, streams, model: str, routing, recorded: list[dict]) -> dict:
     time.sleep(4)  # the request log flushes every 2 s
     ids = {r.request_id for r in results}
     rows = [row for row in read_requests(stack.home / "telemetry", started,
-                                         columns=[*COLUMNS, "cost_usd"]).to_pylist()
+                                         columns=[*COLUMNS, "cost_usd", "predicted_ttft_ms"]).to_pylist()
             if row["request_id"] in ids]
     recorded.append(rows)
     costs = {row["request_id"]: row["cost_usd"] for row in rows}
@@ -70,15 +70,18 @@ def _run(stack, streams, model: str, routing, recorded: list[dict]) -> dict:
     return summary
 
 
-def _served_model(name: str, stack, request) -> str:
-    """The registered model the bench serves: the tiny base (`registered`), or SmolLM2
-    imported from its PyPI package."""
-    if name == "tiny":
-        request.getfixturevalue("registered")
-        return MODEL
-    from tandem.models.packaged import import_packaged_model
+def _served(name: str, stack, request):
+    """The config and registered model the bench serves: the tiny base (`registered`) on
+    apps/serve.local.yaml, or SmolLM2's base on both pools of apps/serve.real.yaml."""
+    from tandem.serve.config import load_serve_config
 
-    return import_packaged_model("smollm2", stack, log=lambda _: None)[0]
+    from tests.integration.served_models import base_alone, smollm2_base_config
+
+    if name == "smollm2":
+        return smollm2_base_config(stack)
+    request.getfixturevalue("registered")
+    return base_alone(load_serve_config(REPO / "apps" / CONFIGS[name],
+                                        {"model": f"models:/{MODEL}@champion"})), MODEL
 
 
 def _spread(values: list[float]) -> str:
@@ -88,15 +91,10 @@ def _spread(values: list[float]) -> str:
 @pytest.mark.parametrize("model_name", list(CONFIGS))
 def test_live_routing_policies(stack, request, model_name):
     from tandem.perf import fleet_rent_per_hour
-    from tandem.serve.config import load_serve_config
     from tandem.serve.deploy import deploy, shutdown
     from tandem.serve.loadgen import Stream
 
-    model = _served_model(model_name, stack, request)
-    config = load_serve_config(REPO / "apps" / CONFIGS[model_name],
-                               {"model": f"models:/{model}@champion", "adapters": []})
-    config = config.model_copy(update={"pools": {  # the base alone: no LoRA path on the engines
-        name: pool.model_copy(update={"adapters": None}) for name, pool in config.pools.items()}})
+    config, model = _served(model_name, stack, request)
     routing = config.routing_config()
     mixed = [Stream("interactive", 16, 1), Stream("batch", 64, 6)]
     fast_only = config.model_copy(update={"pools": {"fast": config.pools["fast"]}})
@@ -143,6 +141,7 @@ def _simulator_against_live(variants, recorded, routing, model_name: str) -> Non
         check_against_live,
         format_comparisons,
         format_fits,
+        tally,
     )
     from tandem.serve.router import build_policy, pool_priors
 
@@ -162,3 +161,4 @@ def _simulator_against_live(variants, recorded, routing, model_name: str) -> Non
                                  "targets: 5 points, 20 %"))
         for comparison in comparisons:
             print(f"{comparison.run}: {'; '.join(comparison.misses()) or 'within targets'}")
+        print(tally(comparisons))

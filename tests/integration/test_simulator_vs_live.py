@@ -5,25 +5,22 @@ least-loaded and tandem. The pools are fitted on the first two runs
 (`tandem.planner.live_replay`); the tandem run, held out, is replayed through the
 simulator under the tandem policy, and the comparison is printed.
 
-Asserted: the fitted models replay the runs they were fitted on (median |err| of TTFT
-and TPOT within `FIT_ERROR`), the two-pool run shows the pools slowing each other down
-(contention < 1), and the replay serves every request the live run served. The held-out
-run's targets (5 points, 20 %) are printed, not asserted: over `DURATION_S` a pool's p90
-rests on a few dozen requests; the bench's nine runs judge them.
+Asserted: the fitted models replay the runs they were fitted on better than the configs'
+priors do (median |err| of TTFT and TPOT), the two-pool run shows the pools slowing each
+other down (contention < 1), and the replay serves every request the live run served.
+The held-out run's targets (5 points, 20 %) are printed, not asserted: a pool's p90 from
+one run rests on a few dozen requests; the bench's runs judge them.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-DURATION_S = 30
-FIT_ERROR = 0.20
+DURATION_S = 60
 
 
 def _live_run(stack, model: str, name: str, policy: str):
@@ -41,17 +38,18 @@ def _live_run(stack, model: str, name: str, policy: str):
 
 
 def test_simulator_replays_a_held_out_live_run(stack):
-    from tandem.models.packaged import import_packaged_model
-    from tandem.planner.live_replay import check_against_live, format_comparisons, format_fits
-    from tandem.serve.config import load_serve_config
+    from tandem.planner.live_replay import (
+        check_against_live,
+        format_comparisons,
+        format_fits,
+        tally,
+    )
     from tandem.serve.deploy import deploy, shutdown
     from tandem.serve.router import build_policy, pool_priors
 
-    model = import_packaged_model("smollm2", stack, log=lambda _: None)[0]
-    config = load_serve_config(REPO / "apps" / "serve.real.yaml",
-                               {"model": f"models:/{model}@champion", "adapters": []})
-    config = config.model_copy(update={"pools": {
-        name: pool.model_copy(update={"adapters": None}) for name, pool in config.pools.items()}})
+    from tests.integration.served_models import smollm2_base_config
+
+    config, model = smollm2_base_config(stack)
     variants = {"all-fast": config.model_copy(update={"pools": {"fast": config.pools["fast"]}}),
                 "least-loaded": config.model_copy(update={"routing_policy": "least-loaded"}),
                 "tandem": config}
@@ -71,9 +69,11 @@ def test_simulator_replays_a_held_out_live_run(stack):
     print(format_comparisons(comparisons, "simulated vs live (tandem held out of the fit)"))
     for comparison in comparisons:
         print(f"{comparison.run}: {'; '.join(comparison.misses()) or 'within targets'}")
+    print(tally(comparisons))
 
     for pool, fit in fits.items():
-        assert fit.ttft_error <= FIT_ERROR and fit.tpot_error <= FIT_ERROR, (pool, fit)
+        assert fit.ttft_error < fit.prior_ttft_error, (pool, fit)
+        assert fit.tpot_error < fit.prior_tpot_error, (pool, fit)
     assert fits["fast"].contention < 1.0
     for comparison, run in zip(comparisons, [r for group in runs.values() for r in group]):
         assert sum(sim for _, sim in comparison.requests.values()) == len(run.trace)

@@ -120,6 +120,8 @@ class PoolFit:
     requests: int
     ttft_error: float  # median |simulated - measured| / measured over the fit runs
     tpot_error: float
+    prior_ttft_error: float  # the same, replayed on the prior the fit started from
+    prior_tpot_error: float
 
 
 class RecordedChoices:
@@ -208,8 +210,15 @@ def fit_pool(pool: str, prior: ReplicaModel, runs: Sequence[LiveRun],
     best = min(searches, key=lambda search: search.cost)
     model, pace = unpack(best.x)
     ttft, tpot = replays(best.x)
-    return PoolFit(model, pace, len(ttft), float(np.median(abs(ttft - 1))),
-                   float(np.nanmedian(abs(tpot - 1))))
+    prior_parts = [_replay_alone(run, pool, prior, 1.0) for run in runs]
+    prior_ttft, prior_tpot = (np.concatenate([p[k] for p in prior_parts]) for k in (0, 1))
+    return PoolFit(model, pace, len(ttft), _median_error(ttft), _median_error(tpot),
+                   _median_error(prior_ttft), _median_error(prior_tpot))
+
+
+def _median_error(ratios: np.ndarray) -> float:
+    """Median |simulated / measured - 1| over the requests measured (NaN: not measured)."""
+    return float(np.nanmedian(abs(ratios - 1)))
 
 
 def fit_pools(priors: Mapping[str, ReplicaModel], runs: Sequence[LiveRun],
@@ -288,6 +297,19 @@ class Comparison:
         return out
 
 
+def tally(comparisons: Sequence[Comparison], points: float = 0.05,
+          ratio: float = 0.20) -> str:
+    """How many (run, tier) attainments and (run, pool) TTFT percentiles are within the
+    targets."""
+    tiers = [abs(sim - live) <= points for c in comparisons
+             for live, sim in c.attainment.values()]
+    percentiles = [abs(s - m) <= ratio * m for c in comparisons
+                   for live, sim in c.ttft.values() for m, s in zip(live, sim)
+                   if not math.isnan(m)]
+    return (f"within {points * 100:.0f} points: {sum(tiers)} of {len(tiers)} tier attainments; "
+            f"within {ratio:.0%}: {sum(percentiles)} of {len(percentiles)} pool TTFT p50/p90")
+
+
 def compare(run: LiveRun, result: SimulationResult, routing: RoutingConfig) -> Comparison:
     """Both sides judged alike: the ingress clock's TTFT and TPOT against the tier targets."""
     trace = run.trace
@@ -333,11 +355,12 @@ def format_fits(fits: Mapping[str, PoolFit]) -> str:
     """The fitted replica parameters (ms) and how well they replay their own fit runs."""
     lines = [f"{'pool':<6} {'requests':>8} {'req ovh':>8} {'step ovh':>8} {'fixed':>7} "
              f"{'per KV tok':>10} {'per tok':>8} {'contention':>10} {'|err| TTFT':>10} "
-             f"{'|err| TPOT':>10}"]
+             f"{'|err| TPOT':>10}  (prior's |err| TTFT / TPOT)"]
     for pool, fit in fits.items():
         m = fit.model
         lines.append(f"{pool:<6} {fit.requests:>8} {m.request_overhead * 1e3:>8.1f} "
                      f"{m.overhead * 1e3:>8.2f} {m.mem_fixed * 1e3:>7.2f} "
                      f"{m.mem_per_token * 1e3:>10.5f} {m.flop_per_token * 1e3:>8.3f} "
-                     f"{fit.contention:>10.2f} {fit.ttft_error:>10.1%} {fit.tpot_error:>10.1%}")
+                     f"{fit.contention:>10.2f} {fit.ttft_error:>10.1%} {fit.tpot_error:>10.1%}"
+                     f"  ({fit.prior_ttft_error:.1%} / {fit.prior_tpot_error:.1%})")
     return "\n".join(lines)

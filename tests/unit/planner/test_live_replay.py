@@ -67,6 +67,7 @@ def fitted():
 def test_the_fit_replays_its_own_runs(fitted):
     for fit in fitted.values():
         assert fit.ttft_error < 0.15 and fit.tpot_error < 0.10, fit
+        assert fit.prior_ttft_error > 2 * fit.ttft_error  # the prior is far from the truth
 
 
 def test_contention_is_found_where_a_pool_ran_alone_and_shared(fitted):
@@ -108,7 +109,7 @@ def test_a_run_without_a_served_request_is_refused():
 
 def test_recorded_choices_send_each_request_where_it_went_live():
     run = LiveRun.from_rows("shared", "least-loaded", _rows(["fast", "cheap"], 5, count=60))
-    fits = {pool: live_replay.PoolFit(TRUTH[pool], 1.0, 0, 0.0, 0.0) for pool in TRUTH}
+    fits = {pool: live_replay.PoolFit(TRUTH[pool], 1.0, 0, 0.0, 0.0, 0.0, 0.0) for pool in TRUTH}
     result = replay(run, fits, None, RoutingConfig.local_cpu_defaults())
     names = [pool.name for pool in result.pools]
     assert [names[p] for p in result.pool_of_request] == run.pools.tolist()
