@@ -145,8 +145,8 @@ def _simulator_against_live(variants, recorded, routing, model_name: str) -> Non
     )
     from tandem.serve.router import build_policy, pool_priors
 
-    live = {name: [LiveRun.from_rows(f"{name} {k + 1}", variants[name].routing_policy, rows)
-                   for k, rows in enumerate(runs)] for name, runs in recorded.items()}
+    live = {name: [LiveRun.from_rows(f"{name} {k + 1}", rows) for k, rows in enumerate(runs)]
+            for name, runs in recorded.items()}
     for contention in (True, False):
         fits, comparisons = check_against_live(
             pool_priors(variants["tandem"]), live,

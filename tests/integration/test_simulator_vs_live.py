@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DURATION_S = 60
 
 
-def _live_run(stack, model: str, name: str, policy: str):
+def _live_run(stack, model: str, name: str):
     from tandem.auth import client_key
     from tandem.planner.live_replay import LiveRun
     from tandem.serve.loadgen import Stream, run_load
@@ -34,7 +34,7 @@ def _live_run(stack, model: str, name: str, policy: str):
     time.sleep(4)  # the request log flushes every 2 s
     assert all(result.status == 200 for result in results)
     return LiveRun.from_log(stack.home / "telemetry", {r.request_id for r in results}, name,
-                            policy, since=started)
+                            since=started)
 
 
 def test_simulator_replays_a_held_out_live_run(stack):
@@ -57,7 +57,7 @@ def test_simulator_replays_a_held_out_live_run(stack):
     try:
         for name, variant in variants.items():
             deploy(variant, stack, log=lambda _: None)
-            runs[name] = [_live_run(stack, model, name, variant.routing_policy)]
+            runs[name] = [_live_run(stack, model, name)]
     finally:
         shutdown(stack, log=lambda _: None)
 

@@ -7,17 +7,17 @@ and output tokens, tier, the pool that served it and the TTFT and TPOT measured.
 Fitting (`fit_pools`) replays each pool's own requests from the fit runs through the
 simulator, so a pool is judged on the batches it really had, and picks the replica
 parameters (serving-path overhead, step overhead, the step's fixed and per-KV-token
-cost, the cost per token computed) that minimise the squared log error of TTFT and TPOT
-(Nelder-Mead). The local pools share the machine's two cores with the ingress, the proxy
-and the clients: a pool runs at `contention` times its pace while another pool has
+cost, the cost per token computed) that minimise the log error of TTFT and TPOT (robust
+least squares). The local pools share the machine's two cores with the ingress, the
+proxy and the clients: a pool runs at `contention` times its pace while another pool has
 requests in flight (in the fit, as the other pool's live requests say; in a replay, as
-the simulated ones do). It is fitted where a pool was measured both alone and beside
-another (an all-`fast` run beside a two-pool run), else held at 1 and reported so.
+the simulated ones do). It is fitted on a pool measured both alone and beside another
+(an all-`fast` run beside a two-pool run); the other pools are fitted with it held.
 
-Comparing (`compare`) replays a held-out run's arrivals through the policy the run was
-served with, from its prior as the live router started, and sets the simulated
-attainment per tier and TTFT p50/p90 per pool beside the live ones. Arrivals are replayed
-open-loop at their live timestamps; the live clients were closed-loop.
+Comparing (`check_against_live`) replays each run's arrivals through the policy the run
+was served with, from its prior as the live router started, and sets the simulated
+attainment per tier and TTFT p50/p90 per pool beside the live ones (`compare`). Arrivals
+are replayed open-loop at their live timestamps; the live clients were closed-loop.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class LiveRun:
     """One live run's served requests, in arrival order (seconds from its first)."""
 
     name: str
-    policy: str  # the routing policy it ran under: tandem, round-robin, least-loaded
     trace: Trace
     tiers: np.ndarray
     pools: np.ndarray
@@ -62,7 +61,7 @@ class LiveRun:
     tpot_ms: np.ndarray  # NaN for one-token answers
 
     @classmethod
-    def from_rows(cls, name: str, policy: str, rows: Sequence[Mapping]) -> LiveRun:
+    def from_rows(cls, name: str, rows: Sequence[Mapping]) -> LiveRun:
         """From request-log rows (`COLUMNS`, `time` a datetime); only streamed requests
         served whole (status 200, TTFT measured) are kept."""
         kept = sorted((row for row in rows if row["status"] == 200 and row["pool"]
@@ -72,7 +71,7 @@ class LiveRun:
         start = kept[0]["time"]
         arrival = np.array([(row["time"] - start).total_seconds() for row in kept])
         return cls(
-            name, policy,
+            name,
             Trace(arrival, np.array([row["prompt_tokens"] for row in kept]),
                   np.array([row["completion_tokens"] for row in kept]), source=name),
             np.array([row["tier"] for row in kept]), np.array([row["pool"] for row in kept]),
@@ -80,7 +79,7 @@ class LiveRun:
             np.array([math.nan if row["tpot_ms"] is None else row["tpot_ms"] for row in kept]))
 
     @classmethod
-    def from_log(cls, telemetry: Path, request_ids: Iterable[str], name: str, policy: str,
+    def from_log(cls, telemetry: Path, request_ids: Iterable[str], name: str,
                  since: datetime | None = None) -> LiveRun:
         """The requests `request_ids` from the request log under `telemetry` (logged at or
         after `since`, when given)."""
@@ -88,7 +87,7 @@ class LiveRun:
 
         wanted = set(request_ids)
         rows = read_requests(telemetry, since, columns=list(COLUMNS)).to_pylist()
-        return cls.from_rows(name, policy, [row for row in rows if row["request_id"] in wanted])
+        return cls.from_rows(name, [row for row in rows if row["request_id"] in wanted])
 
     def of_pool(self, pool: str) -> LiveRun:
         mine = self.pools == pool

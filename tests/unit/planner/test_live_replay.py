@@ -59,8 +59,8 @@ def _priors():
 
 @pytest.fixture(scope="module")
 def fitted():
-    runs = [LiveRun.from_rows("shared", "least-loaded", _rows(["fast", "cheap"], 1)),
-            LiveRun.from_rows("alone", "least-loaded", _rows(["fast"], 2))]
+    runs = [LiveRun.from_rows("shared", _rows(["fast", "cheap"], 1)),
+            LiveRun.from_rows("alone", _rows(["fast"], 2))]
     return fit_pools(_priors(), runs)
 
 
@@ -80,7 +80,7 @@ def test_a_held_out_run_replays_within_the_targets(fitted, policy):
     """Attainment and the pools' median TTFT; a tail from 80 requests a pool is left to
     the benches (their runs hold a few hundred)."""
     routing = RoutingConfig.local_cpu_defaults()
-    held = LiveRun.from_rows("held", "least-loaded", _rows(["fast", "cheap"], 3))
+    held = LiveRun.from_rows("held", _rows(["fast", "cheap"], 3))
     comparison = compare(held, replay(held, fitted, policy and policy(), routing), routing)
     assert set(comparison.attainment) == {"interactive", "batch"}
     assert all(abs(sim - live) <= 0.05 for live, sim in comparison.attainment.values())
@@ -91,10 +91,10 @@ def test_a_held_out_run_replays_within_the_targets(fitted, policy):
 
 def test_without_contention_the_held_out_run_is_replayed_too_fast():
     """The fault the contention term is for: pools fitted as if they never shared."""
-    runs = [LiveRun.from_rows("alone", "least-loaded", _rows(["fast"], 2))]
+    runs = [LiveRun.from_rows("alone", _rows(["fast"], 2))]
     fits = fit_pools({"fast": _priors()["fast"]}, runs)
     assert fits["fast"].contention == 1.0
-    held = LiveRun.from_rows("held", "least-loaded", _rows(["fast", "cheap"], 3)).of_pool("fast")
+    held = LiveRun.from_rows("held", _rows(["fast", "cheap"], 3)).of_pool("fast")
     live_p50 = float(np.median(held.tpot_ms))
     result = replay(held, fits, None, RoutingConfig.local_cpu_defaults())
     simulated = (result.finish_s - result.first_token_s) / (held.trace.output_tokens - 1) * 1e3
@@ -104,11 +104,11 @@ def test_without_contention_the_held_out_run_is_replayed_too_fast():
 def test_a_run_without_a_served_request_is_refused():
     rows = _rows(["fast"], 4, count=5)
     with pytest.raises(ValueError, match="no request served"):
-        LiveRun.from_rows("empty", "tandem", [{**row, "status": 503} for row in rows])
+        LiveRun.from_rows("empty", [{**row, "status": 503} for row in rows])
 
 
 def test_recorded_choices_send_each_request_where_it_went_live():
-    run = LiveRun.from_rows("shared", "least-loaded", _rows(["fast", "cheap"], 5, count=60))
+    run = LiveRun.from_rows("shared", _rows(["fast", "cheap"], 5, count=60))
     fits = {pool: live_replay.PoolFit(TRUTH[pool], 1.0, 0, 0.0, 0.0, 0.0, 0.0) for pool in TRUTH}
     result = replay(run, fits, None, RoutingConfig.local_cpu_defaults())
     names = [pool.name for pool in result.pools]
