@@ -149,15 +149,30 @@ def _errors(run: LiveRun, result: SimulationResult) -> tuple[np.ndarray, np.ndar
     return ttft / run.ttft_ms, tpot / run.tpot_ms
 
 
-def _replay_alone(run: LiveRun, pool: str, model: ReplicaModel,
-                  contention: float) -> tuple[np.ndarray, np.ndarray]:
-    """`pool`'s own requests in `run` replayed on `model`, slowed by `contention` while
-    another pool had requests in flight live."""
-    mine = run.of_pool(pool)
-    busy = [interval for other in set(run.pools.tolist()) - {pool} for interval in run.busy(other)]
-    pace = Pace(slowdowns=[Slowdown(pool, start, end, contention) for start, end in busy])
-    result = simulate(mine.trace, {pool: (model, 1)}, Slo(math.inf, math.inf), pace=pace)
-    return _errors(mine, result)
+class _PoolShare:
+    """A pool's own requests in one live run, and when another pool had requests in flight:
+    what each replay of a fit needs, read from the run once."""
+
+    def __init__(self, run: LiveRun, pool: str) -> None:
+        self.pool = pool
+        self.mine = run.of_pool(pool)
+        self.others_busy = [interval for other in set(run.pools.tolist()) - {pool}
+                            for interval in run.busy(other)]
+
+    def replay(self, model: ReplicaModel, contention: float) -> tuple[np.ndarray, np.ndarray]:
+        """Simulated / measured TTFT and TPOT of the requests on `model`, slowed by
+        `contention` while another pool was busy live."""
+        pace = Pace(slowdowns=[Slowdown(self.pool, start, end, contention)
+                               for start, end in self.others_busy])
+        result = simulate(self.mine.trace, {self.pool: (model, 1)}, Slo(math.inf, math.inf),
+                          pace=pace)
+        return _errors(self.mine, result)
+
+
+def _replay_shares(shares: Sequence[_PoolShare], model: ReplicaModel,
+                   contention: float) -> tuple[np.ndarray, np.ndarray]:
+    parts = [share.replay(model, contention) for share in shares]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def fit_pool(pool: str, prior: ReplicaModel, runs: Sequence[LiveRun],
@@ -169,8 +184,8 @@ def fit_pool(pool: str, prior: ReplicaModel, runs: Sequence[LiveRun],
     hiccup of the machine do not drag the fit). A decode step is the larger of its memory
     and compute parts, so a per-token compute cost below the memory part's has no
     gradient: the search starts from `COMPUTE_STARTS` and keeps the best."""
-    runs = [run for run in runs if (run.pools == pool).any()]
-    if not runs:
+    shares = [_PoolShare(run, pool) for run in runs if (run.pools == pool).any()]
+    if not shares:
         raise ValueError(f"no fit run served a request on pool {pool!r}")
     fitted = len(FITTED) + (contention is None)
 
@@ -180,10 +195,9 @@ def fit_pool(pool: str, prior: ReplicaModel, runs: Sequence[LiveRun],
                 float(values[-1]) if contention is None else contention)
 
     def replays(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = [_replay_alone(run, pool, *unpack(x)) for run in runs]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return _replay_shares(shares, *unpack(x))
 
-    timed = np.concatenate([~np.isnan(run.of_pool(pool).tpot_ms) for run in runs])
+    timed = np.concatenate([~np.isnan(share.mine.tpot_ms) for share in shares])
 
     def residuals(x: np.ndarray) -> np.ndarray:
         """One per measured TTFT and TPOT, always as many (a request the replay left
@@ -209,8 +223,7 @@ def fit_pool(pool: str, prior: ReplicaModel, runs: Sequence[LiveRun],
     best = min(searches, key=lambda search: search.cost)
     model, pace = unpack(best.x)
     ttft, tpot = replays(best.x)
-    prior_parts = [_replay_alone(run, pool, prior, 1.0) for run in runs]
-    prior_ttft, prior_tpot = (np.concatenate([p[k] for p in prior_parts]) for k in (0, 1))
+    prior_ttft, prior_tpot = _replay_shares(shares, prior, 1.0)
     return PoolFit(model, pace, len(ttft), _median_error(ttft), _median_error(tpot),
                    _median_error(prior_ttft), _median_error(prior_tpot))
 
