@@ -42,7 +42,7 @@ RUNS = 3
 CONFIGS = {"tiny": "serve.local.yaml", "smollm2": "serve.real.yaml"}
 
 
-def _run(stack, streams, model: str, routing, recorded: list[dict]) -> dict:
+def _run(stack, streams, model: str, routing, recorded: list[list[dict]]) -> dict:
     """One run's summary; its request-log rows (`live_replay.COLUMNS`) go to `recorded`."""
     from tandem.auth import client_key
     from tandem.planner.live_replay import COLUMNS
