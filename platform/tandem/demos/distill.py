@@ -13,19 +13,17 @@ routed deployment is measured the same way.
 
 Cost is rent: the local pools rent for the same $/hour either way, so rent per 1k
 requests is that rent over the highest request rate the pools sustained while every tier
-met its latency targets (closed-loop clients stepped up until a tier falls below
-`attainment`). Every figure in the closing table is measured here; none is a prediction.
+met its latency targets (requests offered at rising rates, open loop, until a tier falls
+below `attainment`). Every figure in the closing table is measured here; none is a prediction.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat
 
 from tandem.config import StrictConfig
 from tandem.errors import UserError
@@ -41,6 +39,10 @@ class DistillStoryConfig(StrictConfig):
 
     model: str = "tandem-tiny"
     student_model: str = "tandem-tiny-student"
+    import_model: str = Field("", description="A packaged base model to import first "
+                              "(`tandem models import`), e.g. smollm2; empty: none.")
+    chat: bool = Field(False, description="Users ask through /v1/chat/completions (the "
+                       "model's chat template) instead of /v1/completions.")
     finetune_config: str = "jobs/configs/tiny.yaml"
     distill_config: str = "jobs/configs/distill-tiny.yaml"
     distill_overrides: list[str] = Field(default_factory=list)
@@ -51,8 +53,10 @@ class DistillStoryConfig(StrictConfig):
     eval_requests: int = Field(100, ge=3, description="Prompts of the holdout's second half "
                                "asked of the teacher alone, then of the routed mix.")
     clients: int = Field(4, ge=1, description="Concurrent simulated users.")
-    load_levels: list[int] = Field(default_factory=lambda: [3, 6, 9, 12],
-                                   description="Closed-loop clients per capacity step.")
+    load_rates: list[PositiveFloat] = Field(
+        default_factory=lambda: [5.0, 10.0, 15.0, 20.0, 25.0, 30.0], min_length=1,
+        description="Requests per second offered at each capacity step (open loop, the "
+        "tiers in turn), lowest first.")
     load_seconds: float = Field(15.0, gt=0, description="Length of one capacity step.")
     load_max_tokens: int = Field(8, ge=1, description="Tokens per capacity request.")
     attainment: float = Field(0.95, gt=0, le=1, description="Share of each tier's requests "
@@ -88,43 +92,33 @@ class DistillStoryResult:
     routed: Capacity
 
 
-def _ask(session, settings: Settings, model: str, row: dict, tier: str) -> tuple[bool, Any]:
-    reply = session.post(f"{settings.api_url}/v1/completions", timeout=120,
-                         headers={"x-tandem-tier": tier}, json={
-                             "model": model, "prompt": row["prompt"], "max_tokens": 12,
-                             "temperature": 0})
-    if reply.status_code != 200:
-        raise UserError(f"the API answered {reply.status_code}: {reply.text[:300]}")
-    return reply.json()["choices"][0]["text"].strip() == row["completion"].strip(), reply
-
-
 def measure_capacity(settings: Settings, config: DistillStoryConfig, routing, rent: float,
                      log: Log) -> Capacity:
-    """Step closed-loop clients up (split evenly over the tiers) until a tier misses its
-    targets; the highest passing step's answered requests per second (0: none passed).
-    One step at the lowest level runs first and is discarded, so that both deployments are
+    """Offer requests at each of `load_rates` in turn (open loop, the tiers in turn) until a
+    tier misses its targets; the highest rate whose every tier met them (0: none did). One
+    step at the lowest rate runs first and is discarded, so that both deployments are
     measured with warm engines and a router that has seen their latency."""
     from tandem.auth import client_key
-    from tandem.serve.loadgen import Stream, run_load, summarize
+    from tandem.serve.loadgen import Stream, run_open_load, summarize
 
-    def step(clients: int) -> tuple[float, float]:
-        streams = [Stream(tier, config.load_max_tokens, max(1, clients // len(TIERS)))
-                   for tier in TIERS]
-        results = run_load(settings.api_url, streams, config.load_seconds, model=config.model,
-                           api_key=client_key(settings.home))
-        worst = min(row["attainment"] for row in summarize(results, routing).values())
-        return sum(result.status == 200 for result in results) / config.load_seconds, worst
+    streams = [Stream(tier, config.load_max_tokens, 1) for tier in TIERS]
 
-    step(config.load_levels[0])  # warm-up
+    def step(rate: float, seed: int) -> dict[str, dict[str, float]]:
+        return summarize(run_open_load(settings.api_url, streams, rate, config.load_seconds,
+                                       model=config.model, api_key=client_key(settings.home),
+                                       seed=seed), routing)
+
+    step(config.load_rates[0], seed=len(config.load_rates))  # warm-up
     best = Capacity(0.0, rent)
-    for clients in config.load_levels:
-        rate, worst = step(clients)
-        best.steps.append(f"{clients} clients: {rate:.1f} req/s, worst tier attainment "
-                          f"{worst:.0%}")
+    for seed, rate in enumerate(config.load_rates):
+        by_tier = step(rate, seed)
+        worst = min(row["attainment"] for row in by_tier.values())
+        best.steps.append(f"{rate:g} req/s: " + ", ".join(
+            f"{tier} {by_tier[tier]['attainment']:.0%}" for tier in TIERS if tier in by_tier))
         log(f"   {best.steps[-1]}")
         if worst < config.attainment:
             break
-        best.requests_per_s = max(best.requests_per_s, rate)
+        best.requests_per_s = rate
     return best
 
 
@@ -137,10 +131,7 @@ def _parameters(model_dir) -> int:
 def run_distill_story(config: DistillStoryConfig, settings: Settings,
                       log: Log = print) -> DistillStoryResult:
     """Every act in order; raises `UserError` when one does not end the way the story needs."""
-    import requests
-
-    from tandem.auth import client_key
-    from tandem.demos.loop import finish_job, task_rows, with_clock
+    from tandem.demos.loop import Users, finish_job, import_in_a_subprocess, task_rows, with_clock
     from tandem.ray_jobs import submit_job
     from tandem.registry import CHAMPION, alias_version, download_model, version_tags
     from tandem.serve.config import load_serve_config
@@ -149,6 +140,9 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
 
     log = with_clock(log)
     url, model, student = settings.mlflow_url, config.model, config.student_model
+    if config.import_model:
+        log(f"== 0/6 import the base model {config.import_model} (converted once, registered)")
+        import_in_a_subprocess(config.import_model, log)
     log(f"== 1/6 the teacher: {model}'s champion (fine-tuned as a Ray job if missing)")
     if alias_version(model, CHAMPION, url) is None:
         finish_job(settings, submit_job(settings, [
@@ -159,8 +153,7 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
     rent = sum(pool.price_per_hour for pool in teacher_only.pools.values())
 
     log(f"== 2/6 {config.traffic_requests} rated requests in three tiers reach the teacher")
-    session = requests.Session()
-    session.headers["authorization"] = f"Bearer {client_key(settings.home)}"
+    users = Users(settings, model, config.clients, config.chat)
     holdout = task_rows(settings, "holdout")
     unseen, evaluation = holdout[: len(holdout) // 2], holdout[len(holdout) // 2:]
     evaluation = evaluation[: config.eval_requests]
@@ -170,25 +163,18 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
 
     def ask_and_rate(item: tuple[int, dict]) -> bool:
         index, row = item
-        right, reply = _ask(session, settings, model, row, TIERS[index % len(TIERS)])
-        body = {"request_id": reply.headers["x-request-id"], "score": 1 if right else -1}
-        if not right:
-            body["correction"] = row["completion"].strip()
-        session.post(f"{settings.api_url}/v1/feedback", json=body, timeout=30)
-        return right
+        return users.ask_and_rate(row, TIERS[index % len(TIERS)])[0]
 
-    with ThreadPoolExecutor(config.clients) as pool:
-        rights = list(pool.map(ask_and_rate, enumerate(traffic)))
+    rights = users.each(ask_and_rate, list(enumerate(traffic)))
     log(f"   the teacher answered {sum(rights)} of {len(rights)} right")
 
     def ask_evaluation(item: tuple[int, dict]) -> tuple[str, str, bool]:
         index, row = item
         tier = TIERS[index % len(TIERS)]
-        right, reply = _ask(session, settings, model, row, tier)
+        right, reply = users.answer(row, tier)
         return tier, reply.headers.get("x-tandem-model", f"models:/{model}/").split("/")[1], right
 
-    with ThreadPoolExecutor(config.clients) as pool:
-        alone = list(pool.map(ask_evaluation, enumerate(evaluation)))
+    alone = users.each(ask_evaluation, list(enumerate(evaluation)))
     teacher_only_em = {tier: sum(right for t, _, right in alone if t == tier)
                        / max(1, sum(t == tier for t, _, _ in alone)) for tier in TIERS}
     log(f"   teacher alone on {len(evaluation)} evaluation prompts: " + ", ".join(
@@ -228,11 +214,10 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
 
     log(f"== 5/6 the {len(evaluation)} evaluation prompts, same tiers, through the routed mix")
     live: dict[str, dict[str, list[int]]] = {tier: {} for tier in TIERS}
-    with ThreadPoolExecutor(config.clients) as pool:
-        for tier, answered_by, right in pool.map(ask_evaluation, enumerate(evaluation)):
-            counts = live[tier].setdefault(answered_by, [0, 0])
-            counts[0] += right
-            counts[1] += 1
+    for tier, answered_by, right in users.each(ask_evaluation, list(enumerate(evaluation))):
+        counts = live[tier].setdefault(answered_by, [0, 0])
+        counts[0] += right
+        counts[1] += 1
     log("   capacity of the routed deployment:")
     routed_capacity = measure_capacity(settings, config, routed.routing_config(), rent, log)
 

@@ -85,18 +85,19 @@ class Users:
         self.session = requests.Session()
         self.session.headers["authorization"] = f"Bearer {client_key(settings.home)}"
 
-    def post(self, path: str, body: dict, timeout_s: float):
+    def post(self, path: str, body: dict, timeout_s: float, headers: dict | None = None):
         """POST as a well-behaved client: a 429 or 503 is retried after its Retry-After
         (the tiny model answers faster than the key's rate limit lets 4 users rate it)."""
         for _ in range(RETRIES):
-            reply = self.session.post(f"{self.url}{path}", json=body, timeout=timeout_s)
+            reply = self.session.post(f"{self.url}{path}", json=body, timeout=timeout_s,
+                                      headers=headers)
             if reply.status_code not in (429, 503):
                 return reply
             time.sleep(float(reply.headers.get("retry-after") or 1))
         return reply
 
-    def ask(self, row: dict) -> tuple[bool, str, str]:
-        """(answer right?, request id, answering version) for one task row."""
+    def answer(self, row: dict, tier: str | None = None) -> tuple[bool, Any]:
+        """(answer right?, the HTTP reply) for one task row, asked in `tier` when given."""
         from tandem.data.prompts import chat_message
 
         body = {"model": self.model, "max_tokens": MAX_ANSWER_TOKENS, "temperature": 0}
@@ -105,23 +106,29 @@ class Users:
         else:
             body["prompt"] = row["prompt"]
         endpoint = "chat/completions" if self.chat else "completions"
-        reply = self.post(f"/v1/{endpoint}", body, timeout_s=120)
+        reply = self.post(f"/v1/{endpoint}", body, timeout_s=120,
+                          headers={"x-tandem-tier": tier} if tier else None)
         if reply.status_code != 200:
             raise UserError(f"the API answered {reply.status_code}: {reply.text[:300]}")
         choice = reply.json()["choices"][0]
         answer = choice["message"]["content"] if self.chat else choice["text"]
-        return (answer.strip() == row["completion"].strip(), reply.headers["x-request-id"],
-                reply.headers["x-tandem-model-version"])
+        return answer.strip() == row["completion"].strip(), reply
 
-    def ask_and_rate(self, row: dict) -> tuple[bool, str]:
-        right, request_id, version = self.ask(row)
+    def ask(self, row: dict) -> tuple[bool, str, str]:
+        """(answer right?, request id, answering version) for one task row."""
+        right, reply = self.answer(row)
+        return right, reply.headers["x-request-id"], reply.headers["x-tandem-model-version"]
+
+    def ask_and_rate(self, row: dict, tier: str | None = None) -> tuple[bool, str]:
+        right, reply = self.answer(row, tier)
+        request_id, version = reply.headers["x-request-id"], reply.headers["x-tandem-model-version"]
         body = {"request_id": request_id, "score": 1 if right else -1,
                 "feedback_id": f"story-{request_id}"}
         if not right:
             body["correction"] = row["completion"].strip()
-        reply = self.post("/v1/feedback", body, timeout_s=30)
-        if reply.status_code != 201:
-            raise UserError(f"feedback answered {reply.status_code}: {reply.text[:300]}")
+        rated = self.post("/v1/feedback", body, timeout_s=30)
+        if rated.status_code != 201:
+            raise UserError(f"feedback answered {rated.status_code}: {rated.text[:300]}")
         return right, version
 
     def each(self, work: Callable[[dict], Any], rows: Sequence[dict]) -> list[Any]:

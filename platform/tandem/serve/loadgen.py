@@ -1,8 +1,9 @@
-"""A closed-loop streaming load generator for the OpenAI endpoint, by routing tier.
+"""A streaming load generator for the OpenAI endpoint, by routing tier.
 
 Used by the live routing tests and benchmarks, and handy for an operator checking a
 deployment: each `Stream` is a number of clients that send streaming completions of
-one tier back to back; every request's pool, version, status, TTFT and TPOT (as the
+one tier back to back (closed loop, `run_load`), or a tier's share of requests arriving
+at a fixed rate (open loop, `run_open_load`); every request's pool, version, status, TTFT and TPOT (as the
 client saw them) come back as a `Result`, and `summarize` turns them into SLO
 attainment per tier and estimated dollars per 1,000 requests.
 """
@@ -103,6 +104,39 @@ def run_load(api_url: str, streams: Sequence[Stream], duration_s: float, *, mode
              api_key: str, prompt: str = "translate: red cat =>") -> list[Result]:
     return asyncio.run(run_load_async(api_url, streams, duration_s, model=model, api_key=api_key,
                                       prompt=prompt))
+
+
+async def run_open_load_async(api_url: str, streams: Sequence[Stream], rate_per_s: float,
+                              duration_s: float, *, model: str, api_key: str, seed: int = 0,
+                              prompt: str = "translate: red cat =>") -> list[Result]:
+    """Requests arrive as a Poisson process at `rate_per_s` for `duration_s` seconds, each
+    sent whether or not the earlier ones were answered (open loop), the streams' tiers in
+    turn, weighted by their `clients`. The rate is the one clients offer, not the one a
+    fixed number of closed-loop clients reach at the fleet's latency; every request is
+    waited for. Results in arrival order."""
+    import random
+
+    import httpx
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    turns = [stream for stream in streams for _ in range(stream.clients)]
+    arrivals, rng, at = [], random.Random(seed), 0.0
+    while (at := at + rng.expovariate(rate_per_s)) < duration_s:
+        arrivals.append(at)
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=None),
+                                 headers={"authorization": f"Bearer {api_key}"}) as client:
+        async def one(index: int, at_s: float) -> Result:
+            await asyncio.sleep(max(0.0, started + at_s - time.monotonic()))
+            return await _one(client, api_url, model, prompt, turns[index % len(turns)])
+
+        return list(await asyncio.gather(*(one(i, at_s) for i, at_s in enumerate(arrivals))))
+
+
+def run_open_load(api_url: str, streams: Sequence[Stream], rate_per_s: float, duration_s: float,
+                  *, model: str, api_key: str, seed: int = 0) -> list[Result]:
+    return asyncio.run(run_open_load_async(api_url, streams, rate_per_s, duration_s, model=model,
+                                           api_key=api_key, seed=seed))
 
 
 def meets(result: Result, routing: RoutingConfig) -> bool:

@@ -37,8 +37,8 @@ def test_a_deployment_that_met_no_step_shows_its_steps_and_no_ratio():
         dict.fromkeys(("interactive", "standard", "batch"), 0.9),
         {"interactive": {}, "standard": {}, "batch": {}},
         teacher_only=Capacity(10.0, 0.5),
-        routed=Capacity(0.0, 0.5, ["3 clients: 9.9 req/s, worst tier attainment 86%"]))
+        routed=Capacity(0.0, 0.5, ["2 req/s: interactive 86%, standard 100%, batch 100%"]))
     lines = summary_lines(result, config)
     assert lines[-1] == ("  routed        $0.50/h: no step met every tier's targets "
-                         "(3 clients: 9.9 req/s, worst tier attainment 86%)")
+                         "(2 req/s: interactive 86%, standard 100%, batch 100%)")
     assert not any("routed vs teacher-only" in line for line in lines)
