@@ -4,7 +4,8 @@ teacher champion serves both local pools -> simulated users send task prompts in
 tiers (training prompts and unseen ones) and rate the answers, correcting the wrong ones
 -> evaluation prompts nobody trained on are asked in every tier (the teacher-only exact
 match, as the client sees it) and the capacity of the teacher-only deployment is measured
--> `jobs/distill.py` (a Ray job) distills a 1-layer student from the logged answers and
+-> `jobs/distill.py` (a Ray job; skipped when the student's champion was distilled from
+this teacher version already) distills a student from the logged answers and
 scores both per tier on held-out live prompts -> the student serves the `cheap` pool under
 the teacher's name, with each tier's quality floor set 5 points below the teacher's
 measured exact match (the interactive tier: the teacher's own) -> the same evaluation
@@ -184,12 +185,18 @@ def run_distill_story(config: DistillStoryConfig, settings: Settings,
     teacher_capacity = measure_capacity(settings, config, teacher_only.routing_config(), rent,
                                         log)
 
-    log(f"== 3/6 distill {model} v{teacher_version} into {student} (a Ray job)")
-    finish_job(settings, submit_job(settings, [
-        "python", "jobs/distill.py", "--config", config.distill_config,
-        f"--teacher=models:/{model}@champion", f"--student_model={student}",
-        *config.distill_overrides]), log)
     student_version = alias_version(student, CHAMPION, url)
+    teacher_uri = f"models:/{model}/{teacher_version}"
+    if student_version is not None and version_tags(student, student_version, url).get(
+            "tandem.teacher_version") == teacher_uri:
+        log(f"== 3/6 {student} v{student_version} was distilled from {teacher_uri}: kept")
+    else:
+        log(f"== 3/6 distill {model} v{teacher_version} into {student} (a Ray job)")
+        finish_job(settings, submit_job(settings, [
+            "python", "jobs/distill.py", "--config", config.distill_config,
+            f"--teacher=models:/{model}@champion", f"--student_model={student}",
+            *config.distill_overrides]), log)
+        student_version = alias_version(student, CHAMPION, url)
     quality = {name: quality_of(version_tags(name, version, url))
                for name, version in ((model, teacher_version), (student, student_version))}
     if set(quality[model]) != set(TIERS):

@@ -51,11 +51,11 @@ class SwapFailed(Exception):
 
 def connect(settings: Settings) -> None:
     """Attach this process to the stack's Ray cluster and make sure Serve listens on the API port."""
-    from ray import serve
-
     from tandem.cluster import join_cluster
 
     join_cluster(settings)
+    from ray import serve
+
     serve.start(**proxy_options(settings))
 
 
@@ -205,11 +205,11 @@ def _deploy_pools(routes: list[tuple[Route, Any]], config: ServeAppConfig, timeo
 def deploy(config: ServeAppConfig, settings: Settings, log: Log = print,
            timeout_s: float = 600.0) -> dict[str, Any]:
     """Deploy every pool of `config` at the model's current alias, then the ingress."""
-    from ray import serve
-
     from tandem.serve import routes as route_table
 
-    connect(settings)
+    connect(settings)  # before Ray is imported: it sets up Ray's token auth
+    from ray import serve
+
     name, model_dir, version = resolve_model(config, settings)
     log(f"serving {name} v{version} from {model_dir}")
     students = resolve_students(config, settings)
