@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, field_validator
 
 from tandem.config import StrictConfig
 from tandem.errors import UserError
@@ -62,6 +62,14 @@ class DistillStoryConfig(StrictConfig):
     load_max_tokens: int = Field(8, ge=1, description="Tokens per capacity request.")
     attainment: float = Field(0.95, gt=0, le=1, description="Share of each tier's requests "
                               "that must meet its targets for a step to count.")
+
+    @field_validator("load_rates")
+    @classmethod
+    def _rising(cls, rates: list[float]) -> list[float]:
+        """The steps stop at the first miss, so a lower rate after it would never run."""
+        if rates != sorted(set(rates)):
+            raise ValueError(f"load_rates must rise step by step, got {rates}")
+        return rates
 
 
 @dataclass

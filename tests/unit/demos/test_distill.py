@@ -42,3 +42,11 @@ def test_a_deployment_that_met_no_step_shows_its_steps_and_no_ratio():
     assert lines[-1] == ("  routed        $0.50/h: no step met every tier's targets "
                          "(2 req/s: interactive 86%, standard 100%, batch 100%)")
     assert not any("routed vs teacher-only" in line for line in lines)
+
+
+def test_capacity_rates_that_do_not_rise_are_refused_naming_the_field():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="load_rates must rise"):
+        DistillStoryConfig(load_rates=[2.0, 1.0])
+    assert DistillStoryConfig(load_rates=[0.5, 1.0]).load_rates == [0.5, 1.0]
