@@ -114,14 +114,13 @@ class Users:
         answer = choice["message"]["content"] if self.chat else choice["text"]
         return answer.strip() == row["completion"].strip(), reply
 
-    def ask(self, row: dict) -> tuple[bool, str, str]:
+    def ask(self, row: dict, tier: str | None = None) -> tuple[bool, str, str]:
         """(answer right?, request id, answering version) for one task row."""
-        right, reply = self.answer(row)
+        right, reply = self.answer(row, tier)
         return right, reply.headers["x-request-id"], reply.headers["x-tandem-model-version"]
 
     def ask_and_rate(self, row: dict, tier: str | None = None) -> tuple[bool, str]:
-        right, reply = self.answer(row, tier)
-        request_id, version = reply.headers["x-request-id"], reply.headers["x-tandem-model-version"]
+        right, request_id, version = self.ask(row, tier)
         body = {"request_id": request_id, "score": 1 if right else -1,
                 "feedback_id": f"story-{request_id}"}
         if not right:

@@ -3,9 +3,9 @@
 Used by the live routing tests and benchmarks, and handy for an operator checking a
 deployment: each `Stream` is a number of clients that send streaming completions of
 one tier back to back (closed loop, `run_load`), or a tier's share of requests arriving
-at a fixed rate (open loop, `run_open_load`); every request's pool, version, status, TTFT and TPOT (as the
-client saw them) come back as a `Result`, and `summarize` turns them into SLO
-attainment per tier and estimated dollars per 1,000 requests.
+at a fixed rate (open loop, `run_open_load`); every request's pool, version, status,
+TTFT and TPOT (as the client saw them) come back as a `Result`, and `summarize` turns
+them into SLO attainment per tier and estimated dollars per 1,000 requests.
 """
 
 from __future__ import annotations
